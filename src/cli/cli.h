@@ -1,0 +1,35 @@
+/* The command-line front end: a table of subcommands, each a thin client of
+ * the library, and a small option parser shared by all of them. */
+#ifndef MAEC_CLI_H
+#define MAEC_CLI_H
+#include "maec.h"
+
+typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_BOOL, OPT_U64 } opt_kind;
+
+typedef struct {
+    const char *name; /* without the leading "--", words joined by '-' */
+    opt_kind kind;
+    void *dst;        /* char**, int*, float*, int* (bool), uint64_t* */
+    const char *help;
+    double min, max;  /* range for numbers (ignored when min > max) */
+    int seen;
+} cli_opt;
+
+/* Parse argv (after the subcommand name). '--a-b' and '--a_b' are the same;
+ * '--name value' and '--name=value' both work. Positional arguments are
+ * collected in pos (up to maxpos). On error prints one line and returns -1;
+ * on --help prints usage and returns 1. */
+int cli_parse(const char *cmd, const char *usage, int argc, char **argv, cli_opt *opts,
+              int nopts, char **pos, int maxpos, int *npos);
+/* print "maec: error: ..." */
+void cli_error(const char *fmt, ...);
+int cli_fail(const maec_error *err);
+/* true if option name was given */
+int cli_seen(const cli_opt *opts, int nopts, const char *name);
+
+int cmd_grad(int argc, char **argv);
+int cmd_init(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_pretrain(int argc, char **argv);
+int cmd_reconstruct(int argc, char **argv);
+#endif

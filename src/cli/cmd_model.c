@@ -1,0 +1,208 @@
+/* maec grad | init | info */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+
+/* maec grad --model M --images X.npy --noise N.npy --out G.safetensors */
+int cmd_grad(int argc, char **argv)
+{
+    const char *model = NULL, *images = NULL, *noise = NULL, *out = NULL;
+    maec_config hint;
+    memset(&hint, 0, sizeof hint);
+    int threads = 0;
+    cli_opt opts[] = {
+        {"model", OPT_STR, &model, "model weights (.safetensors, official names)", 1, 0, 0},
+        {"images", OPT_STR, &images, "float32 [B,C,H,W] .npy", 1, 0, 0},
+        {"noise", OPT_STR, &noise, "float32 [B,L] .npy: the masks (argsort, keep the first K)", 1, 0, 0},
+        {"out", OPT_STR, &out, "output .safetensors: 'loss' and every gradient", 1, 0, 0},
+        {"heads", OPT_INT, &hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},
+        {"decoder-heads", OPT_INT, &hint.dec_heads, "decoder heads (if not in the file)", 1, 4096, 0},
+        {"mask-ratio", OPT_FLOAT, &hint.mask_ratio, "mask ratio (if not in the file)", 0.0001, 0.9999, 0},
+        {"norm-pix-loss", OPT_BOOL, &hint.norm_pix_loss, "per-patch normalized target", 1, 0, 0},
+        {"threads", OPT_INT, &threads, "threads (default: all cores)", 1, 1024, 0},
+    };
+    int n = (int)(sizeof opts / sizeof opts[0]), npos;
+    int rc = cli_parse("grad", "--model M --images X.npy --noise N.npy --out G.safetensors", argc,
+                       argv, opts, n, NULL, 0, &npos);
+    if (rc) return rc < 0 ? 2 : 0;
+    if (!model || !images || !noise || !out) {
+        cli_error("grad: --model, --images, --noise and --out are all required");
+        return 2;
+    }
+    maec_set_threads(threads);
+    maec_error err = {0};
+    maec_model *m = NULL;
+    maec_workspace *ws = NULL;
+    npy_array x = {0}, nz = {0};
+    st_tensor *t = NULL;
+    float *lossbuf = NULL;
+    int status = 1;
+    if (maec_model_load(model, &hint, &m, &err)) goto fail;
+    const maec_config *c = maec_model_config(m);
+    if (c->dec_depth < 1) {
+        cli_error("grad: %s has no decoder (an encoder-only checkpoint); grad needs the full MAE", model);
+        goto done;
+    }
+    if (npy_load(images, &x, &err)) goto fail;
+    if (x.ndim != 4 || x.shape[1] != c->in_chans || x.shape[2] != c->img_h || x.shape[3] != c->img_w || x.shape[0] < 1) {
+        cli_error("grad: %s has shape %s[%lld,%lld,%lld,%lld]; the model wants [B,%d,%d,%d]", images,
+                  x.ndim != 4 ? "(not 4-D) " : "", x.ndim > 0 ? (long long)x.shape[0] : 0LL,
+                  x.ndim > 1 ? (long long)x.shape[1] : 0LL, x.ndim > 2 ? (long long)x.shape[2] : 0LL,
+                  x.ndim > 3 ? (long long)x.shape[3] : 0LL, c->in_chans, c->img_h, c->img_w);
+        goto done;
+    }
+    int B = (int)x.shape[0], L = maec_num_patches(c);
+    if (npy_load(noise, &nz, &err)) goto fail;
+    if (nz.ndim != 2 || nz.shape[0] != B || nz.shape[1] != L) {
+        cli_error("grad: %s must have shape [%d,%d] (batch, patches), got %d-D [%lld%s]", noise, B, L,
+                  nz.ndim, nz.ndim > 0 ? (long long)nz.shape[0] : 0LL, nz.ndim > 1 ? ",..." : "");
+        goto done;
+    }
+    if (maec_workspace_create(m, B, &ws, &err)) goto fail;
+    maec_zero_grad(m);
+    float loss;
+    if (maec_forward_backward(m, ws, x.data, B, nz.data, NULL, 1, 1.0f, &loss, &err)) goto fail;
+    int nt = maec_model_num_tensors(m);
+    t = calloc((size_t)nt + 1, sizeof *t);
+    lossbuf = malloc(sizeof(float));
+    if (!t || !lossbuf) {
+        cli_error("grad: out of memory");
+        goto done;
+    }
+    *lossbuf = loss;
+    int k = 0;
+    t[k].name = "loss";
+    t[k].ndim = 1;
+    t[k].shape[0] = 1;
+    t[k++].data = lossbuf;
+    for (int i = 0; i < nt; i++) {
+        const maec_tensor_info *ti = maec_model_tensor(m, i);
+        if (!ti->trainable) continue;
+        t[k].name = ti->name;
+        t[k].ndim = ti->ndim;
+        for (int d = 0; d < 4; d++) t[k].shape[d] = ti->shape[d];
+        t[k++].data = maec_model_grads(m) + ti->offset;
+    }
+    if (st_save(out, t, k, NULL, NULL, 0, &err)) goto fail;
+    printf("loss %.8g; %d gradients written to %s\n", (double)loss, k - 1, out);
+    status = 0;
+    goto done;
+fail:
+    cli_fail(&err);
+done:
+    free(t);
+    free(lossbuf);
+    npy_free(&x);
+    npy_free(&nz);
+    maec_workspace_free(ws);
+    maec_model_free(m);
+    return status;
+}
+
+/* Model options shared by init and pretrain: a preset, then overrides. */
+int cmd_init(int argc, char **argv)
+{
+    const char *preset = "fmnist-tiny", *out = NULL;
+    uint64_t seed = 0;
+    maec_config o;
+    memset(&o, 0, sizeof o);
+    float mask_ratio = 0;
+    cli_opt opts[] = {
+        {"model", OPT_STR, &preset, "preset (see maec info --presets)", 1, 0, 0},
+        {"out", OPT_STR, &out, "output .safetensors", 1, 0, 0},
+        {"seed", OPT_U64, &seed, "initialization seed", 1, 0, 0},
+        {"img-size", OPT_INT, &o.img_h, "image size (square)", 1, 16384, 0},
+        {"in-chans", OPT_INT, &o.in_chans, "channels", 1, 64, 0},
+        {"patch-size", OPT_INT, &o.patch, "patch size", 1, 1024, 0},
+        {"embed-dim", OPT_INT, &o.dim, "encoder width", 4, 16384, 0},
+        {"depth", OPT_INT, &o.depth, "encoder blocks", 1, 256, 0},
+        {"num-heads", OPT_INT, &o.heads, "encoder heads", 1, 4096, 0},
+        {"decoder-embed-dim", OPT_INT, &o.dec_dim, "decoder width", 4, 16384, 0},
+        {"decoder-depth", OPT_INT, &o.dec_depth, "decoder blocks", 1, 256, 0},
+        {"decoder-num-heads", OPT_INT, &o.dec_heads, "decoder heads", 1, 4096, 0},
+        {"mask-ratio", OPT_FLOAT, &mask_ratio, "mask ratio", 0.0001, 0.9999, 0},
+        {"norm-pix-loss", OPT_BOOL, &o.norm_pix_loss, "per-patch normalized target", 1, 0, 0},
+    };
+    int n = (int)(sizeof opts / sizeof opts[0]), npos;
+    int rc = cli_parse("init", "--model PRESET --out M.safetensors [overrides]", argc, argv, opts, n, NULL, 0, &npos);
+    if (rc) return rc < 0 ? 2 : 0;
+    if (!out) {
+        cli_error("init: --out is required");
+        return 2;
+    }
+    maec_error err = {0};
+    maec_config c;
+    if (maec_preset(preset, &c, &err)) return cli_fail(&err);
+    if (o.img_h) c.img_h = c.img_w = o.img_h;
+    if (o.in_chans) c.in_chans = o.in_chans;
+    if (o.patch) c.patch = o.patch;
+    if (o.dim) c.dim = o.dim;
+    if (o.depth) c.depth = o.depth;
+    if (o.heads) c.heads = o.heads;
+    if (o.dec_dim) c.dec_dim = o.dec_dim;
+    if (o.dec_depth) c.dec_depth = o.dec_depth;
+    if (o.dec_heads) c.dec_heads = o.dec_heads;
+    if (mask_ratio > 0) c.mask_ratio = mask_ratio;
+    if (o.norm_pix_loss) c.norm_pix_loss = 1;
+    maec_model *m;
+    if (maec_model_create(&c, seed, &m, &err)) return cli_fail(&err);
+    rc = maec_model_save(m, out, &err);
+    maec_model_free(m);
+    if (rc) return cli_fail(&err);
+    printf("wrote %s\n", out);
+    return 0;
+}
+
+int cmd_info(int argc, char **argv)
+{
+    int presets = 0;
+    maec_config hint;
+    memset(&hint, 0, sizeof hint);
+    cli_opt opts[] = {
+        {"presets", OPT_BOOL, &presets, "list the model presets", 1, 0, 0},
+        {"heads", OPT_INT, &hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},
+        {"decoder-heads", OPT_INT, &hint.dec_heads, "decoder heads (if not in the file)", 1, 4096, 0},
+    };
+    char *pos[1];
+    int npos;
+    int rc = cli_parse("info", "MODEL.safetensors | --presets", argc, argv, opts, 3, pos, 1, &npos);
+    if (rc) return rc < 0 ? 2 : 0;
+    maec_error err = {0};
+    if (presets) {
+        char names[512];
+        snprintf(names, sizeof names, "%s", maec_preset_names());
+        for (char *s = strtok(names, " "); s; s = strtok(NULL, " ")) {
+            maec_config c;
+            maec_preset(s, &c, &err);
+            char *js = maec_config_to_json(&c);
+            printf("%-14s %s\n", s, js ? js : "");
+            free(js);
+        }
+        return 0;
+    }
+    if (npos != 1) {
+        cli_error("info: give one model file (or --presets)");
+        return 2;
+    }
+    maec_model *m;
+    if (maec_model_load(pos[0], &hint, &m, &err)) return cli_fail(&err);
+    char *js = maec_config_to_json(maec_model_config(m));
+    printf("config %s\n", js ? js : "");
+    free(js);
+    size_t total = 0;
+    for (int i = 0; i < maec_model_num_tensors(m); i++) {
+        const maec_tensor_info *t = maec_model_tensor(m, i);
+        printf("%-40s [", t->name);
+        for (int d = 0; d < t->ndim; d++) printf("%s%lld", d ? "," : "", (long long)t->shape[d]);
+        printf("]%s%s\n", t->trainable ? "" : " fixed", t->decay ? " decay" : "");
+        if (t->trainable) total += t->size;
+    }
+    printf("%zu trainable parameters\n", total);
+    maec_model_free(m);
+    return 0;
+}

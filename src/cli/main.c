@@ -1,0 +1,47 @@
+/* maec: the command. Each subcommand lives in its own file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+
+typedef struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *summary;
+} subcommand;
+
+static const subcommand commands[] = {
+    {"pretrain", cmd_pretrain, "pretrain an MAE on a data set"},
+    {"reconstruct", cmd_reconstruct, "show original | masked | reconstruction | + visible"},
+    {"grad", cmd_grad, "one forward and backward pass: loss and every gradient"},
+    {"init", cmd_init, "write a freshly initialized model"},
+    {"info", cmd_info, "print a model file's configuration and tensors"},
+};
+
+static void usage(FILE *f)
+{
+    fprintf(f, "maec %s: masked autoencoders (He et al. 2021) in C\n\nusage: maec <command> [options]\n\ncommands:\n", MAEC_VERSION);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "\n'maec <command> --help' lists a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "--version")) {
+        printf("maec %s\n", MAEC_VERSION);
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+    cli_error("unknown command '%s' (see maec --help)", argv[1]);
+    return 2;
+}

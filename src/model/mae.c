@@ -1,0 +1,481 @@
+/* The MAE forward and backward pass (DESIGN.md, "One training step"). */
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "ops/ops.h"
+#include "util.h"
+
+/* one block's saved activations */
+typedef struct {
+    float *ln1, *m1, *r1, *qkv, *att, *attn_out, *x_mid, *ln2, *m2, *r2, *fc1, *gelu, *x_out;
+} block_acts;
+
+struct maec_workspace {
+    maec_config cfg;
+    int max_B;
+    int L, K, Ke, Te, Td, P, Cpp, D, E;
+    int nthreads;
+    float *patch_in, *tokens, *x0;
+    block_acts *enc, *dec;
+    float *enc_norm, *en_m, *en_r;
+    float *dec_emb, *dec_in;
+    float *dec_norm, *dn_m, *dn_r;
+    float *pred_full, *pred, *target, *mask, *noise, *patches;
+    int *ids_keep, *ids_restore;
+    /* backward */
+    float *dx_enc, *dtmp_enc, *dqkv, *dfc, *dx_dec, *dtmp_dec, *dpred, *ddec_emb, *dtokens;
+    float *att_scratch;
+    void *mem;
+    size_t nbytes;
+};
+
+/* ------------------------------------------------------------ the arena */
+
+typedef struct {
+    char *base;
+    size_t used;
+} arena;
+
+static void *take(arena *a, size_t n, size_t elem)
+{
+    size_t bytes = (n * elem + 63) & ~(size_t)63;
+    void *p = a->base ? a->base + a->used : NULL;
+    a->used += bytes;
+    return p;
+}
+#define TAKE(a, n) ((float *)take((a), (size_t)(n), sizeof(float)))
+
+static void carve_block(arena *a, block_acts *ba, int B, int T, int D, int H, int Hd)
+{
+    size_t BT = (size_t)B * T;
+    ba->ln1 = TAKE(a, BT * D);
+    ba->m1 = TAKE(a, BT);
+    ba->r1 = TAKE(a, BT);
+    ba->qkv = TAKE(a, BT * 3 * D);
+    ba->att = TAKE(a, (size_t)B * H * T * T);
+    ba->attn_out = TAKE(a, BT * D);
+    ba->x_mid = TAKE(a, BT * D);
+    ba->ln2 = TAKE(a, BT * D);
+    ba->m2 = TAKE(a, BT);
+    ba->r2 = TAKE(a, BT);
+    ba->fc1 = TAKE(a, BT * Hd);
+    ba->gelu = TAKE(a, BT * Hd);
+    ba->x_out = TAKE(a, BT * D);
+}
+
+static void carve(maec_workspace *w, arena *a)
+{
+    const maec_config *c = &w->cfg;
+    int B = w->max_B, D = w->D, E = w->E, P = w->P;
+    size_t BL = (size_t)B * w->L;
+    w->patches = TAKE(a, BL * P);
+    w->patch_in = TAKE(a, (size_t)B * w->Ke * w->Cpp);
+    w->tokens = TAKE(a, (size_t)B * w->Ke * D);
+    w->x0 = TAKE(a, (size_t)B * w->Te * D);
+    for (int i = 0; i < c->depth; i++)
+        carve_block(a, &w->enc[i], B, w->Te, D, c->heads, D * c->mlp_ratio);
+    w->enc_norm = TAKE(a, (size_t)B * w->Te * D);
+    w->en_m = TAKE(a, (size_t)B * w->Te);
+    w->en_r = TAKE(a, (size_t)B * w->Te);
+    int Tmax = w->Te, Wmax = D, Hmax = D * c->mlp_ratio;
+    if (c->dec_depth > 0) {
+        w->dec_emb = TAKE(a, (size_t)B * w->Te * E);
+        w->dec_in = TAKE(a, (size_t)B * w->Td * E);
+        for (int i = 0; i < c->dec_depth; i++)
+            carve_block(a, &w->dec[i], B, w->Td, E, c->dec_heads, E * c->mlp_ratio);
+        w->dec_norm = TAKE(a, (size_t)B * w->Td * E);
+        w->dn_m = TAKE(a, (size_t)B * w->Td);
+        w->dn_r = TAKE(a, (size_t)B * w->Td);
+        w->pred_full = TAKE(a, (size_t)B * w->Td * P);
+        w->dx_dec = TAKE(a, (size_t)B * w->Td * E);
+        w->dtmp_dec = TAKE(a, (size_t)B * w->Td * E);
+        w->dpred = TAKE(a, (size_t)B * w->Td * P);
+        w->ddec_emb = TAKE(a, (size_t)B * w->Te * E);
+        if (w->Td > Tmax) Tmax = w->Td;
+        if (E > Wmax) Wmax = E;
+        if (E * c->mlp_ratio > Hmax) Hmax = E * c->mlp_ratio;
+    }
+    w->pred = TAKE(a, BL * P);
+    w->target = TAKE(a, BL * P);
+    w->mask = TAKE(a, BL);
+    w->noise = TAKE(a, BL);
+    w->ids_keep = take(a, (size_t)B * w->K, sizeof(int));
+    w->ids_restore = take(a, BL, sizeof(int));
+    w->dx_enc = TAKE(a, (size_t)B * w->Te * D);
+    w->dtmp_enc = TAKE(a, (size_t)B * w->Te * D);
+    w->dqkv = TAKE(a, (size_t)B * Tmax * 3 * Wmax);
+    w->dfc = TAKE(a, (size_t)B * Tmax * Hmax);
+    w->dtokens = TAKE(a, (size_t)B * w->Ke * D);
+    w->att_scratch = TAKE(a, (size_t)w->nthreads * attention_scratch_floats(Tmax));
+}
+
+int maec_workspace_create(const maec_model *m, int max_batch, maec_workspace **out,
+                          maec_error *err)
+{
+    *out = NULL;
+    const maec_config *c = &m->cfg;
+    if (max_batch < 1 || max_batch > 1 << 20)
+        return maec_fail(err, MAEC_EINVAL, "batch size %d out of range", max_batch);
+    maec_workspace *w = calloc(1, sizeof *w);
+    if (!w) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    w->cfg = *c;
+    w->max_B = max_batch;
+    w->L = maec_num_patches(c);
+    w->K = maec_num_keep(c);
+    w->Ke = c->mask_token_in_encoder ? w->L : w->K;
+    w->Te = 1 + w->Ke;
+    w->Td = 1 + w->L;
+    w->P = maec_patch_dim(c);
+    w->Cpp = w->P;
+    w->D = c->dim;
+    w->E = c->dec_dim;
+    w->nthreads = omp_get_max_threads();
+    w->enc = calloc((size_t)c->depth + 1, sizeof(block_acts));
+    w->dec = calloc((size_t)c->dec_depth + 1, sizeof(block_acts));
+    if (!w->enc || !w->dec) {
+        maec_workspace_free(w);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    arena a = {NULL, 0};
+    carve(w, &a);
+    w->nbytes = a.used;
+    w->mem = maec_alloc(a.used);
+    if (!w->mem) {
+        maec_workspace_free(w);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory for activations (%zu MiB at batch %d)",
+                         a.used >> 20, max_batch);
+    }
+    a.base = w->mem;
+    a.used = 0;
+    carve(w, &a);
+    *out = w;
+    return 0;
+}
+
+void maec_workspace_free(maec_workspace *w)
+{
+    if (!w) return;
+    free(w->enc);
+    free(w->dec);
+    maec_free(w->mem);
+    free(w);
+}
+
+const float *maec_ws_pred(const maec_workspace *w) { return w->pred; }
+const float *maec_ws_mask(const maec_workspace *w) { return w->mask; }
+const float *maec_ws_target(const maec_workspace *w) { return w->target; }
+
+/* ------------------------------------------------------------ ViT block */
+
+/* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)); rows = B*T */
+static void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, int T,
+                          int D, int H, int Hd)
+{
+    int M = B * T;
+    layernorm_forward(a->ln1, a->m1, a->r1, x_in, p->n1w, p->n1b, M, D);
+    linear_forward(a->qkv, a->ln1, p->qkvw, p->qkvb, M, D, 3 * D);
+    attention_forward(a->attn_out, a->att, a->qkv, B, T, D, H);
+    linear_forward(a->x_mid, a->attn_out, p->projw, p->projb, M, D, D);
+    add_inplace(a->x_mid, x_in, (size_t)M * D);
+    layernorm_forward(a->ln2, a->m2, a->r2, a->x_mid, p->n2w, p->n2b, M, D);
+    linear_forward(a->fc1, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
+    gelu_forward(a->gelu, a->fc1, (size_t)M * Hd);
+    linear_forward(a->x_out, a->gelu, p->fc2w, p->fc2b, M, Hd, D);
+    add_inplace(a->x_out, a->x_mid, (size_t)M * D);
+}
+
+/* dx [B*T, D]: on entry d(loss)/d(x_out), on exit d(loss)/d(x_in). */
+static void block_backward(maec_workspace *w, const block_acts *a, const vit_block *p,
+                           vit_block *g, const float *x_in, float *dx, float *dtmp, int B, int T,
+                           int D, int H, int Hd)
+{
+    int M = B * T;
+    linear_backward(w->dfc, g->fc2w, g->fc2b, dx, a->gelu, p->fc2w, M, Hd, D);
+    gelu_backward(w->dfc, a->fc1, w->dfc, (size_t)M * Hd);
+    linear_backward(dtmp, g->fc1w, g->fc1b, w->dfc, a->ln2, p->fc1w, M, D, Hd);
+    layernorm_backward(dx, g->n2w, g->n2b, dtmp, a->x_mid, p->n2w, a->m2, a->r2, M, D);
+    linear_backward(dtmp, g->projw, g->projb, dx, a->attn_out, p->projw, M, D, D);
+    attention_backward(w->dqkv, dtmp, a->qkv, a->att, w->att_scratch, w->nthreads, B, T, D, H);
+    linear_backward(dtmp, g->qkvw, g->qkvb, w->dqkv, a->ln1, p->qkvw, M, D, 3 * D);
+    layernorm_backward(dx, g->n1w, g->n1b, dtmp, x_in, p->n1w, a->m1, a->r1, M, D);
+}
+
+/* ------------------------------------------------------------ the model */
+
+/* Conv-order patch vectors (c, i, j) of the encoded positions. */
+static void gather_patch_inputs(maec_workspace *w, const float *imgs, int B)
+{
+    const maec_config *c = &w->cfg;
+    int p = c->patch, C = c->in_chans, H = c->img_h, W = c->img_w, gw = W / p;
+    int Ke = w->Ke, menc = c->mask_token_in_encoder;
+#pragma omp parallel for schedule(static) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int k = 0; k < Ke; k++) {
+            int l = menc ? k : w->ids_keep[(size_t)b * w->K + k];
+            int y = l / gw, x = l % gw;
+            float *dst = w->patch_in + ((size_t)b * Ke + k) * w->Cpp;
+            for (int ch = 0; ch < C; ch++)
+                for (int i = 0; i < p; i++)
+                    memcpy(dst + (ch * p + i) * p,
+                           imgs + (((size_t)b * C + ch) * H + y * p + i) * W + x * p,
+                           (size_t)p * sizeof(float));
+        }
+}
+
+static void make_target(maec_workspace *w, int B)
+{
+    const maec_config *c = &w->cfg;
+    int P = w->P;
+    size_t n = (size_t)B * w->L;
+    memcpy(w->target, w->patches, n * P * sizeof(float));
+    if (!c->norm_pix_loss) return;
+#pragma omp parallel for schedule(static)
+    for (size_t r = 0; r < n; r++) {
+        float *t = w->target + r * P;
+        double s = 0;
+        for (int i = 0; i < P; i++) s += t[i];
+        float mu = (float)(s / P);
+        double v = 0;
+        for (int i = 0; i < P; i++) v += (double)(t[i] - mu) * (t[i] - mu);
+        float sd = sqrtf((float)(v / (P - 1)) + 1e-6f);
+        for (int i = 0; i < P; i++) t[i] = (t[i] - mu) / sd;
+    }
+}
+
+static void encoder_forward(maec_model *m, maec_workspace *w, int B)
+{
+    const maec_config *c = &m->cfg;
+    const mae_views *p = &m->p;
+    int D = w->D, Ke = w->Ke, Te = w->Te, menc = c->mask_token_in_encoder;
+    linear_forward(w->tokens, w->patch_in, p->pe_w, p->pe_b, B * Ke, w->Cpp, D);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *x = w->x0 + (size_t)b * Te * D;
+        for (int d = 0; d < D; d++) x[d] = p->cls_token[d] + p->pos_embed[d];
+        for (int k = 0; k < Ke; k++) {
+            int l = menc ? k : w->ids_keep[(size_t)b * w->K + k];
+            const float *pos = p->pos_embed + (size_t)(1 + l) * D;
+            float *dst = x + (size_t)(1 + k) * D;
+            const float *src = (menc && w->mask[(size_t)b * w->L + l] > 0) ? p->enc_mask_token
+                                                                           : w->tokens + ((size_t)b * Ke + k) * D;
+            for (int d = 0; d < D; d++) dst[d] = src[d] + pos[d];
+        }
+    }
+    const float *x = w->x0;
+    for (int i = 0; i < c->depth; i++) {
+        block_forward(&w->enc[i], &p->blocks[i], x, B, Te, D, c->heads, D * c->mlp_ratio);
+        x = w->enc[i].x_out;
+    }
+    layernorm_forward(w->enc_norm, w->en_m, w->en_r, x, p->norm_w, p->norm_b, B * Te, D);
+}
+
+static void decoder_forward(maec_model *m, maec_workspace *w, int B)
+{
+    const maec_config *c = &m->cfg;
+    const mae_views *p = &m->p;
+    int D = w->D, E = w->E, Te = w->Te, Td = w->Td, L = w->L, K = w->K;
+    int menc = c->mask_token_in_encoder;
+    linear_forward(w->dec_emb, w->enc_norm, p->dec_embed_w, p->dec_embed_b, B * Te, D, E);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *x = w->dec_in + (size_t)b * Td * E;
+        const float *y = w->dec_emb + (size_t)b * Te * E;
+        for (int t = 0; t < Td; t++) {
+            const float *src;
+            if (t == 0 || menc) {
+                src = y + (size_t)t * E;
+            } else {
+                int j = w->ids_restore[(size_t)b * L + t - 1];
+                src = j < K ? y + (size_t)(1 + j) * E : p->mask_token;
+            }
+            const float *pos = p->dec_pos_embed + (size_t)t * E;
+            for (int d = 0; d < E; d++) x[(size_t)t * E + d] = src[d] + pos[d];
+        }
+    }
+    const float *x = w->dec_in;
+    for (int i = 0; i < c->dec_depth; i++) {
+        block_forward(&w->dec[i], &p->dec_blocks[i], x, B, Td, E, c->dec_heads, E * c->mlp_ratio);
+        x = w->dec[i].x_out;
+    }
+    layernorm_forward(w->dec_norm, w->dn_m, w->dn_r, x, p->dec_norm_w, p->dec_norm_b, B * Td, E);
+    linear_forward(w->pred_full, w->dec_norm, p->dec_pred_w, p->dec_pred_b, B * Td, E, w->P);
+    for (int b = 0; b < B; b++)
+        memcpy(w->pred + (size_t)b * L * w->P, w->pred_full + ((size_t)b * Td + 1) * w->P,
+               (size_t)L * w->P * sizeof(float));
+}
+
+/* loss = sum_{b,l} mask * mean_P (pred - target)^2 / sum(mask) */
+static double compute_loss(maec_workspace *w, int B)
+{
+    int P = w->P;
+    size_t n = (size_t)B * w->L;
+    double total = 0, msum = 0;
+    for (size_t r = 0; r < n; r++) {
+        float wt = w->cfg.loss_on_all ? 1.0f : w->mask[r];
+        msum += wt;
+        if (wt == 0) continue;
+        const float *a = w->pred + r * P, *t = w->target + r * P;
+        double s = 0;
+        for (int i = 0; i < P; i++) {
+            double d = (double)a[i] - t[i];
+            s += d * d;
+        }
+        total += wt * s / P;
+    }
+    return total / msum;
+}
+
+static void loss_backward(maec_workspace *w, int B, float grad_scale)
+{
+    int P = w->P, L = w->L, Td = w->Td;
+    double msum = 0;
+    for (size_t r = 0; r < (size_t)B * L; r++) msum += w->cfg.loss_on_all ? 1.0f : w->mask[r];
+    float k = (float)(2.0 * grad_scale / (P * msum));
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        memset(w->dpred + (size_t)b * Td * P, 0, (size_t)P * sizeof(float));
+        for (int l = 0; l < L; l++) {
+            size_t r = (size_t)b * L + l;
+            float wt = w->cfg.loss_on_all ? 1.0f : w->mask[r];
+            float *d = w->dpred + ((size_t)b * Td + 1 + l) * P;
+            const float *a = w->pred + r * P, *t = w->target + r * P;
+            for (int i = 0; i < P; i++) d[i] = wt * k * (a[i] - t[i]);
+        }
+    }
+}
+
+static void decoder_backward(maec_model *m, maec_workspace *w, int B)
+{
+    const maec_config *c = &m->cfg;
+    const mae_views *p = &m->p;
+    mae_views *g = &m->g;
+    int D = w->D, E = w->E, Te = w->Te, Td = w->Td, L = w->L, K = w->K;
+    int menc = c->mask_token_in_encoder;
+    linear_backward(w->dtmp_dec, g->dec_pred_w, g->dec_pred_b, w->dpred, w->dec_norm,
+                    p->dec_pred_w, B * Td, E, w->P);
+    memset(w->dx_dec, 0, (size_t)B * Td * E * sizeof(float));
+    const float *x_last = c->dec_depth ? w->dec[c->dec_depth - 1].x_out : w->dec_in;
+    layernorm_backward(w->dx_dec, g->dec_norm_w, g->dec_norm_b, w->dtmp_dec, x_last, p->dec_norm_w,
+                       w->dn_m, w->dn_r, B * Td, E);
+    for (int i = c->dec_depth - 1; i >= 0; i--) {
+        const float *x_in = i ? w->dec[i - 1].x_out : w->dec_in;
+        block_backward(w, &w->dec[i], &p->dec_blocks[i], &g->dec_blocks[i], x_in, w->dx_dec,
+                       w->dtmp_dec, B, Td, E, c->dec_heads, E * c->mlp_ratio);
+    }
+    /* un-shuffle backward: kept rows back to the encoder's order, hidden rows to the mask token */
+    if (menc) {
+        memcpy(w->ddec_emb, w->dx_dec, (size_t)B * Td * E * sizeof(float));
+    } else {
+        for (int b = 0; b < B; b++) {
+            const float *dx = w->dx_dec + (size_t)b * Td * E;
+            float *dy = w->ddec_emb + (size_t)b * Te * E;
+            memcpy(dy, dx, (size_t)E * sizeof(float));
+            for (int l = 0; l < L; l++) {
+                int j = w->ids_restore[(size_t)b * L + l];
+                const float *src = dx + (size_t)(1 + l) * E;
+                if (j < K) {
+                    memcpy(dy + (size_t)(1 + j) * E, src, (size_t)E * sizeof(float));
+                } else {
+                    for (int d = 0; d < E; d++) g->mask_token[d] += src[d];
+                }
+            }
+        }
+    }
+    linear_backward(w->dtmp_enc, g->dec_embed_w, g->dec_embed_b, w->ddec_emb, w->enc_norm,
+                    p->dec_embed_w, B * Te, D, E);
+}
+
+static void encoder_backward(maec_model *m, maec_workspace *w, int B)
+{
+    const maec_config *c = &m->cfg;
+    const mae_views *p = &m->p;
+    mae_views *g = &m->g;
+    int D = w->D, Te = w->Te, Ke = w->Ke, menc = c->mask_token_in_encoder;
+    memset(w->dx_enc, 0, (size_t)B * Te * D * sizeof(float));
+    const float *x_last = c->depth ? w->enc[c->depth - 1].x_out : w->x0;
+    layernorm_backward(w->dx_enc, g->norm_w, g->norm_b, w->dtmp_enc, x_last, p->norm_w, w->en_m,
+                       w->en_r, B * Te, D);
+    for (int i = c->depth - 1; i >= 0; i--) {
+        const float *x_in = i ? w->enc[i - 1].x_out : w->x0;
+        block_backward(w, &w->enc[i], &p->blocks[i], &g->blocks[i], x_in, w->dx_enc, w->dtmp_enc,
+                       B, Te, D, c->heads, D * c->mlp_ratio);
+    }
+    for (int b = 0; b < B; b++) {
+        const float *dx = w->dx_enc + (size_t)b * Te * D;
+        for (int d = 0; d < D; d++) g->cls_token[d] += dx[d];
+        for (int k = 0; k < Ke; k++) {
+            const float *src = dx + (size_t)(1 + k) * D;
+            float *dt = w->dtokens + ((size_t)b * Ke + k) * D;
+            if (menc && w->mask[(size_t)b * w->L + k] > 0) {
+                for (int d = 0; d < D; d++) g->enc_mask_token[d] += src[d];
+                memset(dt, 0, (size_t)D * sizeof(float));
+            } else {
+                memcpy(dt, src, (size_t)D * sizeof(float));
+            }
+        }
+    }
+    linear_backward(NULL, g->pe_w, g->pe_b, w->dtokens, w->patch_in, p->pe_w, B * Ke, w->Cpp, D);
+}
+
+int maec_forward_backward(maec_model *m, maec_workspace *w, const float *images, int B,
+                          const float *noise, uint64_t *rng_state, int backward, float grad_scale,
+                          float *loss, maec_error *err)
+{
+    const maec_config *c = &m->cfg;
+    if (c->dec_depth < 1)
+        return maec_fail(err, MAEC_EINVAL, "this model has no decoder (an encoder-only checkpoint)");
+    if (B < 1 || B > w->max_B)
+        return maec_fail(err, MAEC_EINVAL, "batch of %d images, the workspace holds %d", B, w->max_B);
+    if (memcmp(&w->cfg, c, sizeof *c) != 0)
+        return maec_fail(err, MAEC_EINVAL, "workspace was made for another model configuration");
+    size_t BL = (size_t)B * w->L;
+    if (noise) {
+        memcpy(w->noise, noise, BL * sizeof(float));
+    } else {
+        uint64_t local = 0;
+        maec_make_noise(c, B, w->noise, rng_state ? rng_state : &local);
+    }
+    mask_from_noise(w->noise, B, w->L, w->K, w->ids_keep, w->ids_restore, w->mask);
+    maec_patchify(images, w->patches, B, c->in_chans, c->img_h, c->img_w, c->patch);
+    make_target(w, B);
+    gather_patch_inputs(w, images, B);
+    encoder_forward(m, w, B);
+    decoder_forward(m, w, B);
+    double l = compute_loss(w, B);
+    if (loss) *loss = (float)l;
+    if (!isfinite(l)) return maec_fail(err, MAEC_ENONFINITE, "the loss is not finite (%g)", l);
+    if (!backward) return 0;
+    loss_backward(w, B, grad_scale);
+    decoder_backward(m, w, B);
+    encoder_backward(m, w, B);
+    return 0;
+}
+
+void maec_adamw_step(maec_model *m, const maec_adamw *o)
+{
+    m->step++;
+    for (int i = 0; i < m->ntensors; i++) {
+        const maec_tensor_info *t = &m->info[i];
+        if (!t->trainable) continue;
+        size_t off = t->offset;
+        adamw_update(m->params + off, m->grads + off, m->adam_m + off, m->adam_v + off, t->size,
+                     o->lr, o->beta1, o->beta2, o->eps, t->decay ? o->weight_decay : 0.0f,
+                     (long)m->step);
+    }
+}
+
+double maec_lr_at(double epoch, double lr, double min_lr, double warmup_epochs, double epochs)
+{
+    if (epoch < warmup_epochs) return lr * epoch / warmup_epochs;
+    if (epochs <= warmup_epochs) return lr;
+    return min_lr + (lr - min_lr) * 0.5 *
+                        (1.0 + cos(3.14159265358979323846 * (epoch - warmup_epochs) / (epochs - warmup_epochs)));
+}
+
+void maec_set_threads(int n)
+{
+    if (n > 0) omp_set_num_threads(n);
+}

@@ -1,0 +1,415 @@
+/* The model's tensors: table, allocation, initialization, safetensors I/O. */
+#define _POSIX_C_SOURCE 200809L
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "io/safetensors.h"
+#include "model.h"
+#include "util.h"
+
+/* ------------------------------------------------------------ tensor table */
+
+typedef struct {
+    maec_tensor_info *info;
+    char *names;
+    size_t names_used, names_cap;
+    int n;
+    size_t nfloats;
+} table_builder;
+
+static void add_tensor(table_builder *tb, const char *name, int trainable, int ndim, int64_t d0,
+                       int64_t d1, int64_t d2, int64_t d3)
+{
+    maec_tensor_info *t = &tb->info[tb->n++];
+    size_t len = strlen(name) + 1;
+    memcpy(tb->names + tb->names_used, name, len);
+    t->name = (const char *)(uintptr_t)tb->names_used; /* fixed up later */
+    tb->names_used += len;
+    t->ndim = ndim;
+    int64_t dims[4] = {d0, d1, d2, d3};
+    t->size = 1;
+    for (int i = 0; i < 4; i++) {
+        t->shape[i] = i < ndim ? dims[i] : 0;
+        if (i < ndim) t->size *= (size_t)dims[i];
+    }
+    t->trainable = trainable;
+    size_t nl = strlen(name);
+    int is_bias = nl >= 5 && !strcmp(name + nl - 5, ".bias");
+    t->decay = trainable && ndim > 1 && !is_bias;
+    /* 16-float alignment for every tensor */
+    t->offset = tb->nfloats;
+    tb->nfloats += (t->size + 15) & ~(size_t)15;
+}
+
+static void add_block(table_builder *tb, const char *prefix, int i, int D, int Hd)
+{
+    char nm[128];
+#define T(suffix, nd, a, b) \
+    (snprintf(nm, sizeof nm, "%s.%d.%s", prefix, i, suffix), add_tensor(tb, nm, 1, nd, a, b, 0, 0))
+    T("norm1.weight", 1, D, 0);
+    T("norm1.bias", 1, D, 0);
+    T("attn.qkv.weight", 2, 3 * D, D);
+    T("attn.qkv.bias", 1, 3 * D, 0);
+    T("attn.proj.weight", 2, D, D);
+    T("attn.proj.bias", 1, D, 0);
+    T("norm2.weight", 1, D, 0);
+    T("norm2.bias", 1, D, 0);
+    T("mlp.fc1.weight", 2, Hd, D);
+    T("mlp.fc1.bias", 1, Hd, 0);
+    T("mlp.fc2.weight", 2, D, Hd);
+    T("mlp.fc2.bias", 1, D, 0);
+#undef T
+}
+
+static void set_block_views(vit_block *blk, float *base, const maec_tensor_info *t)
+{
+    float **dst[12] = {&blk->n1w, &blk->n1b, &blk->qkvw, &blk->qkvb, &blk->projw, &blk->projb,
+                       &blk->n2w, &blk->n2b, &blk->fc1w, &blk->fc1b, &blk->fc2w, &blk->fc2b};
+    for (int i = 0; i < 12; i++) *dst[i] = base + t[i].offset;
+}
+
+static int set_views(maec_model *m, mae_views *v, float *base)
+{
+    const maec_config *c = &m->cfg;
+    const maec_tensor_info *t = m->info;
+    int i = 0;
+    v->cls_token = base + t[i++].offset;
+    v->pos_embed = base + t[i++].offset;
+    v->pe_w = base + t[i++].offset;
+    v->pe_b = base + t[i++].offset;
+    v->enc_mask_token = NULL;
+    if (c->mask_token_in_encoder && c->dec_depth > 0) v->enc_mask_token = base + t[i++].offset;
+    v->blocks = calloc((size_t)c->depth + 1, sizeof(vit_block));
+    v->dec_blocks = calloc((size_t)c->dec_depth + 1, sizeof(vit_block));
+    if (!v->blocks || !v->dec_blocks) return -1;
+    for (int b = 0; b < c->depth; b++, i += 12) set_block_views(&v->blocks[b], base, t + i);
+    v->norm_w = base + t[i++].offset;
+    v->norm_b = base + t[i++].offset;
+    if (c->dec_depth > 0) {
+        v->dec_embed_w = base + t[i++].offset;
+        v->dec_embed_b = base + t[i++].offset;
+        v->mask_token = c->mask_token_in_encoder ? NULL : base + t[i++].offset;
+        v->dec_pos_embed = base + t[i++].offset;
+        for (int b = 0; b < c->dec_depth; b++, i += 12) set_block_views(&v->dec_blocks[b], base, t + i);
+        v->dec_norm_w = base + t[i++].offset;
+        v->dec_norm_b = base + t[i++].offset;
+        v->dec_pred_w = base + t[i++].offset;
+        v->dec_pred_b = base + t[i++].offset;
+    }
+    return 0;
+}
+
+int model_alloc(const maec_config *cfg, maec_model **out, maec_error *err)
+{
+    *out = NULL;
+    int rc = maec_config_check(cfg, err);
+    if (rc) return rc;
+    maec_model *m = calloc(1, sizeof *m);
+    if (!m) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    m->cfg = *cfg;
+    const maec_config *c = cfg;
+    int maxn = 8 + 12 * (c->depth + c->dec_depth) + 12;
+    table_builder tb = {0};
+    tb.info = calloc((size_t)maxn, sizeof(maec_tensor_info));
+    tb.names_cap = (size_t)maxn * 64;
+    tb.names = calloc(tb.names_cap, 1);
+    if (!tb.info || !tb.names) {
+        free(tb.info);
+        free(tb.names);
+        free(m);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    int D = c->dim, L = maec_num_patches(c), P = maec_patch_dim(c), p = c->patch;
+    add_tensor(&tb, "cls_token", 1, 3, 1, 1, D, 0);
+    add_tensor(&tb, "pos_embed", 0, 3, 1, L + 1, D, 0);
+    add_tensor(&tb, "patch_embed.proj.weight", 1, 4, D, c->in_chans, p, p);
+    add_tensor(&tb, "patch_embed.proj.bias", 1, 1, D, 0, 0, 0);
+    if (c->mask_token_in_encoder && c->dec_depth > 0)
+        add_tensor(&tb, "encoder_mask_token", 1, 3, 1, 1, D, 0);
+    for (int b = 0; b < c->depth; b++) add_block(&tb, "blocks", b, D, D * c->mlp_ratio);
+    add_tensor(&tb, "norm.weight", 1, 1, D, 0, 0, 0);
+    add_tensor(&tb, "norm.bias", 1, 1, D, 0, 0, 0);
+    if (c->dec_depth > 0) {
+        int E = c->dec_dim;
+        add_tensor(&tb, "decoder_embed.weight", 1, 2, E, D, 0, 0);
+        add_tensor(&tb, "decoder_embed.bias", 1, 1, E, 0, 0, 0);
+        if (!c->mask_token_in_encoder) add_tensor(&tb, "mask_token", 1, 3, 1, 1, E, 0);
+        add_tensor(&tb, "decoder_pos_embed", 0, 3, 1, L + 1, E, 0);
+        for (int b = 0; b < c->dec_depth; b++) add_block(&tb, "decoder_blocks", b, E, E * c->mlp_ratio);
+        add_tensor(&tb, "decoder_norm.weight", 1, 1, E, 0, 0, 0);
+        add_tensor(&tb, "decoder_norm.bias", 1, 1, E, 0, 0, 0);
+        add_tensor(&tb, "decoder_pred.weight", 1, 2, P, E, 0, 0);
+        add_tensor(&tb, "decoder_pred.bias", 1, 1, P, 0, 0, 0);
+    }
+    for (int i = 0; i < tb.n; i++) tb.info[i].name = tb.names + (uintptr_t)tb.info[i].name;
+    m->info = tb.info;
+    m->names = tb.names;
+    m->ntensors = tb.n;
+    m->nfloats = tb.nfloats;
+    size_t bytes;
+    if (!size_mul(m->nfloats, 4 * sizeof(float), &bytes) || !(m->mem = maec_alloc(bytes))) {
+        maec_model_free(m);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory for a model of %zu parameters",
+                         m->nfloats);
+    }
+    m->params = m->mem;
+    m->grads = m->mem + m->nfloats;
+    m->adam_m = m->mem + 2 * m->nfloats;
+    m->adam_v = m->mem + 3 * m->nfloats;
+    if (set_views(m, &m->p, m->params) || set_views(m, &m->g, m->grads)) {
+        maec_model_free(m);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    /* the fixed position embeddings */
+    maec_sincos_pos_embed(m->p.pos_embed, D, c->img_h / p, c->img_w / p);
+    if (c->dec_depth > 0) maec_sincos_pos_embed(m->p.dec_pos_embed, c->dec_dim, c->img_h / p, c->img_w / p);
+    *out = m;
+    return 0;
+}
+
+void maec_model_free(maec_model *m)
+{
+    if (!m) return;
+    free(m->p.blocks);
+    free(m->p.dec_blocks);
+    free(m->g.blocks);
+    free(m->g.dec_blocks);
+    free(m->info);
+    free(m->names);
+    maec_free(m->mem);
+    free(m);
+}
+
+/* --------------------------------------------------------- initialization */
+
+static void xavier_uniform(float *w, int64_t fan_out, int64_t fan_in, uint64_t *rng)
+{
+    double a = sqrt(6.0 / (double)(fan_in + fan_out));
+    size_t n = (size_t)(fan_out * fan_in);
+    for (size_t i = 0; i < n; i++) w[i] = (float)((2.0 * rng_uniform_d(rng) - 1.0) * a);
+}
+
+static void normal_init(float *w, size_t n, double std, uint64_t *rng)
+{
+    for (size_t i = 0; i < n; i++) w[i] = (float)(rng_normal(rng) * std);
+}
+
+void model_init(maec_model *m, uint64_t seed)
+{
+    uint64_t rng = rng_derive(seed, 0x1417, 0, 0);
+    for (int i = 0; i < m->ntensors; i++) {
+        const maec_tensor_info *t = &m->info[i];
+        float *w = m->params + t->offset;
+        if (!t->trainable) continue; /* position embeddings are fixed */
+        const char *nm = t->name;
+        size_t nl = strlen(nm);
+        if (!strcmp(nm, "cls_token") || !strcmp(nm, "mask_token") || !strcmp(nm, "encoder_mask_token")) {
+            normal_init(w, t->size, 0.02, &rng);
+        } else if (!strcmp(nm, "patch_embed.proj.weight")) {
+            xavier_uniform(w, t->shape[0], t->shape[1] * t->shape[2] * t->shape[3], &rng);
+        } else if (!strcmp(nm, "patch_embed.proj.bias")) {
+            /* PyTorch's default Conv2d bias: U(+-1/sqrt(fan_in)) */
+            const maec_tensor_info *wt = &m->info[i - 1];
+            double bound = 1.0 / sqrt((double)(wt->shape[1] * wt->shape[2] * wt->shape[3]));
+            for (size_t k = 0; k < t->size; k++) w[k] = (float)((2.0 * rng_uniform_d(&rng) - 1.0) * bound);
+        } else if (t->ndim == 2) {
+            xavier_uniform(w, t->shape[0], t->shape[1], &rng);
+        } else if (nl > 7 && !strcmp(nm + nl - 7, ".weight")) {
+            for (size_t k = 0; k < t->size; k++) w[k] = 1.0f; /* LayerNorm */
+        } else {
+            memset(w, 0, t->size * sizeof(float)); /* biases */
+        }
+    }
+}
+
+int maec_model_create(const maec_config *c, uint64_t seed, maec_model **out, maec_error *err)
+{
+    int rc = model_alloc(c, out, err);
+    if (rc) return rc;
+    model_init(*out, seed);
+    return 0;
+}
+
+/* ------------------------------------------------------------- accessors */
+
+const maec_config *maec_model_config(const maec_model *m) { return &m->cfg; }
+int maec_model_num_tensors(const maec_model *m) { return m->ntensors; }
+const maec_tensor_info *maec_model_tensor(const maec_model *m, int i)
+{
+    return (i >= 0 && i < m->ntensors) ? &m->info[i] : NULL;
+}
+int maec_model_find(const maec_model *m, const char *name)
+{
+    for (int i = 0; i < m->ntensors; i++)
+        if (!strcmp(m->info[i].name, name)) return i;
+    return -1;
+}
+float *maec_model_params(maec_model *m) { return m->params; }
+float *maec_model_grads(maec_model *m) { return m->grads; }
+float *maec_model_adam_m(maec_model *m) { return m->adam_m; }
+float *maec_model_adam_v(maec_model *m) { return m->adam_v; }
+size_t maec_model_num_floats(const maec_model *m) { return m->nfloats; }
+int64_t maec_model_step(const maec_model *m) { return m->step; }
+void maec_model_set_step(maec_model *m, int64_t step) { m->step = step; }
+
+void maec_zero_grad(maec_model *m) { memset(m->grads, 0, m->nfloats * sizeof(float)); }
+
+/* ------------------------------------------------------------ load / save */
+
+static int count_prefix(const st_file *f, const char *prefix, int *max_index)
+{
+    size_t pl = strlen(prefix);
+    int count = 0;
+    *max_index = -1;
+    for (int i = 0; i < f->n; i++) {
+        if (strncmp(f->e[i].name, prefix, pl)) continue;
+        count++;
+        char *end;
+        long k = strtol(f->e[i].name + pl, &end, 10);
+        if (end != f->e[i].name + pl && *end == '.' && k >= 0 && k < 100000 && k > *max_index)
+            *max_index = (int)k;
+    }
+    return count;
+}
+
+static int infer_config(const st_file *f, const maec_config *hint, maec_config *c, maec_error *err)
+{
+    const char *path = f->path;
+    memset(c, 0, sizeof *c);
+    c->mlp_ratio = 4;
+    c->mask_ratio = 0.75f;
+    const char *meta = st_meta(f, "maec_config");
+    if (meta) {
+        int rc = maec_config_from_json(c, meta, err);
+        if (rc) return maec_fail(err, rc, "%s: __metadata__ maec_config: %s", path, err->msg);
+    }
+    int ipe = st_find(f, "patch_embed.proj.weight");
+    if (ipe < 0) return maec_fail(err, MAEC_EFORMAT, "%s: missing tensor 'patch_embed.proj.weight'", path);
+    const st_entry *pe = &f->e[ipe];
+    if (pe->ndim != 4 || pe->shape[2] != pe->shape[3] || pe->shape[0] < 1 || pe->shape[1] < 1 ||
+        pe->shape[2] < 1 || pe->shape[0] > 16384 || pe->shape[1] > 64 || pe->shape[2] > 1024)
+        return maec_fail(err, MAEC_EFORMAT, "%s: 'patch_embed.proj.weight' must be [D, C, p, p]", path);
+    c->dim = (int)pe->shape[0];
+    c->in_chans = (int)pe->shape[1];
+    c->patch = (int)pe->shape[2];
+    int maxb;
+    count_prefix(f, "blocks.", &maxb);
+    c->depth = maxb + 1;
+    int ipos = st_find(f, "pos_embed");
+    int64_t L = -1;
+    if (ipos >= 0 && f->e[ipos].ndim == 3) L = f->e[ipos].shape[1] - 1;
+    if (hint && hint->img_h > 0) c->img_h = hint->img_h;
+    if (hint && hint->img_w > 0) c->img_w = hint->img_w;
+    if (c->img_h <= 0 || c->img_w <= 0) {
+        if (L <= 0) return maec_fail(err, MAEC_EFORMAT, "%s: missing tensor 'pos_embed'; cannot tell the image size", path);
+        int64_t g = (int64_t)llround(sqrt((double)L));
+        if (g * g != L)
+            return maec_fail(err, MAEC_EFORMAT, "%s: %lld patches is not a square grid; give the image size", path, (long long)L);
+        c->img_h = c->img_w = (int)(g * c->patch);
+    }
+    int maxd;
+    int ndec = count_prefix(f, "decoder_", &maxd);
+    if (st_find(f, "mask_token") >= 0) ndec++;
+    c->dec_depth = 0;
+    if (ndec > 0) {
+        count_prefix(f, "decoder_blocks.", &maxd);
+        c->dec_depth = maxd + 1;
+        int ide = st_find(f, "decoder_embed.weight");
+        if (ide < 0) return maec_fail(err, MAEC_EFORMAT, "%s: missing tensor 'decoder_embed.weight'", path);
+        if (f->e[ide].ndim != 2 || f->e[ide].shape[0] < 1 || f->e[ide].shape[0] > 16384)
+            return maec_fail(err, MAEC_EFORMAT, "%s: 'decoder_embed.weight' must be [D', D]", path);
+        c->dec_dim = (int)f->e[ide].shape[0];
+        if (c->dec_depth < 1) return maec_fail(err, MAEC_EFORMAT, "%s: decoder tensors but no decoder_blocks", path);
+    }
+    c->mask_token_in_encoder = st_find(f, "encoder_mask_token") >= 0;
+    int ifc1 = st_find(f, "blocks.0.mlp.fc1.weight");
+    if (ifc1 >= 0 && f->e[ifc1].ndim == 2 && c->dim > 0 && f->e[ifc1].shape[0] % c->dim == 0)
+        c->mlp_ratio = (int)(f->e[ifc1].shape[0] / c->dim);
+    if (hint) {
+        if (hint->heads > 0) c->heads = hint->heads;
+        if (hint->dec_heads > 0) c->dec_heads = hint->dec_heads;
+        if (hint->mask_ratio > 0) c->mask_ratio = hint->mask_ratio;
+        if (hint->norm_pix_loss) c->norm_pix_loss = 1;
+        if (hint->loss_on_all) c->loss_on_all = 1;
+        if (hint->mask_strategy) c->mask_strategy = hint->mask_strategy;
+    }
+    if (c->heads <= 0) c->heads = default_heads(c->dim);
+    if (c->dec_depth > 0 && c->dec_heads <= 0) c->dec_heads = default_heads(c->dec_dim);
+    if (c->heads <= 0)
+        return maec_fail(err, MAEC_EINVAL, "%s: the number of encoder heads for width %d is not in the file; pass --heads", path, c->dim);
+    if (c->dec_depth > 0 && c->dec_heads <= 0)
+        return maec_fail(err, MAEC_EINVAL, "%s: the number of decoder heads for width %d is not in the file; pass --decoder-heads", path, c->dec_dim);
+    int rc = maec_config_check(c, err);
+    if (rc) return maec_fail(err, rc, "%s: %s", path, err->msg);
+    return 0;
+}
+
+int maec_model_load(const char *path, const maec_config *hint, maec_model **out, maec_error *err)
+{
+    *out = NULL;
+    st_file f;
+    int rc = st_open(path, &f, err);
+    if (rc) return rc;
+    maec_config c;
+    rc = infer_config(&f, hint, &c, err);
+    maec_model *m = NULL;
+    if (!rc) rc = model_alloc(&c, &m, err);
+    /* every tensor of the model, with its shape; nothing extra */
+    for (int i = 0; !rc && i < m->ntensors; i++) {
+        const maec_tensor_info *t = &m->info[i];
+        int k = st_find(&f, t->name);
+        if (k < 0) {
+            if (!t->trainable) continue; /* fixed embeddings may be left out */
+            rc = maec_fail(err, MAEC_EFORMAT, "%s: missing tensor '%s'", path, t->name);
+            break;
+        }
+        const st_entry *e = &f.e[k];
+        int same = e->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
+        if (!same) {
+            char want[64] = "", got[64] = "";
+            for (int d = 0; d < t->ndim; d++)
+                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)t->shape[d]);
+            for (int d = 0; d < e->ndim && d < 6; d++)
+                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)e->shape[d]);
+            rc = maec_fail(err, MAEC_ESHAPE, "%s: tensor '%s' has shape [%s], expected [%s]", path, t->name, got, want);
+            break;
+        }
+        rc = st_read_f32(&f, k, m->params + t->offset, err);
+    }
+    for (int k = 0; !rc && k < f.n; k++) {
+        if (maec_model_find(m, f.e[k].name) < 0)
+            rc = maec_fail(err, MAEC_EFORMAT, "%s: unexpected tensor '%s' for this model", path, f.e[k].name);
+    }
+    st_close(&f);
+    if (rc) {
+        maec_model_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int maec_model_save(const maec_model *m, const char *path, maec_error *err)
+{
+    st_tensor *t = calloc((size_t)m->ntensors, sizeof *t);
+    char *cfg = maec_config_to_json(&m->cfg);
+    if (!t || !cfg) {
+        free(t);
+        free(cfg);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < m->ntensors; i++) {
+        t[i].name = m->info[i].name;
+        t[i].ndim = m->info[i].ndim;
+        for (int d = 0; d < 4; d++) t[i].shape[d] = m->info[i].shape[d];
+        t[i].data = m->params + m->info[i].offset;
+    }
+    const char *keys[] = {"format", "maec_config"};
+    const char *vals[] = {"maec", cfg};
+    int rc = st_save(path, t, m->ntensors, keys, vals, 2, err);
+    free(t);
+    free(cfg);
+    return rc;
+}

@@ -1,0 +1,46 @@
+/* The model's internal layout: one buffer of parameters (and one each for
+ * gradients and the two AdamW moments) with named views. */
+#ifndef MAEC_MODEL_H
+#define MAEC_MODEL_H
+#include "maec.h"
+
+/* one ViT block's parameters (pointers into a buffer) */
+typedef struct {
+    float *n1w, *n1b, *qkvw, *qkvb, *projw, *projb, *n2w, *n2b, *fc1w, *fc1b, *fc2w, *fc2b;
+} vit_block;
+
+/* the same views for any of the four buffers */
+typedef struct {
+    float *cls_token, *pos_embed, *pe_w, *pe_b, *enc_mask_token;
+    vit_block *blocks;
+    float *norm_w, *norm_b;
+    float *dec_embed_w, *dec_embed_b, *mask_token, *dec_pos_embed;
+    vit_block *dec_blocks;
+    float *dec_norm_w, *dec_norm_b, *dec_pred_w, *dec_pred_b;
+} mae_views;
+
+#define MAEC_MAX_TENSORS_PER_BLOCK 12
+
+struct maec_model {
+    maec_config cfg;
+    int ntensors;
+    maec_tensor_info *info;
+    char *names;        /* storage for the tensor names */
+    size_t nfloats;     /* floats per buffer */
+    float *mem;         /* params | grads | adam m | adam v */
+    float *params, *grads, *adam_m, *adam_v;
+    mae_views p, g;     /* views into params and grads */
+    int64_t step;
+};
+
+/* Build the tensor table and views for cfg; parameters zero. */
+int model_alloc(const maec_config *cfg, maec_model **out, maec_error *err);
+/* Initialization as official, from a seed. */
+void model_init(maec_model *m, uint64_t seed);
+/* Heads are not fixed by the tensors: guess for the paper's widths, else 0. */
+int default_heads(int width);
+
+/* masking: ids_keep [B,K], ids_restore [B,L], mask [B,L] from noise [B,L] */
+void mask_from_noise(const float *noise, int B, int L, int K, int *ids_keep, int *ids_restore,
+                     float *mask);
+#endif

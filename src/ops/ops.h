@@ -1,0 +1,45 @@
+/* The CPU ops: each a forward/backward pair with shapes in the comments.
+ * Parameter gradients accumulate (+=) so that micro-batches add up;
+ * activation gradients are written (=), except layernorm_backward, which adds
+ * into dinp because in a ViT every layer norm reads the residual stream, whose
+ * gradient is a sum anyway (this saves a pass and a buffer). */
+#ifndef MAEC_OPS_H
+#define MAEC_OPS_H
+#include <stddef.h>
+
+/* out[M,N] = inp[M,K] @ w[N,K]^T + b[N] (b may be NULL) */
+void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
+                    int N);
+/* dinp[M,K] = dout @ w (if dinp); dw[N,K] += dout^T @ inp; db[N] += colsum(dout) (if db) */
+void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                     const float *w, int M, int K, int N);
+
+/* out[M,D] = (inp - mean) * rstd * w + b, eps 1e-6; mean, rstd [M] saved */
+void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
+                       const float *b, int M, int D);
+/* dinp[M,D] += ..., dw[D] += ..., db[D] += ... */
+void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                        const float *w, const float *mean, const float *rstd, int M, int D);
+
+/* out[n] = x * Phi(x), the exact (erf) GELU */
+void gelu_forward(float *out, const float *inp, size_t n);
+/* dinp[n] = dout * GELU'(inp) (dinp may alias dout) */
+void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);
+
+/* Multi-head self-attention core (no projections).
+ * qkv [B,T,3D] laid out per token as (3, H, hd); out [B,T,D] as (H, hd);
+ * att [B,H,T,T] keeps the softmax probabilities for the backward pass. */
+void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int H);
+/* dqkv [B,T,3D] written; scratch holds nscratch blocks of attention_scratch_floats(T)
+ * floats, one per thread (at most nscratch threads run) */
+void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
+                        float *scratch, int nscratch, int B, int T, int D, int H);
+size_t attention_scratch_floats(int T);
+
+/* y[n] += x[n] */
+void add_inplace(float *y, const float *x, size_t n);
+
+/* AdamW on n values, as torch.optim.AdamW (step counted from 1). */
+void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+                  float beta2, float eps, float weight_decay, long step);
+#endif

@@ -1,0 +1,218 @@
+/* Bad input: every broken model, image or noise file gets a one-line error
+ * and a non-zero exit from `maec grad`, with no output file left behind. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "io/npy.h"
+#include "io/safetensors.h"
+#include "maec.h"
+#include "test.h"
+
+static char dir[64];
+
+static const char *at(const char *name)
+{
+    static char buf[8][256];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+/* run maec grad; returns exit status; stderr goes to dir/err.txt */
+static int run_grad(const char *model, const char *images, const char *noise, char *msg, size_t msglen)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "./build/maec grad --model %s --images %s --noise %s --out %s 2>%s >/dev/null",
+             model, images, noise, at("out.safetensors"), at("err.txt"));
+    int st = system(cmd);
+    FILE *f = fopen(at("err.txt"), "r");
+    msg[0] = 0;
+    if (f) {
+        if (!fgets(msg, (int)msglen, f)) msg[0] = 0;
+        fclose(f);
+    }
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int exists(const char *p)
+{
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+/* write the model's tensors with one dropped, one renamed or one reshaped */
+static void write_variant(maec_model *m, const char *path, const char *drop, const char *extra,
+                          const char *reshape)
+{
+    int n = maec_model_num_tensors(m);
+    st_tensor *t = calloc((size_t)n + 1, sizeof *t);
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const maec_tensor_info *ti = maec_model_tensor(m, i);
+        if (drop && !strcmp(ti->name, drop)) continue;
+        t[k].name = ti->name;
+        t[k].ndim = ti->ndim;
+        for (int d = 0; d < 4; d++) t[k].shape[d] = ti->shape[d];
+        if (reshape && !strcmp(ti->name, reshape)) { /* same count, other shape */
+            t[k].ndim = 1;
+            t[k].shape[0] = (int64_t)ti->size;
+        }
+        t[k++].data = maec_model_params(m) + ti->offset;
+    }
+    if (extra) {
+        t[k] = t[0];
+        t[k++].name = extra;
+    }
+    maec_error err;
+    char *cfg = maec_config_to_json(maec_model_config(m));
+    const char *keys[] = {"maec_config"};
+    const char *vals[] = {cfg};
+    if (st_save(path, t, k, keys, vals, 1, &err)) printf("write_variant: %s\n", err.msg);
+    free(cfg);
+    free(t);
+}
+
+static void copy_truncated(const char *src, const char *dst, long keep)
+{
+    FILE *a = fopen(src, "rb"), *b = fopen(dst, "wb");
+    for (long i = 0; i < keep; i++) {
+        int ch = fgetc(a);
+        if (ch == EOF) break;
+        fputc(ch, b);
+    }
+    fclose(a);
+    fclose(b);
+}
+
+static void expect_fail(const char *what, const char *model, const char *images, const char *noise,
+                        const char *needle)
+{
+    char msg[1024];
+    unlink(at("out.safetensors"));
+    int rc = run_grad(model, images, noise, msg, sizeof msg);
+    size_t ml = strlen(msg);
+    if (ml && msg[ml - 1] == '\n') msg[--ml] = 0;
+    CHECK(rc != 0 && rc < 128, "%s: exit status %d (want a clean non-zero exit)", what, rc);
+    CHECK(!strncmp(msg, "maec: error: ", 13), "%s: message '%s' is not 'maec: error: ...'", what, msg);
+    CHECK(!needle || strstr(msg, needle), "%s: message '%s' does not mention '%s'", what, msg, needle);
+    CHECK(!exists(at("out.safetensors")), "%s: an output file was left", what);
+    printf("  %-28s -> %s\n", what, msg);
+}
+
+int main(void)
+{
+    strcpy(dir, "/tmp/maec_bad_XXXXXX");
+    if (!mkdtemp(dir)) return 1;
+    maec_config c;
+    maec_error err;
+    maec_preset("test-tiny", &c, &err);
+    maec_model *m;
+    maec_model_create(&c, 3, &m, &err);
+    maec_model_save(m, at("good.safetensors"), &err);
+    int B = 2, L = maec_num_patches(&c);
+    float *x = calloc((size_t)B * 256, 4), *nz = calloc((size_t)B * L, 4);
+    for (int i = 0; i < B * 256; i++) x[i] = (float)(i % 17) / 17.0f;
+    for (int i = 0; i < B * L; i++) nz[i] = (float)((i * 7) % L) / L;
+    int64_t xs[4] = {B, 1, 16, 16}, ns[2] = {B, L};
+    npy_save(at("x.npy"), x, 4, xs, &err);
+    npy_save(at("n.npy"), nz, 2, ns, &err);
+
+    char msg[1024];
+    CHECK(run_grad(at("good.safetensors"), at("x.npy"), at("n.npy"), msg, sizeof msg) == 0, "good input fails: %s", msg);
+    CHECK(exists(at("out.safetensors")), "good input wrote no output");
+
+    write_variant(m, at("missing.safetensors"), "blocks.1.mlp.fc2.weight", NULL, NULL);
+    expect_fail("missing tensor", at("missing.safetensors"), at("x.npy"), at("n.npy"), "blocks.1.mlp.fc2.weight");
+    write_variant(m, at("extra.safetensors"), NULL, "head.weight", NULL);
+    expect_fail("extra tensor", at("extra.safetensors"), at("x.npy"), at("n.npy"), "unexpected tensor");
+    write_variant(m, at("shape.safetensors"), NULL, NULL, "blocks.0.attn.proj.weight");
+    expect_fail("mis-shaped tensor", at("shape.safetensors"), at("x.npy"), at("n.npy"), "blocks.0.attn.proj.weight");
+
+    struct stat st;
+    stat(at("good.safetensors"), &st);
+    copy_truncated(at("good.safetensors"), at("trunc.safetensors"), (long)st.st_size - 100);
+    expect_fail("truncated data", at("trunc.safetensors"), at("x.npy"), at("n.npy"), NULL);
+    copy_truncated(at("good.safetensors"), at("trunc2.safetensors"), 50);
+    expect_fail("truncated header", at("trunc2.safetensors"), at("x.npy"), at("n.npy"), "header");
+    /* a header length that claims more than the file has */
+    copy_truncated(at("good.safetensors"), at("lie.safetensors"), (long)st.st_size);
+    FILE *f = fopen(at("lie.safetensors"), "r+b");
+    unsigned char big[8] = {0xff, 0xff, 0xff, 0x00, 0, 0, 0, 0};
+    fwrite(big, 1, 8, f);
+    fclose(f);
+    expect_fail("lying header length", at("lie.safetensors"), at("x.npy"), at("n.npy"), "header length");
+    /* JSON that does not parse */
+    copy_truncated(at("good.safetensors"), at("json.safetensors"), (long)st.st_size);
+    f = fopen(at("json.safetensors"), "r+b");
+    fseek(f, 8, SEEK_SET);
+    fputc('[', f);
+    fclose(f);
+    expect_fail("broken JSON header", at("json.safetensors"), at("x.npy"), at("n.npy"), "JSON");
+    /* a data offset past the end */
+    {
+        FILE *g = fopen(at("good.safetensors"), "rb");
+        unsigned char lenb[8];
+        if (fread(lenb, 1, 8, g) != 8) return 1;
+        uint64_t hl = 0;
+        for (int i = 7; i >= 0; i--) hl = hl << 8 | lenb[i];
+        char *hdr = calloc(hl + 1, 1);
+        if (fread(hdr, 1, hl, g) != hl) return 1;
+        fclose(g);
+        char *p = strstr(hdr, "\"data_offsets\":[0,");
+        if (p) {
+            memcpy(p, "\"data_offsets\":[9", 17); /* [90..] instead of [0..] */
+            copy_truncated(at("good.safetensors"), at("off.safetensors"), (long)st.st_size);
+            FILE *h = fopen(at("off.safetensors"), "r+b");
+            fseek(h, 8, SEEK_SET);
+            fwrite(hdr, 1, hl, h);
+            fclose(h);
+            expect_fail("lying data offsets", at("off.safetensors"), at("x.npy"), at("n.npy"), NULL);
+        }
+        free(hdr);
+    }
+    /* a NaN weight */
+    maec_model_params(m)[maec_model_tensor(m, maec_model_find(m, "norm.weight"))->offset + 3] = NAN;
+    maec_model_save(m, at("nan.safetensors"), &err);
+    expect_fail("non-finite weight", at("nan.safetensors"), at("x.npy"), at("n.npy"), "non-finite");
+    expect_fail("missing model file", at("nope.safetensors"), at("x.npy"), at("n.npy"), "nope.safetensors");
+
+    int64_t xs2[4] = {B, 1, 12, 16};
+    npy_save(at("x_small.npy"), x, 4, xs2, &err);
+    expect_fail("images of the wrong size", at("good.safetensors"), at("x_small.npy"), at("n.npy"), "shape");
+    int64_t ns2[2] = {B, L - 1};
+    npy_save(at("n_short.npy"), nz, 2, ns2, &err);
+    expect_fail("noise of the wrong shape", at("good.safetensors"), at("x.npy"), at("n_short.npy"), "shape");
+    int64_t ns3[2] = {B + 1, L};
+    float *nz3 = calloc((size_t)(B + 1) * L, 4);
+    npy_save(at("n_batch.npy"), nz3, 2, ns3, &err);
+    expect_fail("noise for another batch", at("good.safetensors"), at("x.npy"), at("n_batch.npy"), "shape");
+    f = fopen(at("notnpy.npy"), "wb");
+    fputs("hello, not an array", f);
+    fclose(f);
+    expect_fail("images not .npy", at("good.safetensors"), at("notnpy.npy"), at("n.npy"), "not a .npy");
+    copy_truncated(at("x.npy"), at("x_trunc.npy"), 200);
+    expect_fail("truncated images", at("good.safetensors"), at("x_trunc.npy"), at("n.npy"), "size");
+
+    /* bad flags */
+    int rc = system("./build/maec grad --model a --images b --noise c --out d --mask-ratio 1.5 2>/dev/null");
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "--mask-ratio 1.5 accepted");
+    rc = system("./build/maec grad --bogus 2>/dev/null");
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "unknown flag accepted");
+    rc = system("./build/maec frobnicate 2>/dev/null");
+    CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "unknown command accepted");
+
+    free(x);
+    free(nz);
+    free(nz3);
+    maec_model_free(m);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) {}
+    TEST_END();
+}

@@ -1,0 +1,338 @@
+/* The MAE core against the PyTorch reference (tests/reference/make_fixtures.py):
+ * loss, prediction, every gradient and the parameters after 3 AdamW steps,
+ * each within a relative error of 1e-5 (||ours - ref|| / ||ref||). */
+#define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/npy.h"
+#include "io/safetensors.h"
+#include "maec.h"
+#include "test.h"
+#include "util.h"
+
+#define TOL 1e-5
+
+static const char *FIX = "tests/fixtures";
+
+static float *st_get(const st_file *f, const char *name, size_t *count)
+{
+    int i = st_find(f, name);
+    if (i < 0) return NULL;
+    float *buf = malloc(f->e[i].count * sizeof(float) + 4);
+    maec_error err;
+    if (st_read_f32(f, i, buf, &err)) {
+        free(buf);
+        return NULL;
+    }
+    if (count) *count = f->e[i].count;
+    return buf;
+}
+
+/* compare every trainable gradient with the file's; returns the worst error */
+static double compare_grads(maec_model *m, const st_file *ref, const char *what, const char *cs)
+{
+    double worst = 0;
+    for (int i = 0; i < maec_model_num_tensors(m); i++) {
+        const maec_tensor_info *t = maec_model_tensor(m, i);
+        if (!t->trainable) continue;
+        size_t n;
+        float *r = st_get(ref, t->name, &n);
+        CHECK(r && n == t->size, "%s %s: reference gradient of %s missing", cs, what, t->name);
+        if (!r || n != t->size) {
+            free(r);
+            continue;
+        }
+        double e = rel_err(maec_model_grads(m) + t->offset, r, n);
+        CHECK(e < TOL, "%s %s: gradient of %s rel err %.3g", cs, what, t->name, e);
+        if (e > worst) worst = e;
+        free(r);
+    }
+    return worst;
+}
+
+static void run_case(const char *cs)
+{
+    char path[512];
+    maec_error err = {0};
+    maec_model *m = NULL;
+    snprintf(path, sizeof path, "%s/%s/model.safetensors", FIX, cs);
+    int rc = maec_model_load(path, NULL, &m, &err);
+    CHECK(rc == 0, "%s: load: %s", cs, err.msg);
+    if (rc) return;
+    const maec_config *c = maec_model_config(m);
+    npy_array x, nz;
+    snprintf(path, sizeof path, "%s/%s/images.npy", FIX, cs);
+    CHECK(npy_load(path, &x, &err) == 0, "%s: %s", cs, err.msg);
+    snprintf(path, sizeof path, "%s/%s/noise.npy", FIX, cs);
+    CHECK(npy_load(path, &nz, &err) == 0, "%s: %s", cs, err.msg);
+    int B = (int)x.shape[0], L = maec_num_patches(c), P = maec_patch_dim(c);
+    st_file g;
+    snprintf(path, sizeof path, "%s/%s/grads.safetensors", FIX, cs);
+    CHECK(st_open(path, &g, &err) == 0, "%s: %s", cs, err.msg);
+
+    maec_workspace *ws;
+    CHECK(maec_workspace_create(m, B, &ws, &err) == 0, "%s: %s", cs, err.msg);
+    maec_zero_grad(m);
+    float loss;
+    rc = maec_forward_backward(m, ws, x.data, B, nz.data, NULL, 1, 1.0f, &loss, &err);
+    CHECK(rc == 0, "%s: forward_backward: %s", cs, err.msg);
+    float *rl = st_get(&g, "loss", NULL);
+    double le = rl ? fabs(loss - rl[0]) / fabs(rl[0]) : 1;
+    CHECK(le < TOL, "%s: loss %.8g vs reference %.8g", cs, (double)loss, rl ? (double)rl[0] : 0.0);
+    float *rmask = st_get(&g, "mask", NULL);
+    CHECK(rmask && rel_err(maec_ws_mask(ws), rmask, (size_t)B * L) == 0, "%s: mask differs", cs);
+    float *rpred = st_get(&g, "pred", NULL);
+    double pe = rpred ? rel_err(maec_ws_pred(ws), rpred, (size_t)B * L * P) : 1;
+    CHECK(pe < TOL, "%s: prediction rel err %.3g", cs, pe);
+    double ge = compare_grads(m, &g, "f64 ref", cs);
+    printf("  %-12s loss %.7f (ref %.7f)  pred err %.2e  worst grad err %.2e\n", cs, (double)loss,
+           rl ? (double)rl[0] : 0.0, pe, ge);
+    free(rl);
+    free(rmask);
+    free(rpred);
+    st_close(&g);
+
+    /* float32 PyTorch, where the fixture has it */
+    snprintf(path, sizeof path, "%s/%s/grads_f32.safetensors", FIX, cs);
+    if (access(path, R_OK) == 0) {
+        st_file g32;
+        CHECK(st_open(path, &g32, &err) == 0, "%s: %s", cs, err.msg);
+        float *l32 = st_get(&g32, "loss", NULL);
+        CHECK(l32 && fabs(loss - l32[0]) / fabs(l32[0]) < TOL, "%s: loss vs float32 torch", cs);
+        double e32 = compare_grads(m, &g32, "f32 ref", cs);
+        printf("  %-12s against float32 PyTorch: worst grad err %.2e\n", cs, e32);
+        free(l32);
+        st_close(&g32);
+    }
+
+    /* the same pass twice gives the same bits */
+    float *g1 = malloc(maec_model_num_floats(m) * sizeof(float));
+    memcpy(g1, maec_model_grads(m), maec_model_num_floats(m) * sizeof(float));
+    maec_zero_grad(m);
+    maec_forward_backward(m, ws, x.data, B, nz.data, NULL, 1, 1.0f, &loss, &err);
+    CHECK(memcmp(g1, maec_model_grads(m), maec_model_num_floats(m) * sizeof(float)) == 0,
+          "%s: a second identical pass gave different gradients", cs);
+
+    /* gradient accumulation: two half batches at scale 1/2 = one batch */
+    if (B % 2 == 0) {
+        maec_zero_grad(m);
+        int h = B / 2;
+        size_t img = (size_t)c->in_chans * c->img_h * c->img_w;
+        maec_forward_backward(m, ws, x.data, h, nz.data, NULL, 1, 0.5f, NULL, &err);
+        maec_forward_backward(m, ws, x.data + h * img, h, nz.data + (size_t)h * L, NULL, 1, 0.5f, NULL, &err);
+        double ae = rel_err(maec_model_grads(m), g1, maec_model_num_floats(m));
+        CHECK(ae < TOL, "%s: accumulated gradients rel err %.3g", cs, ae);
+    }
+    free(g1);
+
+    /* three AdamW steps */
+    st_file a;
+    snprintf(path, sizeof path, "%s/%s/adamw.safetensors", FIX, cs);
+    CHECK(st_open(path, &a, &err) == 0, "%s: %s", cs, err.msg);
+    float *rlosses = st_get(&a, "losses", NULL);
+    const float lrs[3] = {1e-3f, 5e-4f, 2.5e-4f};
+    for (int s = 0; s < 3; s++) {
+        maec_zero_grad(m);
+        maec_forward_backward(m, ws, x.data, B, nz.data, NULL, 1, 1.0f, &loss, &err);
+        CHECK(rlosses && fabs(loss - rlosses[s]) / fabs(rlosses[s]) < TOL,
+              "%s: AdamW step %d loss %.8g vs %.8g", cs, s + 1, (double)loss, rlosses ? (double)rlosses[s] : 0.0);
+        maec_adamw opt = {lrs[s], 0.9f, 0.95f, 1e-8f, 0.05f};
+        maec_adamw_step(m, &opt);
+    }
+    double worst = 0;
+    for (int i = 0; i < maec_model_num_tensors(m); i++) {
+        const maec_tensor_info *t = maec_model_tensor(m, i);
+        if (!t->trainable) continue;
+        size_t n;
+        float *r = st_get(&a, t->name, &n);
+        CHECK(r && n == t->size, "%s: AdamW reference of %s missing", cs, t->name);
+        if (!r) continue;
+        double e = rel_err(maec_model_params(m) + t->offset, r, n);
+        CHECK(e < TOL, "%s: after 3 AdamW steps %s rel err %.3g", cs, t->name, e);
+        if (e > worst) worst = e;
+        free(r);
+    }
+    printf("  %-12s after 3 AdamW steps: worst parameter err %.2e\n", cs, worst);
+    free(rlosses);
+    st_close(&a);
+
+    /* save, load: same configuration and the same bits */
+    char tmp[] = "/tmp/maec_test_XXXXXX";
+    int fd = mkstemp(tmp);
+    if (fd >= 0) close(fd);
+    CHECK(maec_model_save(m, tmp, &err) == 0, "%s: save: %s", cs, err.msg);
+    maec_model *m2 = NULL;
+    CHECK(maec_model_load(tmp, NULL, &m2, &err) == 0, "%s: reload: %s", cs, err.msg);
+    if (m2) {
+        CHECK(memcmp(maec_model_config(m2), c, sizeof *c) == 0, "%s: configuration changed on reload", cs);
+        CHECK(memcmp(maec_model_params(m2), maec_model_params(m), maec_model_num_floats(m) * 4) == 0,
+              "%s: parameters changed on reload", cs);
+    }
+    maec_model_free(m2);
+    unlink(tmp);
+    maec_workspace_free(ws);
+    npy_free(&x);
+    npy_free(&nz);
+    maec_model_free(m);
+}
+
+static void test_pos_embed(void)
+{
+    st_file f;
+    maec_error err;
+    char path[256];
+    snprintf(path, sizeof path, "%s/posembed.safetensors", FIX);
+    if (st_open(path, &f, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    struct { const char *name; int D, gh, gw; } cases[] = {{"pos_32_3x5", 32, 3, 5}, {"pos_24_4x4", 24, 4, 4}};
+    for (int k = 0; k < 2; k++) {
+        size_t n;
+        float *r = st_get(&f, cases[k].name, &n);
+        size_t want = (size_t)(cases[k].gh * cases[k].gw + 1) * cases[k].D;
+        CHECK(r && n == want, "pos embed %s missing", cases[k].name);
+        if (!r || n != want) continue;
+        float *o = malloc(n * sizeof(float));
+        maec_sincos_pos_embed(o, cases[k].D, cases[k].gh, cases[k].gw);
+        double e = rel_err(o, r, n);
+        CHECK(e < 1e-6, "pos embed %s rel err %.3g", cases[k].name, e);
+        free(o);
+        free(r);
+    }
+    st_close(&f);
+}
+
+static void test_lr_schedule(void)
+{
+    char path[256], *js;
+    size_t len;
+    maec_error err;
+    snprintf(path, sizeof path, "%s/lr_schedule.json", FIX);
+    if (read_file(path, &js, &len, 1 << 20, &err)) {
+        CHECK(0, "%s", err.msg);
+        return;
+    }
+    cJSON *o = cJSON_Parse(js);
+    free(js);
+    const cJSON *lrs = NULL;
+    double blr = 0, batch = 0, accum = 0, epochs = 0, warm = 0, minlr = 0, ipe = 0;
+    if (cJSON_IsArray(o)) {
+        lrs = o;
+    } else if (o) {
+        const cJSON *it;
+        cJSON_ArrayForEach(it, o)
+        {
+            if (cJSON_IsArray(it)) lrs = it;
+        }
+        const cJSON *prm = cJSON_GetObjectItem(o, "params");
+        if (!prm) prm = o;
+#define NUM(k, v) do { const cJSON *q = cJSON_GetObjectItem(prm, k); if (cJSON_IsNumber(q)) v = q->valuedouble; } while (0)
+        NUM("blr", blr); NUM("batch", batch); NUM("batch_size", batch); NUM("accum", accum); NUM("accum_iter", accum);
+        NUM("epochs", epochs); NUM("warmup", warm); NUM("warmup_epochs", warm); NUM("min_lr", minlr);
+        NUM("iters_per_epoch", ipe);
+#undef NUM
+    }
+    CHECK(lrs && blr > 0 && batch > 0 && ipe > 0, "lr_schedule.json: unexpected layout");
+    if (lrs && blr > 0 && batch > 0 && ipe > 0) {
+        if (accum <= 0) accum = 1;
+        double lr = blr * batch * accum / 256.0, worst = 0;
+        int n = cJSON_GetArraySize(lrs);
+        for (int it = 0; it < n; it++) {
+            double e = it / ipe;
+            double ours = maec_lr_at(e, lr, minlr, warm, epochs);
+            double ref = cJSON_GetArrayItem(lrs, it)->valuedouble;
+            double d = fabs(ours - ref) / (fabs(ref) > 1e-12 ? fabs(ref) : 1.0);
+            if (d > worst) worst = d;
+        }
+        CHECK(n == (int)(epochs * ipe) && worst < 1e-9, "lr schedule: %d values, worst rel err %.3g", n, worst);
+    }
+    cJSON_Delete(o);
+}
+
+static void test_patchify_roundtrip(void)
+{
+    int B = 2, C = 3, H = 8, W = 12, p = 4;
+    size_t n = (size_t)B * C * H * W;
+    float *x = malloc(n * 4), *pt = malloc(n * 4), *y = malloc(n * 4);
+    for (size_t i = 0; i < n; i++) x[i] = (float)i;
+    maec_patchify(x, pt, B, C, H, W, p);
+    /* patch (0,1) of image 0, element (row 1, col 2, channel 2) */
+    int P = p * p * C;
+    CHECK(pt[1 * P + (1 * p + 2) * C + 2] == x[((0 * C + 2) * H + 1) * W + 4 + 2], "patchify order");
+    maec_unpatchify(pt, y, B, C, H, W, p);
+    CHECK(memcmp(x, y, n * 4) == 0, "unpatchify(patchify(x)) != x");
+    free(x);
+    free(pt);
+    free(y);
+}
+
+static void test_masks(void)
+{
+    maec_config c;
+    maec_error err;
+    maec_preset("fmnist-tiny", &c, &err);
+    int L = maec_num_patches(&c), B = 4;
+    float *nz = malloc((size_t)B * L * 4);
+    for (int s = 0; s < 3; s++) {
+        c.mask_strategy = (maec_mask_strategy)s;
+        int K = maec_num_keep(&c);
+        uint64_t rng = 42;
+        maec_make_noise(&c, B, nz, &rng);
+        int ok = 1;
+        for (int b = 0; b < B; b++) {
+            int kept = 0;
+            for (int l = 0; l < L; l++) kept += nz[b * L + l] < 0.5f;
+            if (s == 0) continue;
+            ok &= kept == K;
+        }
+        CHECK(ok, "mask strategy %d keeps %d patches", s, K);
+        if (s == 2) { /* grid: kept exactly the even rows and columns */
+            int gw = c.img_w / c.patch;
+            int good = 1;
+            for (int l = 0; l < L; l++) good &= (nz[l] < 0.5f) == ((l / gw) % 2 == 0 && (l % gw) % 2 == 0);
+            CHECK(good, "grid mask pattern");
+        }
+    }
+    CHECK(maec_num_keep(&(maec_config){.img_h = 224, .img_w = 224, .patch = 16, .mask_ratio = 0.75f}) == 49,
+          "ViT-B/16 at 224 keeps 49 of 196");
+    free(nz);
+}
+
+static void test_init_seed(void)
+{
+    maec_config c;
+    maec_error err;
+    maec_preset("test-tiny", &c, &err);
+    maec_model *a, *b, *d;
+    maec_model_create(&c, 7, &a, &err);
+    maec_model_create(&c, 7, &b, &err);
+    maec_model_create(&c, 8, &d, &err);
+    size_t n = maec_model_num_floats(a);
+    CHECK(memcmp(maec_model_params(a), maec_model_params(b), n * 4) == 0, "same seed, different model");
+    CHECK(memcmp(maec_model_params(a), maec_model_params(d), n * 4) != 0, "different seed, same model");
+    /* xavier bound of qkv [96,32]: sqrt(6/128) */
+    int q = maec_model_find(a, "blocks.0.attn.qkv.weight");
+    const maec_tensor_info *t = maec_model_tensor(a, q);
+    float mx = 0;
+    for (size_t i = 0; i < t->size; i++) mx = fmaxf(mx, fabsf(maec_model_params(a)[t->offset + i]));
+    CHECK(mx <= sqrtf(6.0f / 128) && mx > 0.9f * sqrtf(6.0f / 128), "qkv init bound %g", (double)mx);
+    maec_model_free(a);
+    maec_model_free(b);
+    maec_model_free(d);
+}
+
+int main(void)
+{
+    const char *cases[] = {"c1", "c3_normpix", "nonsquare", "menc", "allloss"};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(cases[i]);
+    test_pos_embed();
+    test_lr_schedule();
+    test_patchify_roundtrip();
+    test_masks();
+    test_init_seed();
+    TEST_END();
+}
