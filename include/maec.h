@@ -115,6 +115,22 @@ int maec_model_load(const char *path, const maec_config *hint,
 /* Write the weights (and the configuration in __metadata__), atomically. */
 int maec_model_save(const maec_model *m, const char *path, maec_error *err);
 
+/* String metadata kept with the model and saved in the file's __metadata__
+ * (for example "maec_data": the data normalization). Loading keeps every key
+ * of the file. get returns NULL when absent. */
+int maec_model_set_meta(maec_model *m, const char *key, const char *value);
+const char *maec_model_get_meta(const maec_model *m, const char *key);
+
+/* Checkpoints: the weights, the AdamW moments (as "optimizer.exp_avg.<name>"
+ * and "optimizer.exp_avg_sq.<name>"), the step and a run-state JSON string,
+ * written atomically with a checksum. maec_model_load reads a checkpoint's
+ * weights and ignores the rest. */
+int maec_checkpoint_save(const maec_model *m, const char *path, const char *run_json,
+                         maec_error *err);
+/* *run_json is malloc'd (NULL if the file has none). */
+int maec_checkpoint_load(const char *path, const maec_config *hint, maec_model **out,
+                         char **run_json, maec_error *err);
+
 /* ------------------------------------------------------------------ training */
 
 typedef struct maec_workspace maec_workspace;
@@ -174,6 +190,17 @@ void maec_unpatchify(const float *patches, float *imgs, int B, int C, int H,
 
 /* Fixed 2-D sin-cos position embedding [(gh*gw + 1), D], row 0 zero. */
 void maec_sincos_pos_embed(float *out, int D, int gh, int gw);
+
+/* The picture of the paper: a row per image, original | masked (hidden
+ * patches grey) | reconstruction | reconstruction with the visible patches
+ * pasted back. images are normalized [B,C,H,W]; mean and std (C values each)
+ * undo the normalization for display. For a norm-pix model the predicted
+ * patches are shown un-normalized with each true patch's mean and variance,
+ * as the official demo does. Panels are upscaled by `scale`. Writes a PNG
+ * atomically. noise may be NULL (then drawn from *rng). */
+int maec_reconstruction_png(maec_model *m, maec_workspace *ws, const float *images, int B,
+                            const float *noise, uint64_t *rng, const float *mean,
+                            const float *std, int scale, const char *path, maec_error *err);
 
 /* ------------------------------------------------------------------ misc */
 

@@ -2,6 +2,7 @@
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
+#include <zlib.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,6 +192,21 @@ int st_open(const char *path, st_file *f, maec_error *err)
         }
     }
     free(order);
+    const char *want = rc ? NULL : st_meta(f, "crc32");
+    if (want) {
+        uLong crc = crc32(0L, Z_NULL, 0);
+        const unsigned char *bytes = (const unsigned char *)f->buf + f->data_start;
+        for (size_t done = 0; done < data_len;) {
+            size_t chunk = data_len - done > (1u << 30) ? (1u << 30) : data_len - done;
+            crc = crc32(crc, bytes + done, (uInt)chunk);
+            done += chunk;
+        }
+        char got[16];
+        snprintf(got, sizeof got, "%08lx", (unsigned long)crc);
+        if (strcmp(got, want))
+            rc = maec_fail(err, MAEC_EFORMAT, "%s: checksum mismatch (file is corrupt: crc32 %s, "
+                           "header says %s)", path, got, want);
+    }
     if (rc) st_close(f);
     return rc;
 }
@@ -264,10 +280,23 @@ int st_save(const char *path, const st_tensor *t, int n, const char *const *meta
 {
     cJSON *root = cJSON_CreateObject();
     if (!root) return maec_fail(err, MAEC_ENOMEM, "out of memory");
-    if (nmeta > 0) {
-        cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
-        for (int i = 0; meta && i < nmeta; i++) cJSON_AddStringToObject(meta, meta_keys[i], meta_vals[i]);
+    /* a CRC-32 of the data section, checked on reading */
+    uLong crc = crc32(0L, Z_NULL, 0);
+    for (int i = 0; i < n; i++) {
+        size_t count = 1;
+        for (int d = 0; d < t[i].ndim; d++) count *= (size_t)t[i].shape[d];
+        const unsigned char *bytes = (const unsigned char *)t[i].data;
+        for (size_t done = 0, len = count * 4; done < len;) {
+            size_t chunk = len - done > (1u << 30) ? (1u << 30) : len - done;
+            crc = crc32(crc, bytes + done, (uInt)chunk);
+            done += chunk;
+        }
     }
+    char crcbuf[16];
+    snprintf(crcbuf, sizeof crcbuf, "%08lx", (unsigned long)crc);
+    cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
+    for (int i = 0; meta && i < nmeta; i++) cJSON_AddStringToObject(meta, meta_keys[i], meta_vals[i]);
+    if (meta) cJSON_AddStringToObject(meta, "crc32", crcbuf);
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         cJSON *o = cJSON_AddObjectToObject(root, t[i].name);

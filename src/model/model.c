@@ -171,6 +171,10 @@ int model_alloc(const maec_config *cfg, maec_model **out, maec_error *err)
 void maec_model_free(maec_model *m)
 {
     if (!m) return;
+    for (int i = 0; i < m->nmeta; i++) {
+        free(m->meta_key[i]);
+        free(m->meta_val[i]);
+    }
     free(m->p.blocks);
     free(m->p.dec_blocks);
     free(m->g.blocks);
@@ -345,7 +349,43 @@ static int infer_config(const st_file *f, const maec_config *hint, maec_config *
     return 0;
 }
 
-int maec_model_load(const char *path, const maec_config *hint, maec_model **out, maec_error *err)
+int maec_model_set_meta(maec_model *m, const char *key, const char *value)
+{
+    for (int i = 0; i < m->nmeta; i++) {
+        if (!strcmp(m->meta_key[i], key)) {
+            char *v = strdup(value);
+            if (!v) return MAEC_ENOMEM;
+            free(m->meta_val[i]);
+            m->meta_val[i] = v;
+            return 0;
+        }
+    }
+    if (m->nmeta == 16) return MAEC_EINVAL;
+    m->meta_key[m->nmeta] = strdup(key);
+    m->meta_val[m->nmeta] = strdup(value);
+    if (!m->meta_key[m->nmeta] || !m->meta_val[m->nmeta]) return MAEC_ENOMEM;
+    m->nmeta++;
+    return 0;
+}
+
+const char *maec_model_get_meta(const maec_model *m, const char *key)
+{
+    for (int i = 0; i < m->nmeta; i++)
+        if (!strcmp(m->meta_key[i], key)) return m->meta_val[i];
+    return NULL;
+}
+
+static const char *OPT_M = "optimizer.exp_avg.", *OPT_V = "optimizer.exp_avg_sq.";
+
+static int is_reserved_meta(const char *k)
+{
+    return !strcmp(k, "format") || !strcmp(k, "maec_config") || !strcmp(k, "crc32") ||
+           !strcmp(k, "maec_run") || !strcmp(k, "step");
+}
+
+/* with_opt: also read the AdamW moments (all of them, or none) */
+static int load_impl(const char *path, const maec_config *hint, maec_model **out, char **run_json,
+                     int with_opt, maec_error *err)
 {
     *out = NULL;
     st_file f;
@@ -379,9 +419,47 @@ int maec_model_load(const char *path, const maec_config *hint, maec_model **out,
         rc = st_read_f32(&f, k, m->params + t->offset, err);
     }
     for (int k = 0; !rc && k < f.n; k++) {
-        if (maec_model_find(m, f.e[k].name) < 0)
-            rc = maec_fail(err, MAEC_EFORMAT, "%s: unexpected tensor '%s' for this model", path, f.e[k].name);
+        const char *nm = f.e[k].name;
+        if (!strncmp(nm, OPT_M, strlen(OPT_M)) || !strncmp(nm, OPT_V, strlen(OPT_V))) {
+            const char *base = nm + strlen(!strncmp(nm, OPT_M, strlen(OPT_M)) ? OPT_M : OPT_V);
+            int t = maec_model_find(m, base);
+            if (t < 0 || f.e[k].count != m->info[t].size)
+                rc = maec_fail(err, MAEC_EFORMAT, "%s: optimizer state '%s' does not fit the model", path, nm);
+            continue;
+        }
+        if (maec_model_find(m, nm) < 0)
+            rc = maec_fail(err, MAEC_EFORMAT, "%s: unexpected tensor '%s' for this model", path, nm);
     }
+    if (!rc && with_opt) {
+        char nm[300];
+        for (int i = 0; !rc && i < m->ntensors; i++) {
+            const maec_tensor_info *t = &m->info[i];
+            if (!t->trainable) continue;
+            for (int which = 0; !rc && which < 2; which++) {
+                snprintf(nm, sizeof nm, "%s%s", which ? OPT_V : OPT_M, t->name);
+                int k = st_find(&f, nm);
+                if (k < 0)
+                    rc = maec_fail(err, MAEC_EFORMAT, "%s: not a checkpoint (no optimizer state '%s')", path, nm);
+                else
+                    rc = st_read_f32(&f, k, (which ? m->adam_v : m->adam_m) + t->offset, err);
+            }
+        }
+        const char *st = st_meta(&f, "step");
+        if (!rc) {
+            char *end = NULL;
+            long long v = st ? strtoll(st, &end, 10) : -1;
+            if (!st || *end || v < 0)
+                rc = maec_fail(err, MAEC_EFORMAT, "%s: checkpoint has no valid step", path);
+            else
+                m->step = v;
+        }
+        if (!rc && run_json) {
+            const char *r = st_meta(&f, "maec_run");
+            *run_json = r ? strdup(r) : NULL;
+        }
+    }
+    for (int i = 0; !rc && i < f.nmeta; i++)
+        if (!is_reserved_meta(f.meta_key[i])) maec_model_set_meta(m, f.meta_key[i], f.meta_val[i]);
     st_close(&f);
     if (rc) {
         maec_model_free(m);
@@ -391,25 +469,74 @@ int maec_model_load(const char *path, const maec_config *hint, maec_model **out,
     return 0;
 }
 
-int maec_model_save(const maec_model *m, const char *path, maec_error *err)
+int maec_model_load(const char *path, const maec_config *hint, maec_model **out, maec_error *err)
 {
-    st_tensor *t = calloc((size_t)m->ntensors, sizeof *t);
+    return load_impl(path, hint, out, NULL, 0, err);
+}
+
+int maec_checkpoint_load(const char *path, const maec_config *hint, maec_model **out,
+                         char **run_json, maec_error *err)
+{
+    if (run_json) *run_json = NULL;
+    return load_impl(path, hint, out, run_json, 1, err);
+}
+
+static int save_impl(const maec_model *m, const char *path, const char *run_json, int with_opt,
+                     maec_error *err)
+{
+    int maxt = m->ntensors * 3;
+    st_tensor *t = calloc((size_t)maxt, sizeof *t);
+    char *names = calloc((size_t)maxt, 300);
     char *cfg = maec_config_to_json(&m->cfg);
-    if (!t || !cfg) {
+    if (!t || !cfg || !names) {
         free(t);
         free(cfg);
+        free(names);
         return maec_fail(err, MAEC_ENOMEM, "out of memory");
     }
-    for (int i = 0; i < m->ntensors; i++) {
-        t[i].name = m->info[i].name;
-        t[i].ndim = m->info[i].ndim;
-        for (int d = 0; d < 4; d++) t[i].shape[d] = m->info[i].shape[d];
-        t[i].data = m->params + m->info[i].offset;
+    int k = 0;
+    for (int pass = 0; pass < (with_opt ? 3 : 1); pass++) {
+        const float *buf = pass == 0 ? m->params : pass == 1 ? m->adam_m : m->adam_v;
+        for (int i = 0; i < m->ntensors; i++) {
+            const maec_tensor_info *ti = &m->info[i];
+            if (pass > 0 && !ti->trainable) continue;
+            if (pass == 0) {
+                t[k].name = ti->name;
+            } else {
+                char *nm = names + (size_t)k * 300;
+                snprintf(nm, 300, "%s%s", pass == 1 ? OPT_M : OPT_V, ti->name);
+                t[k].name = nm;
+            }
+            t[k].ndim = ti->ndim;
+            for (int d = 0; d < 4; d++) t[k].shape[d] = ti->shape[d];
+            t[k++].data = buf + ti->offset;
+        }
     }
-    const char *keys[] = {"format", "maec_config"};
-    const char *vals[] = {"maec", cfg};
-    int rc = st_save(path, t, m->ntensors, keys, vals, 2, err);
+    const char *keys[24], *vals[24];
+    char stepbuf[32];
+    int nk = 0;
+    keys[nk] = "format", vals[nk++] = "maec";
+    keys[nk] = "maec_config", vals[nk++] = cfg;
+    if (with_opt) {
+        snprintf(stepbuf, sizeof stepbuf, "%lld", (long long)m->step);
+        keys[nk] = "step", vals[nk++] = stepbuf;
+        if (run_json) keys[nk] = "maec_run", vals[nk++] = run_json;
+    }
+    for (int i = 0; i < m->nmeta; i++) keys[nk] = m->meta_key[i], vals[nk++] = m->meta_val[i];
+    int rc = st_save(path, t, k, keys, vals, nk, err);
     free(t);
     free(cfg);
+    free(names);
     return rc;
+}
+
+int maec_model_save(const maec_model *m, const char *path, maec_error *err)
+{
+    return save_impl(m, path, NULL, 0, err);
+}
+
+int maec_checkpoint_save(const maec_model *m, const char *path, const char *run_json,
+                         maec_error *err)
+{
+    return save_impl(m, path, run_json, 1, err);
 }

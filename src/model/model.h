@@ -31,6 +31,8 @@ struct maec_model {
     float *params, *grads, *adam_m, *adam_v;
     mae_views p, g;     /* views into params and grads */
     int64_t step;
+    int nmeta;
+    char *meta_key[16], *meta_val[16];
 };
 
 /* Build the tensor table and views for cfg; parameters zero. */

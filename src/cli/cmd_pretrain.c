@@ -1,0 +1,444 @@
+/* maec pretrain: the training loop, with checkpoints, resume and logs. */
+#define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli.h"
+#include "data/data.h"
+#include "run.h"
+#include "util.h"
+
+static volatile sig_atomic_t g_signal;
+static void on_signal(int s) { g_signal = s; }
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+typedef struct {
+    long long step;
+    char name[256];
+} ckpt_entry;
+
+static int cmp_ckpt(const void *a, const void *b)
+{
+    const ckpt_entry *x = a, *y = b;
+    return (x->step > y->step) - (x->step < y->step);
+}
+
+/* checkpoint-<step>.safetensors files in dir, oldest first */
+static int list_checkpoints(const char *dir, ckpt_entry **out)
+{
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long s;
+        char tail[32];
+        if (sscanf(e->d_name, "checkpoint-%lld.%31s", &s, tail) != 2 || strcmp(tail, "safetensors")) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            ckpt_entry *nw = realloc(*out, (size_t)cap * sizeof **out);
+            if (!nw) break;
+            *out = nw;
+        }
+        (*out)[n].step = s;
+        snprintf((*out)[n].name, sizeof (*out)[n].name, "%.255s", e->d_name);
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(*out, (size_t)n, sizeof **out, cmp_ckpt);
+    return n;
+}
+
+static void prune_checkpoints(const char *dir, int keep)
+{
+    ckpt_entry *c;
+    int n = list_checkpoints(dir, &c);
+    for (int i = 0; i < n - keep; i++) {
+        char p[2048];
+        snprintf(p, sizeof p, "%s/%s", dir, c[i].name);
+        unlink(p);
+    }
+    free(c);
+}
+
+static int save_checkpoint(maec_model *m, const run_cfg *rc, maec_error *err)
+{
+    char path[2048];
+    snprintf(path, sizeof path, "%s/checkpoint-%08lld.safetensors", rc->output_dir,
+             (long long)maec_model_step(m));
+    char *js = run_cfg_to_json(rc);
+    if (!js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    int r = maec_checkpoint_save(m, path, js, err);
+    free(js);
+    if (!r) prune_checkpoints(rc->output_dir, rc->keep);
+    return r;
+}
+
+/* Load the newest checkpoint that loads; a broken newer one is skipped with a
+ * warning. path is a checkpoint file or a run folder. */
+static int load_resume(const char *path, maec_model **m, char **run_json, char *used, size_t usedlen,
+                       maec_error *err)
+{
+    struct stat st;
+    if (stat(path, &st) != 0) return maec_fail(err, MAEC_EIO, "--resume %s: %s", path, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        snprintf(used, usedlen, "%s", path);
+        return maec_checkpoint_load(path, NULL, m, run_json, err);
+    }
+    ckpt_entry *c;
+    int n = list_checkpoints(path, &c);
+    if (n == 0) {
+        free(c);
+        return maec_fail(err, MAEC_EIO, "--resume %s: no checkpoint-*.safetensors in that folder", path);
+    }
+    int r = MAEC_EIO;
+    for (int i = n - 1; i >= 0; i--) {
+        snprintf(used, usedlen, "%s/%s", path, c[i].name);
+        r = maec_checkpoint_load(used, NULL, m, run_json, err);
+        if (!r) break;
+        fprintf(stderr, "maec: warning: skipping %s: %s\n", used, err->msg);
+    }
+    free(c);
+    return r;
+}
+
+/* ------------------------------------------------------------ metrics */
+
+/* keep only the records of steps <= step (a resumed run rewrites the rest) */
+static void trim_metrics(const char *path, long long step)
+{
+    char *buf;
+    size_t len;
+    maec_error err;
+    if (read_file(path, &buf, &len, (size_t)1 << 30, &err)) return;
+    atomic_file af;
+    if (atomic_open(&af, path, &err)) {
+        free(buf);
+        return;
+    }
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        const char *s = strstr(line, "\"step\":");
+        if (s && atoll(s + 7) > step) continue;
+        atomic_write(&af, line, strlen(line));
+        atomic_write(&af, "\n", 1);
+    }
+    free(buf);
+    atomic_commit(&af, &err);
+}
+
+/* ------------------------------------------------------------ the run */
+
+static int mkdir_p(const char *path)
+{
+    char tmp[2048];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+/* a few fixed evaluation images, for the pictures during training */
+static int load_view_images(maec_dataset *ds, const maec_config *mc, const run_cfg *rc, int n,
+                            float *out, maec_error *err)
+{
+    maec_augment a;
+    maec_augment_defaults(&a, mc->in_chans, mc->img_h, mc->img_w);
+    a.random_resized_crop = 0;
+    a.hflip = 0;
+    for (int c = 0; c < 3; c++) {
+        a.mean[c] = rc->mean[c];
+        a.std[c] = rc->std[c];
+    }
+    maec_image img = {0};
+    size_t sz = (size_t)mc->in_chans * mc->img_h * mc->img_w;
+    int64_t N = maec_dataset_size(ds);
+    int r = 0;
+    for (int i = 0; i < n && !r; i++) {
+        uint64_t rng = 0;
+        r = maec_dataset_get(ds, (int64_t)i * (N / n), &img, err);
+        if (!r) r = maec_augment_apply(&a, &img, out + i * sz, &rng, err);
+    }
+    maec_image_free(&img);
+    return r;
+}
+
+int cmd_pretrain(int argc, char **argv)
+{
+    run_cfg rc;
+    int threads = 0;
+    const char *resume = NULL;
+    int status = 1;
+    maec_error err = {0};
+    int r = run_cfg_from_args("pretrain", argc, argv, &rc, &threads, &resume, &err);
+    if (r) return r < 0 ? 2 : 0; /* -1: error already printed, 1: --help */
+    maec_set_threads(threads);
+
+    maec_model *m = NULL;
+    maec_workspace *ws = NULL;
+    maec_dataset *ds = NULL, *ds_view = NULL;
+    maec_loader *ld = NULL;
+    float *images = NULL, *noise = NULL, *view = NULL;
+    FILE *metrics = NULL;
+    char *js = NULL;
+
+    if (resume) {
+        char *run_json = NULL;
+        char used[2048];
+        if (load_resume(resume, &m, &run_json, used, sizeof used, &err)) goto fail;
+        run_cfg saved;
+        if (!run_json || run_cfg_from_json(&saved, run_json, &err)) {
+            free(run_json);
+            if (!err.msg[0]) maec_fail(&err, MAEC_EFORMAT, "%s has no run configuration", used);
+            goto fail;
+        }
+        free(run_json);
+        if (run_cfg_merge_resume(&saved, &rc, argc, argv, &err)) goto fail;
+        rc = saved;
+        if (memcmp(maec_model_config(m), &rc.model, sizeof rc.model) != 0) {
+            maec_fail(&err, MAEC_EINVAL, "%s: its model does not match its run configuration", used);
+            goto fail;
+        }
+        printf("resuming from %s (step %lld)\n", used, (long long)maec_model_step(m));
+    }
+    if (mkdir_p(rc.output_dir)) {
+        maec_fail(&err, MAEC_EIO, "cannot create output folder %s: %s", rc.output_dir, strerror(errno));
+        goto fail;
+    }
+    if (maec_dataset_open(rc.data_path, "train", &ds, &err)) goto fail;
+    if (maec_dataset_size(ds) < rc.batch_size) {
+        maec_fail(&err, MAEC_EINVAL, "%s has %lld images, fewer than one batch of %d", rc.data_path,
+                  (long long)maec_dataset_size(ds), rc.batch_size);
+        goto fail;
+    }
+    if (!rc.have_norm) {
+        if (maec_dataset_mean_std(ds, rc.model.in_chans, 10000, rc.mean, rc.std, &err)) goto fail;
+        for (int c = 0; c < 3; c++)
+            if (rc.std[c] < 1e-6f) rc.std[c] = 1.0f;
+        rc.have_norm = 1;
+    }
+    if (!m && maec_model_create(&rc.model, rc.seed, &m, &err)) goto fail;
+    {
+        char nb[256];
+        run_cfg_norm_json(&rc, nb, sizeof nb);
+        maec_model_set_meta(m, "maec_data", nb);
+    }
+    /* the run's configuration, for --config */
+    js = run_cfg_to_json(&rc);
+    {
+        char p[2048];
+        snprintf(p, sizeof p, "%s/config.json", rc.output_dir);
+        atomic_file af;
+        if (!js || atomic_open(&af, p, &err)) goto fail;
+        atomic_write(&af, js, strlen(js));
+        atomic_write(&af, "\n", 1);
+        if (atomic_commit(&af, &err)) goto fail;
+    }
+
+    maec_loader_opts lo;
+    memset(&lo, 0, sizeof lo);
+    lo.batch = rc.batch_size;
+    lo.threads = rc.num_workers;
+    lo.seed = rc.seed;
+    lo.shuffle = 1;
+    lo.drop_last = 1;
+    lo.prefetch = 4;
+    maec_augment_defaults(&lo.aug, rc.model.in_chans, rc.model.img_h, rc.model.img_w);
+    lo.aug.random_resized_crop = rc.random_crop;
+    lo.aug.scale_min = rc.crop_min;
+    lo.aug.hflip = rc.hflip;
+    for (int c = 0; c < 3; c++) {
+        lo.aug.mean[c] = rc.mean[c];
+        lo.aug.std[c] = rc.std[c];
+    }
+    if (maec_loader_create(ds, &lo, &ld, &err)) goto fail;
+    int64_t bpe = maec_loader_batches_per_epoch(ld);
+    int64_t spe = bpe / rc.accum_iter; /* optimizer steps per epoch */
+    if (spe < 1) {
+        maec_fail(&err, MAEC_EINVAL, "an epoch of %lld batches is shorter than --accum-iter %d",
+                  (long long)bpe, rc.accum_iter);
+        goto fail;
+    }
+    int64_t total = (int64_t)rc.epochs * bpe / rc.accum_iter;
+    if (rc.max_steps > 0 && rc.max_steps < total) total = rc.max_steps;
+    int64_t step = maec_model_step(m);
+    {
+        int64_t micro = step * rc.accum_iter;
+        if (maec_loader_seek(ld, micro / bpe, micro % bpe, &err)) goto fail;
+    }
+    int B = rc.batch_size;
+    const maec_config *mc = maec_model_config(m);
+    size_t img_floats = (size_t)mc->in_chans * mc->img_h * mc->img_w;
+    images = malloc((size_t)B * img_floats * sizeof(float));
+    noise = malloc((size_t)B * maec_num_patches(mc) * sizeof(float));
+    if (!images || !noise) {
+        maec_fail(&err, MAEC_ENOMEM, "out of memory");
+        goto fail;
+    }
+    if (maec_workspace_create(m, B, &ws, &err)) goto fail;
+
+    /* pictures of a fixed set of images, from the test split if there is one */
+    int nview = rc.recon_images;
+    if (nview > 0) {
+        if (maec_dataset_open(rc.data_path, "test", &ds_view, &err)) ds_view = NULL;
+        maec_dataset *src = ds_view ? ds_view : ds;
+        if (nview > maec_dataset_size(src)) nview = (int)maec_dataset_size(src);
+        if (nview > B) nview = B;
+        view = malloc((size_t)nview * img_floats * sizeof(float));
+        if (!view || load_view_images(src, mc, &rc, nview, view, &err)) goto fail;
+        char p[2048];
+        snprintf(p, sizeof p, "%s/recon", rc.output_dir);
+        mkdir_p(p);
+    }
+
+    char mpath[2048];
+    snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", rc.output_dir);
+    trim_metrics(mpath, step);
+    metrics = fopen(mpath, "a");
+    if (!metrics) {
+        maec_fail(&err, MAEC_EIO, "cannot write %s: %s", mpath, strerror(errno));
+        goto fail;
+    }
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+
+    int tty = isatty(fileno(stdout));
+    double lr_peak = rc.lr > 0 ? rc.lr : rc.blr * (double)B * rc.accum_iter / 256.0;
+    printf("pretraining %s on %s (%lld images): %lld steps of %d x %d images, lr %.3g, %d threads\n",
+           rc.preset[0] ? rc.preset : "custom model", rc.data_path, (long long)maec_dataset_size(ds),
+           (long long)total, B, rc.accum_iter, lr_peak, threads > 0 ? threads : 0);
+    printf("output: %s\n", rc.output_dir);
+    fflush(stdout);
+    double t_start = now_s(), t_log = t_start, wait0 = maec_loader_wait_seconds(ld);
+    double loss_sum = 0;
+    int loss_n = 0;
+    int64_t step0 = step;
+    while (step < total && !g_signal) {
+        int64_t micro = step * rc.accum_iter;
+        double epoch_f = (double)micro / (double)bpe;
+        float lr = (float)maec_lr_at(epoch_f, lr_peak, rc.min_lr, rc.warmup_epochs, rc.epochs);
+        maec_zero_grad(m);
+        double step_loss = 0;
+        for (int a = 0; a < rc.accum_iter; a++, micro++) {
+            int n;
+            if (maec_loader_next(ld, images, NULL, &n, &err)) goto fail;
+            uint64_t nrng = rng_derive(rc.seed, (uint64_t)micro, 0x6d61736b, 0);
+            maec_make_noise(mc, n, noise, &nrng);
+            float loss;
+            if (maec_forward_backward(m, ws, images, n, noise, NULL, 1, 1.0f / rc.accum_iter, &loss, &err)) {
+                if (err.code == MAEC_ENONFINITE) {
+                    fprintf(stderr, "%s", tty ? "\n" : "");
+                    cli_error("the loss became %g at step %lld; stopping. The last good checkpoint is kept in %s",
+                              (double)loss, (long long)step, rc.output_dir);
+                    status = 1;
+                    goto done;
+                }
+                goto fail;
+            }
+            step_loss += loss / rc.accum_iter;
+        }
+        maec_adamw opt = {lr, 0.9f, 0.95f, 1e-8f, rc.weight_decay};
+        maec_adamw_step(m, &opt);
+        step++;
+        loss_sum += step_loss;
+        loss_n++;
+        int epoch_end = step % spe == 0;
+        if (step % rc.log_every == 0 || epoch_end || step == total) {
+            double t = now_s();
+            double ips = (double)loss_n * B * rc.accum_iter / (t - t_log);
+            double wait = maec_loader_wait_seconds(ld);
+            double wait_frac = (wait - wait0) / (t - t_log);
+            double eta = (double)(total - step) * (t - t_start) / (double)(step - step0);
+            fprintf(metrics,
+                    "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.9g,\"lr\":%.6g,\"images_per_s\":%.1f,"
+                    "\"data_wait\":%.3f,\"elapsed_s\":%.1f}\n",
+                    (long long)step, (double)step * rc.accum_iter / bpe, loss_sum / loss_n, (double)lr, ips,
+                    wait_frac, t - t_start);
+            fflush(metrics);
+            printf("%sepoch %.2f  step %lld/%lld  loss %.4f  lr %.3g  %.0f img/s  wait %.0f%%  ETA %.0fs%s",
+                   tty ? "\r\033[K" : "", (double)step * rc.accum_iter / bpe, (long long)step, (long long)total,
+                   loss_sum / loss_n, (double)lr, ips, 100 * wait_frac, eta, tty ? "" : "\n");
+            fflush(stdout);
+            t_log = t;
+            wait0 = wait;
+            loss_sum = 0;
+            loss_n = 0;
+        }
+        int64_t ep = step / spe;
+        if (epoch_end && view && rc.recon_every > 0 && ep % rc.recon_every == 0) {
+            char p[2048];
+            snprintf(p, sizeof p, "%s/recon/epoch-%04lld.png", rc.output_dir, (long long)ep);
+            uint64_t vr = rng_derive(rc.seed, 0x76696577, 0, 0);
+            if (maec_reconstruction_png(m, ws, view, nview, NULL, &vr, rc.mean, rc.std, 4, p, &err)) goto fail;
+        }
+        if ((rc.save_every > 0 ? step % rc.save_every == 0 : epoch_end) && step < total) {
+            if (save_checkpoint(m, &rc, &err)) goto fail;
+        }
+    }
+    if (tty) printf("\n");
+    if (save_checkpoint(m, &rc, &err)) goto fail;
+    if (g_signal) {
+        printf("stopped by signal %d at step %lld; checkpoint saved. Continue with: maec pretrain --resume %s\n",
+               (int)g_signal, (long long)step, rc.output_dir);
+        status = 128 + g_signal;
+        goto done;
+    }
+    {
+        char p[2048];
+        snprintf(p, sizeof p, "%s/model.safetensors", rc.output_dir);
+        if (maec_model_save(m, p, &err)) goto fail;
+        printf("model: %s\n", p);
+        if (view) {
+            snprintf(p, sizeof p, "%s/reconstruction.png", rc.output_dir);
+            uint64_t vr = rng_derive(rc.seed, 0x76696577, 0, 0);
+            if (maec_reconstruction_png(m, ws, view, nview, NULL, &vr, rc.mean, rc.std, 4, p, &err)) goto fail;
+            printf("reconstructions: %s (original | masked | reconstruction | reconstruction + visible)\n", p);
+        }
+        printf("metrics: %s\n", mpath);
+    }
+    status = 0;
+    goto done;
+fail:
+    if (isatty(fileno(stdout))) printf("\n");
+    cli_fail(&err);
+    status = 1;
+done:
+    if (metrics) fclose(metrics);
+    free(js);
+    free(images);
+    free(noise);
+    free(view);
+    maec_loader_free(ld);
+    maec_dataset_free(ds);
+    maec_dataset_free(ds_view);
+    maec_workspace_free(ws);
+    maec_model_free(m);
+    return status;
+}

@@ -1,0 +1,40 @@
+/* A pretraining run's configuration: defaults, JSON, flags. */
+#ifndef MAEC_RUN_H
+#define MAEC_RUN_H
+#include <stddef.h>
+#include <stdint.h>
+#include "maec.h"
+
+typedef struct {
+    maec_config model;
+    char preset[64];
+    char data_path[1024];
+    char output_dir[1024];
+    int epochs, batch_size, accum_iter;
+    float blr, lr, min_lr, warmup_epochs, weight_decay;
+    uint64_t seed;
+    long long max_steps;
+    int num_workers;
+    int hflip, random_crop;
+    float crop_min;
+    int have_norm;
+    float mean[3], std[3];
+    int save_every, keep, log_every, recon_every, recon_images;
+} run_cfg;
+
+void run_cfg_defaults(run_cfg *rc);
+char *run_cfg_to_json(const run_cfg *rc);
+int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err);
+/* "{"mean":[...],"std":[...]}" for the model's metadata */
+void run_cfg_norm_json(const run_cfg *rc, char *buf, size_t len);
+/* parse mean/std back from that JSON (C values); 0 if found */
+int parse_norm_json(const char *js, int C, float *mean, float *std);
+/* defaults, then --config FILE, then --model PRESET, then the other flags.
+ * 0: ok; 1: --help shown; -1: error printed. */
+int run_cfg_from_args(const char *cmd, int argc, char **argv, run_cfg *rc, int *threads,
+                      const char **resume, maec_error *err);
+/* apply the flags of a resumed run onto its saved configuration: only the
+ * length of the run and its bookkeeping may change. */
+int run_cfg_merge_resume(run_cfg *saved, const run_cfg *given, int argc, char **argv,
+                         maec_error *err);
+#endif
