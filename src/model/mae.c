@@ -5,13 +5,9 @@
 #include <string.h>
 
 #include "model.h"
+#include "vit.h"
 #include "ops/ops.h"
 #include "util.h"
-
-/* one block's saved activations */
-typedef struct {
-    float *ln1, *m1, *r1, *qkv, *att, *attn_out, *x_mid, *ln2, *m2, *r2, *fc1, *gelu, *x_out;
-} block_acts;
 
 struct maec_workspace {
     maec_config cfg;
@@ -26,45 +22,14 @@ struct maec_workspace {
     float *pred_full, *pred, *target, *mask, *noise, *patches;
     int *ids_keep, *ids_restore;
     /* backward */
-    float *dx_enc, *dtmp_enc, *dqkv, *dfc, *dx_dec, *dtmp_dec, *dpred, *ddec_emb, *dtokens;
-    float *att_scratch;
+    float *dx_enc, *dtmp_enc, *dx_dec, *dtmp_dec, *dpred, *ddec_emb, *dtokens;
+    block_scratch scratch;
     void *mem;
     size_t nbytes;
 };
 
 /* ------------------------------------------------------------ the arena */
 
-typedef struct {
-    char *base;
-    size_t used;
-} arena;
-
-static void *take(arena *a, size_t n, size_t elem)
-{
-    size_t bytes = (n * elem + 63) & ~(size_t)63;
-    void *p = a->base ? a->base + a->used : NULL;
-    a->used += bytes;
-    return p;
-}
-#define TAKE(a, n) ((float *)take((a), (size_t)(n), sizeof(float)))
-
-static void carve_block(arena *a, block_acts *ba, int B, int T, int D, int H, int Hd)
-{
-    size_t BT = (size_t)B * T;
-    ba->ln1 = TAKE(a, BT * D);
-    ba->m1 = TAKE(a, BT);
-    ba->r1 = TAKE(a, BT);
-    ba->qkv = TAKE(a, BT * 3 * D);
-    ba->att = TAKE(a, (size_t)B * H * T * T);
-    ba->attn_out = TAKE(a, BT * D);
-    ba->x_mid = TAKE(a, BT * D);
-    ba->ln2 = TAKE(a, BT * D);
-    ba->m2 = TAKE(a, BT);
-    ba->r2 = TAKE(a, BT);
-    ba->fc1 = TAKE(a, BT * Hd);
-    ba->gelu = TAKE(a, BT * Hd);
-    ba->x_out = TAKE(a, BT * D);
-}
 
 static void carve(maec_workspace *w, arena *a)
 {
@@ -106,10 +71,8 @@ static void carve(maec_workspace *w, arena *a)
     w->ids_restore = take(a, BL, sizeof(int));
     w->dx_enc = TAKE(a, (size_t)B * w->Te * D);
     w->dtmp_enc = TAKE(a, (size_t)B * w->Te * D);
-    w->dqkv = TAKE(a, (size_t)B * Tmax * 3 * Wmax);
-    w->dfc = TAKE(a, (size_t)B * Tmax * Hmax);
     w->dtokens = TAKE(a, (size_t)B * w->Ke * D);
-    w->att_scratch = TAKE(a, (size_t)w->nthreads * attention_scratch_floats(Tmax));
+    carve_scratch(a, &w->scratch, B, Tmax, Wmax, Hmax, w->nthreads);
 }
 
 int maec_workspace_create(const maec_model *m, int max_batch, maec_workspace **out,
@@ -167,41 +130,6 @@ void maec_workspace_free(maec_workspace *w)
 const float *maec_ws_pred(const maec_workspace *w) { return w->pred; }
 const float *maec_ws_mask(const maec_workspace *w) { return w->mask; }
 const float *maec_ws_target(const maec_workspace *w) { return w->target; }
-
-/* ------------------------------------------------------------ ViT block */
-
-/* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)); rows = B*T */
-static void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, int T,
-                          int D, int H, int Hd)
-{
-    int M = B * T;
-    layernorm_forward(a->ln1, a->m1, a->r1, x_in, p->n1w, p->n1b, M, D);
-    linear_forward(a->qkv, a->ln1, p->qkvw, p->qkvb, M, D, 3 * D);
-    attention_forward(a->attn_out, a->att, a->qkv, B, T, D, H);
-    linear_forward(a->x_mid, a->attn_out, p->projw, p->projb, M, D, D);
-    add_inplace(a->x_mid, x_in, (size_t)M * D);
-    layernorm_forward(a->ln2, a->m2, a->r2, a->x_mid, p->n2w, p->n2b, M, D);
-    linear_forward(a->fc1, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
-    gelu_forward(a->gelu, a->fc1, (size_t)M * Hd);
-    linear_forward(a->x_out, a->gelu, p->fc2w, p->fc2b, M, Hd, D);
-    add_inplace(a->x_out, a->x_mid, (size_t)M * D);
-}
-
-/* dx [B*T, D]: on entry d(loss)/d(x_out), on exit d(loss)/d(x_in). */
-static void block_backward(maec_workspace *w, const block_acts *a, const vit_block *p,
-                           vit_block *g, const float *x_in, float *dx, float *dtmp, int B, int T,
-                           int D, int H, int Hd)
-{
-    int M = B * T;
-    linear_backward(w->dfc, g->fc2w, g->fc2b, dx, a->gelu, p->fc2w, M, Hd, D);
-    gelu_backward(w->dfc, a->fc1, w->dfc, (size_t)M * Hd);
-    linear_backward(dtmp, g->fc1w, g->fc1b, w->dfc, a->ln2, p->fc1w, M, D, Hd);
-    layernorm_backward(dx, g->n2w, g->n2b, dtmp, a->x_mid, p->n2w, a->m2, a->r2, M, D);
-    linear_backward(dtmp, g->projw, g->projb, dx, a->attn_out, p->projw, M, D, D);
-    attention_backward(w->dqkv, dtmp, a->qkv, a->att, w->att_scratch, w->nthreads, B, T, D, H);
-    linear_backward(dtmp, g->qkvw, g->qkvb, w->dqkv, a->ln1, p->qkvw, M, D, 3 * D);
-    layernorm_backward(dx, g->n1w, g->n1b, dtmp, x_in, p->n1w, a->m1, a->r1, M, D);
-}
 
 /* ------------------------------------------------------------ the model */
 
@@ -362,8 +290,8 @@ static void decoder_backward(maec_model *m, maec_workspace *w, int B)
                        w->dn_m, w->dn_r, B * Td, E);
     for (int i = c->dec_depth - 1; i >= 0; i--) {
         const float *x_in = i ? w->dec[i - 1].x_out : w->dec_in;
-        block_backward(w, &w->dec[i], &p->dec_blocks[i], &g->dec_blocks[i], x_in, w->dx_dec,
-                       w->dtmp_dec, B, Td, E, c->dec_heads, E * c->mlp_ratio);
+        block_backward(&w->dec[i], &p->dec_blocks[i], &g->dec_blocks[i], x_in, w->dx_dec,
+                       w->dtmp_dec, &w->scratch, B, Td, E, c->dec_heads, E * c->mlp_ratio);
     }
     /* un-shuffle backward: kept rows back to the encoder's order, hidden rows to the mask token */
     if (menc) {
@@ -400,8 +328,8 @@ static void encoder_backward(maec_model *m, maec_workspace *w, int B)
                        w->en_r, B * Te, D);
     for (int i = c->depth - 1; i >= 0; i--) {
         const float *x_in = i ? w->enc[i - 1].x_out : w->x0;
-        block_backward(w, &w->enc[i], &p->blocks[i], &g->blocks[i], x_in, w->dx_enc, w->dtmp_enc,
-                       B, Te, D, c->heads, D * c->mlp_ratio);
+        block_backward(&w->enc[i], &p->blocks[i], &g->blocks[i], x_in, w->dx_enc, w->dtmp_enc,
+                       &w->scratch, B, Te, D, c->heads, D * c->mlp_ratio);
     }
     for (int b = 0; b < B; b++) {
         const float *dx = w->dx_enc + (size_t)b * Te * D;

@@ -1,0 +1,158 @@
+/* Data sets, image decoding, augmentation and a threaded batch loader.
+ *
+ * A data set is opened from a path; its format follows from what is there:
+ *   idx          MNIST / Fashion-MNIST: a directory with
+ *                {train,t10k}-images-idx3-ubyte[.gz] (+ labels-idx1), or the
+ *                path of an images file (labels beside it, same naming)
+ *   cifar10      data_batch_1..5.bin / test_batch.bin (1 label + 3072 CHW)
+ *   cifar100     train.bin / test.bin (coarse, fine label + 3072; fine used)
+ *                (a directory, or one .bin file)
+ *   npy          x.npy: [N,H,W], [N,C,H,W] or [N,H,W,C], C 1 or 3, uint8
+ *                (0..255) or float ([0,1]); labels in x_labels.npy if present.
+ *                A directory with {split}.npy works too.
+ *   imagefolder  root/<class>/.../<name>.png|*.jpg|*.jpeg, classes and files sorted
+ *                by name as torchvision's ImageFolder; root/train + root/val
+ *                (or root/test) select the split. A root holding only images
+ *                (no class folders) is one unlabeled set.
+ *
+ * Every function that can fail returns 0 or a MAEC_E* code and fills err with
+ * a one-line message that names the file. Nothing aborts on bad input.
+ */
+#ifndef MAEC_DATA_H
+#define MAEC_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "maec.h"
+
+/* ------------------------------------------------------------------ images */
+
+/* A float image, channels first [c, h, w], values in [0, 1]. data is a
+ * malloc'd buffer of cap floats, reused (and grown) by the functions that
+ * fill an image. Start from {0}. */
+typedef struct {
+    int c, h, w;
+    float *data;
+    size_t cap;
+} maec_image;
+
+void maec_image_free(maec_image *img);
+/* Set the shape of img, growing its buffer when needed. */
+int maec_image_resize_buffer(maec_image *img, int c, int h, int w, maec_error *err);
+
+/* Decode a PNG or JPEG file (detected from its first bytes) into img: gray
+ * (1 channel) or RGB (3 channels), 8 or 16 bits, alpha dropped, palette
+ * expanded. */
+int maec_image_decode_file(const char *path, maec_image *img, maec_error *err);
+
+/* Bicubic resampling as PIL's Image.resize(BICUBIC, box) (Keys a = -0.5,
+ * kernel widened by the downscale factor: antialiased), of the box x0, y0,
+ * bw, bh (in source pixels) of src into out [src->c, out_h, out_w], clamped
+ * to [0, 1]. */
+int maec_resize_bicubic(const maec_image *src, float x0, float y0, float bw, float bh,
+                        int out_h, int out_w, float *out, maec_error *err);
+
+/* ------------------------------------------------------------------ data sets */
+
+typedef struct maec_dataset maec_dataset;
+
+/* split: "train" or "test" ("val" is taken as "test"; NULL as "train"). */
+int maec_dataset_open(const char *path, const char *split, maec_dataset **out,
+                      maec_error *err);
+void maec_dataset_free(maec_dataset *ds);
+
+int64_t maec_dataset_size(const maec_dataset *ds);
+/* 1 or 3. Image folders: 1 if the first image is gray, else 3 (every image
+ * is then converted to that count by maec_dataset_get). */
+int maec_dataset_channels(const maec_dataset *ds);
+/* 0 when the data set has no labels */
+int maec_dataset_num_classes(const maec_dataset *ds);
+/* label of image i, -1 when none */
+int maec_dataset_label(const maec_dataset *ds, int64_t i);
+/* "idx", "cifar10", "cifar100", "imagefolder" or "npy" */
+const char *maec_dataset_format(const maec_dataset *ds);
+/* The image size shared by all images: 0, or MAEC_ESHAPE when there is none.
+ * Image folders give the size of their first image. */
+int maec_dataset_native_size(const maec_dataset *ds, int *h, int *w);
+
+/* Decode image i into img (channels first, [0, 1], native size, the data
+ * set's channel count), reusing img's buffer. Safe to call from several
+ * threads at once with different img. */
+int maec_dataset_get(maec_dataset *ds, int64_t i, maec_image *img, maec_error *err);
+
+/* ------------------------------------------------------------------ augmentation */
+
+typedef struct {
+    int out_c, out_h, out_w;  /* output image: out_c 1 or 3 */
+    int random_resized_crop;  /* 1: RandomResizedCrop; 0: resize the whole image */
+    float scale_min, scale_max; /* crop area fraction */
+    float ratio_min, ratio_max; /* crop aspect ratio w/h */
+    int hflip;                /* flip horizontally with p = 0.5 */
+    float mean[3], std[3];    /* out = (x - mean) / std per channel */
+} maec_augment;
+
+/* crop on, scale (0.2, 1), ratio (3/4, 4/3), flip on, mean 0, std 1 */
+void maec_augment_defaults(maec_augment *a, int c, int h, int w);
+int maec_augment_check(const maec_augment *a, maec_error *err);
+
+/* The RandomResizedCrop box (torchvision's get_params) for an h x w image:
+ * top i, left j, height ch, width cw. Draws from *rng. */
+void maec_random_resized_crop_box(int h, int w, float scale_min, float scale_max,
+                                  float ratio_min, float ratio_max, uint64_t *rng,
+                                  int *i, int *j, int *ch, int *cw);
+
+/* crop (or resize) -> flip -> channel conversion (gray to RGB: replicate;
+ * RGB to gray: 0.299 R + 0.587 G + 0.114 B) -> normalize, into
+ * out [a->out_c, a->out_h, a->out_w]. Draws from *rng (crop, then flip). */
+int maec_augment_apply(const maec_augment *a, const maec_image *src, float *out,
+                       uint64_t *rng, maec_error *err);
+
+/* Per-channel mean and (population) standard deviation of the pixels in
+ * [0, 1] of the first max_samples images (all when max_samples <= 0), at
+ * native size, converted to out_c channels. Deterministic. */
+int maec_dataset_mean_std(maec_dataset *ds, int out_c, int64_t max_samples, float *mean,
+                          float *std, maec_error *err);
+
+/* ------------------------------------------------------------------ loader */
+
+typedef struct maec_loader maec_loader;
+
+typedef struct {
+    int batch;       /* images per batch */
+    int threads;     /* worker threads; 0: work in the caller of next() */
+    uint64_t seed;
+    int shuffle;     /* a new permutation every epoch */
+    int drop_last;   /* skip the partial last batch of an epoch */
+    maec_augment aug;
+    int prefetch;    /* batches prepared ahead (<= 0: 4) */
+} maec_loader_opts;
+
+/* batch 1, 1 thread, seed 0, shuffle on, drop_last off, prefetch 4,
+ * maec_augment_defaults(c, h, w) */
+void maec_loader_defaults(maec_loader_opts *o, int c, int h, int w);
+
+/* The order of epoch e is a Fisher-Yates permutation from
+ * rng_derive(seed, e, 0, 0) (identity without shuffle); the sample at
+ * position k of epoch e is augmented with rng_derive(seed, e, k, 1). The
+ * batches do not depend on the thread count or scheduling. The data set
+ * must outlive the loader. One consumer thread calls next/seek/free. */
+int maec_loader_create(maec_dataset *ds, const maec_loader_opts *o, maec_loader **out,
+                       maec_error *err);
+/* The next batch, in order, epoch after epoch: images [batch, out_c, out_h,
+ * out_w], labels [batch] (may be NULL), *n_out images (smaller than batch
+ * only for the last batch of an epoch without drop_last). An error while
+ * preparing the batch is returned here; the position then stays at that
+ * batch. */
+int maec_loader_next(maec_loader *l, float *images, int *labels, int *n_out, maec_error *err);
+/* position of the next batch next() returns */
+void maec_loader_position(const maec_loader *l, int64_t *epoch, int64_t *batch_in_epoch);
+/* continue as an uninterrupted run would from this position */
+int maec_loader_seek(maec_loader *l, int64_t epoch, int64_t batch_in_epoch, maec_error *err);
+int64_t maec_loader_batches_per_epoch(const maec_loader *l);
+/* total seconds next() spent waiting for data */
+double maec_loader_wait_seconds(const maec_loader *l);
+/* stops and joins the workers (also mid-epoch) */
+void maec_loader_free(maec_loader *l);
+
+#endif

@@ -1,0 +1,72 @@
+/* The ViT block (pre-norm attention + MLP), forward and backward. */
+#include <string.h>
+
+#include "ops/ops.h"
+#include "vit.h"
+
+void *take(arena *a, size_t n, size_t elem)
+{
+    size_t bytes = (n * elem + 63) & ~(size_t)63;
+    void *p = a->base ? a->base + a->used : NULL;
+    a->used += bytes;
+    return p;
+}
+
+void carve_block(arena *a, block_acts *ba, int B, int T, int D, int H, int Hd)
+{
+    size_t BT = (size_t)B * T;
+    ba->ln1 = TAKE(a, BT * D);
+    ba->m1 = TAKE(a, BT);
+    ba->r1 = TAKE(a, BT);
+    ba->qkv = TAKE(a, BT * 3 * D);
+    ba->att = TAKE(a, (size_t)B * H * T * T);
+    ba->attn_out = TAKE(a, BT * D);
+    ba->x_mid = TAKE(a, BT * D);
+    ba->ln2 = TAKE(a, BT * D);
+    ba->m2 = TAKE(a, BT);
+    ba->r2 = TAKE(a, BT);
+    ba->fc1 = TAKE(a, BT * Hd);
+    ba->gelu = TAKE(a, BT * Hd);
+    ba->x_out = TAKE(a, BT * D);
+}
+
+void carve_scratch(arena *a, block_scratch *s, int B, int Tmax, int Wmax, int Hmax, int nthreads)
+{
+    s->dqkv = TAKE(a, (size_t)B * Tmax * 3 * Wmax);
+    s->dfc = TAKE(a, (size_t)B * Tmax * Hmax);
+    s->att = TAKE(a, (size_t)nthreads * attention_scratch_floats(Tmax));
+    s->nthreads = nthreads;
+}
+
+/* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)); rows = B*T */
+void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, int T,
+                          int D, int H, int Hd)
+{
+    int M = B * T;
+    layernorm_forward(a->ln1, a->m1, a->r1, x_in, p->n1w, p->n1b, M, D);
+    linear_forward(a->qkv, a->ln1, p->qkvw, p->qkvb, M, D, 3 * D);
+    attention_forward(a->attn_out, a->att, a->qkv, B, T, D, H);
+    linear_forward(a->x_mid, a->attn_out, p->projw, p->projb, M, D, D);
+    add_inplace(a->x_mid, x_in, (size_t)M * D);
+    layernorm_forward(a->ln2, a->m2, a->r2, a->x_mid, p->n2w, p->n2b, M, D);
+    linear_forward(a->fc1, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
+    gelu_forward(a->gelu, a->fc1, (size_t)M * Hd);
+    linear_forward(a->x_out, a->gelu, p->fc2w, p->fc2b, M, Hd, D);
+    add_inplace(a->x_out, a->x_mid, (size_t)M * D);
+}
+
+/* dx [B*T, D]: on entry d(loss)/d(x_out), on exit d(loss)/d(x_in). */
+void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+                    float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd)
+{
+    int M = B * T;
+    linear_backward(s->dfc, g->fc2w, g->fc2b, dx, a->gelu, p->fc2w, M, Hd, D);
+    gelu_backward(s->dfc, a->fc1, s->dfc, (size_t)M * Hd);
+    linear_backward(dtmp, g->fc1w, g->fc1b, s->dfc, a->ln2, p->fc1w, M, D, Hd);
+    layernorm_backward(dx, g->n2w, g->n2b, dtmp, a->x_mid, p->n2w, a->m2, a->r2, M, D);
+    linear_backward(dtmp, g->projw, g->projb, dx, a->attn_out, p->projw, M, D, D);
+    attention_backward(s->dqkv, dtmp, a->qkv, a->att, s->att, s->nthreads, B, T, D, H);
+    linear_backward(dtmp, g->qkvw, g->qkvb, s->dqkv, a->ln1, p->qkvw, M, D, 3 * D);
+    layernorm_backward(dx, g->n1w, g->n1b, dtmp, x_in, p->n1w, a->m1, a->r1, M, D);
+}
+

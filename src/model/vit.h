@@ -1,0 +1,40 @@
+/* The ViT block, shared by the MAE encoder and decoder and the classifier:
+ * activations carved from an arena, forward and backward. */
+#ifndef MAEC_VIT_H
+#define MAEC_VIT_H
+#include <stddef.h>
+
+#include "model.h"
+
+/* A bump allocator over one allocation: a first pass with base NULL counts
+ * the bytes, a second hands out 64-byte aligned pieces. */
+typedef struct {
+    char *base;
+    size_t used;
+} arena;
+
+void *take(arena *a, size_t n, size_t elem);
+#define TAKE(a, n) ((float *)take((a), (size_t)(n), sizeof(float)))
+
+/* one block's saved activations, rows = B*T */
+typedef struct {
+    float *ln1, *m1, *r1, *qkv, *att, *attn_out, *x_mid, *ln2, *m2, *r2, *fc1, *gelu, *x_out;
+} block_acts;
+
+/* backward scratch shared by all blocks */
+typedef struct {
+    float *dqkv, *dfc, *att;
+    int nthreads;
+} block_scratch;
+
+void carve_block(arena *a, block_acts *ba, int B, int T, int D, int H, int Hd);
+void carve_scratch(arena *a, block_scratch *s, int B, int Tmax, int Wmax, int Hmax, int nthreads);
+
+/* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)) */
+void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
+                   int H, int Hd);
+/* dx [B*T, D]: on entry d(loss)/d(x_out), on exit d(loss)/d(x_in); parameter
+ * gradients added into g; dtmp [B*T, D] scratch */
+void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+                    float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd);
+#endif
