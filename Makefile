@@ -67,3 +67,11 @@ demo: build/maec
 	    --epochs 2 --batch-size 128 --blr 1e-3 --warmup-epochs 0.2 --seed 0 --log-every 50
 	@echo "done: open runs/demo/reconstruction.png (original | masked | reconstruction | reconstruction + visible)"
 .PHONY: demo
+
+build/bench_step: bench/bench_step.c build/libmaec.a
+	$(CC) $(CFLAGS) -o $@ $< build/libmaec.a $(LDLIBS)
+
+# ours against PyTorch (needs python3-torch): bash bench/run.sh
+bench: build/bench_step
+	bash bench/run.sh
+.PHONY: bench

@@ -1,26 +1,73 @@
+/* The exact (erf) GELU, with an erf that the compiler can vectorize: glibc's
+ * erff is scalar and took a fifth of a training step. Phi(x) comes from
+ * erfc by the Chebyshev fit of Numerical Recipes (fractional error below
+ * 1.2e-7), with exp by Cody-Waite reduction and a degree-6 polynomial;
+ * tests/test_ops.c holds it against erff and PyTorch's fixtures hold the
+ * whole model to 1e-5. */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "ops.h"
 
 #define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT_2PI 0.39894228040143267794f
 
+/* e^x for x in [-87, 88], about 2 ulp */
+static inline float exp_vec(float x)
+{
+    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
+    float n = rintf(x * 1.44269504088896341f);
+    float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+    float p = 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    int32_t bits = ((int32_t)n + 127) << 23;
+    float s;
+    memcpy(&s, &bits, sizeof s);
+    return p * s;
+}
+
+/* Phi(x) = P(N(0,1) <= x) = erfc(-x / sqrt 2) / 2 */
+static inline float normal_cdf(float x)
+{
+    float z = fabsf(x) * INV_SQRT2;
+    float t = 1.0f / (1.0f + 0.5f * z);
+    float q = 0.17087277f;
+    q = q * t - 0.82215223f;
+    q = q * t + 1.48851587f;
+    q = q * t - 1.13520398f;
+    q = q * t + 0.27886807f;
+    q = q * t - 0.18628806f;
+    q = q * t + 0.09678418f;
+    q = q * t + 0.37409196f;
+    q = q * t + 1.00002368f;
+    q = q * t - 1.26551223f;
+    float half_erfc = 0.5f * t * exp_vec(q - z * z); /* erfc(z) / 2 */
+    return x >= 0.0f ? 1.0f - half_erfc : half_erfc;
+}
+
+float gelu_scalar(float x) { return x * normal_cdf(x); }
+
 void gelu_forward(float *out, const float *inp, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = 0.5f * x * (1.0f + erff(x * INV_SQRT2));
+        out[i] = x * normal_cdf(x);
     }
 }
 
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        float cdf = 0.5f * (1.0f + erff(x * INV_SQRT2));
-        float pdf = INV_SQRT_2PI * expf(-0.5f * x * x);
-        dinp[i] = dout[i] * (cdf + x * pdf);
+        float pdf = INV_SQRT_2PI * exp_vec(-0.5f * x * x);
+        dinp[i] = dout[i] * (normal_cdf(x) + x * pdf);
     }
 }

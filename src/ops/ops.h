@@ -21,7 +21,8 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int M, int D);
 
-/* out[n] = x * Phi(x), the exact (erf) GELU */
+/* out[n] = x * Phi(x), the exact (erf) GELU; gelu_scalar for one value */
+float gelu_scalar(float x);
 void gelu_forward(float *out, const float *inp, size_t n);
 /* dinp[n] = dout * GELU'(inp) (dinp may alias dout) */
 void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n);

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# maec's pretraining step against PyTorch's on this machine, alternated in
+# one run: images/s, the ratio, GFLOP/s and its share of the sgemm rate
+# measured in the same run, and peak memory.
+#   bash bench/run.sh [ROUNDS] [CONFIGS...]     (default: 2 rounds, A B C)
+# A: fmnist-tiny batch 256; B: cifar-tiny batch 128; C: vit-base-16 batch 8.
+# PyTorch runs in its tuned setting (2 threads, passive waiting).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-2}; shift || true
+CONFIGS=${*:-A B C}
+THREADS=${THREADS:-2}
+PY=${PY:-/usr/bin/python3}
+make -s build/bench_step
+declare -A PRESET=([A]=fmnist-tiny [B]=cifar-tiny [C]=vit-base-16)
+declare -A BATCH=([A]=256 [B]=128 [C]=8)
+declare -A STEPS=([A]=6 [B]=6 [C]=3)
+ours() { OMP_NUM_THREADS=$THREADS ./build/bench_step step "$@"; }
+torch() { OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 $PY bench/torch_step.py "$@"; }
+field() { $PY -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $THREADS; $(date -u +%Y-%m-%d)"
+sg=$(OMP_NUM_THREADS=$THREADS ./build/bench_step sgemm 2048 10); SG=$(field "$sg" sgemm_gflops)
+echo "sgemm 2048^3 (OpenBLAS, $THREADS threads): $SG GFLOP/s"
+echo
+echo "| config | maec img/s | PyTorch img/s | ratio | maec GFLOP/s | share of sgemm | maec peak MiB | PyTorch peak MiB |"
+echo "|---|---|---|---|---|---|---|---|"
+for c in $CONFIGS; do
+    p=${PRESET[$c]} b=${BATCH[$c]} s=${STEPS[$c]}
+    best_o=0; best_t=0; gf=0; mo=0; mt=0
+    for r in $(seq "$ROUNDS"); do
+        o=$(ours "$p" "$b" "$s"); t=$(torch "$p" "$b" "$s")
+        io=$(field "$o" images_per_s); it=$(field "$t" images_per_s)
+        if $PY -c "import sys; sys.exit(not $io > $best_o)"; then best_o=$io; gf=$(field "$o" gflops); mo=$(field "$o" peak_mib); fi
+        if $PY -c "import sys; sys.exit(not $it > $best_t)"; then best_t=$it; mt=$(field "$t" peak_mib); fi
+    done
+    ratio=$($PY -c "print(f'{$best_o/$best_t:.2f}')")
+    share=$($PY -c "print(f'{100*$gf/$SG:.0f}%')")
+    echo "| $c ($p, batch $b) | $best_o | $best_t | $ratio | $gf | $share | $mo | $mt |"
+done
+echo
+echo "(best of $ROUNDS alternated rounds each; sgemm measured once at the start)"
