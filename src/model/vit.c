@@ -27,6 +27,7 @@ void carve_block(arena *a, block_acts *ba, int B, int T, int D, int H, int Hd)
     ba->r2 = TAKE(a, BT);
     ba->fc1 = TAKE(a, BT * Hd);
     ba->gelu = TAKE(a, BT * Hd);
+    ba->cdf = TAKE(a, BT * Hd);
     ba->x_out = TAKE(a, BT * D);
 }
 
@@ -50,7 +51,7 @@ void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, 
     add_inplace(a->x_mid, x_in, (size_t)M * D);
     layernorm_forward(a->ln2, a->m2, a->r2, a->x_mid, p->n2w, p->n2b, M, D);
     linear_forward(a->fc1, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
-    gelu_forward(a->gelu, a->fc1, (size_t)M * Hd);
+    gelu_forward(a->gelu, a->cdf, a->fc1, (size_t)M * Hd);
     linear_forward(a->x_out, a->gelu, p->fc2w, p->fc2b, M, Hd, D);
     add_inplace(a->x_out, a->x_mid, (size_t)M * D);
 }
@@ -61,7 +62,7 @@ void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const
 {
     int M = B * T;
     linear_backward(s->dfc, g->fc2w, g->fc2b, dx, a->gelu, p->fc2w, M, Hd, D);
-    gelu_backward(s->dfc, a->fc1, s->dfc, (size_t)M * Hd);
+    gelu_backward(s->dfc, a->fc1, a->cdf, s->dfc, (size_t)M * Hd);
     linear_backward(dtmp, g->fc1w, g->fc1b, s->dfc, a->ln2, p->fc1w, M, D, Hd);
     layernorm_backward(dx, g->n2w, g->n2b, dtmp, a->x_mid, p->n2w, a->m2, a->r2, M, D);
     linear_backward(dtmp, g->projw, g->projb, dx, a->attn_out, p->projw, M, D, D);

@@ -53,21 +53,23 @@ static inline float normal_cdf(float x)
 
 float gelu_scalar(float x) { return x * normal_cdf(x); }
 
-void gelu_forward(float *out, const float *inp, size_t n)
+void gelu_forward(float *out, float *cdf, const float *inp, size_t n)
 {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
-        out[i] = x * normal_cdf(x);
+        float c = normal_cdf(x);
+        cdf[i] = c;
+        out[i] = x * c;
     }
 }
 
-void gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
+void gelu_backward(float *dinp, const float *inp, const float *cdf, const float *dout, size_t n)
 {
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) {
         float x = inp[i];
         float pdf = INV_SQRT_2PI * exp_vec(-0.5f * x * x);
-        dinp[i] = dout[i] * (normal_cdf(x) + x * pdf);
+        dinp[i] = dout[i] * (cdf[i] + x * pdf);
     }
 }
