@@ -52,7 +52,8 @@ typedef struct {
     int dec_dim, dec_depth, dec_heads; /* decoder width D', blocks, heads;
                                           dec_depth 0 = encoder only */
     int mlp_ratio;          /* hidden = ratio * width (4 in the paper) */
-    float mask_ratio;       /* r, 0.75 by default */
+    double mask_ratio;      /* r, 0.75 by default (a double, so that int(L * (1 - r))
+                               is the number Python computes) */
     int norm_pix_loss;      /* target = per-patch normalized pixels */
     int mask_token_in_encoder; /* ablation: encoder sees all positions */
     int loss_on_all;        /* ablation: loss over all patches */

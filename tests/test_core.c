@@ -206,6 +206,12 @@ static void test_pos_embed(void)
     st_close(&f);
 }
 
+static double jnum(const cJSON *o, const char *k)
+{
+    const cJSON *v = cJSON_GetObjectItem(o, k);
+    return cJSON_IsNumber(v) ? v->valuedouble : -1;
+}
+
 static void test_lr_schedule(void)
 {
     char path[256], *js;
@@ -218,37 +224,28 @@ static void test_lr_schedule(void)
     }
     cJSON *o = cJSON_Parse(js);
     free(js);
-    const cJSON *lrs = NULL;
-    double blr = 0, batch = 0, accum = 0, epochs = 0, warm = 0, minlr = 0, ipe = 0;
-    if (cJSON_IsArray(o)) {
-        lrs = o;
-    } else if (o) {
-        const cJSON *it;
-        cJSON_ArrayForEach(it, o)
-        {
-            if (cJSON_IsArray(it)) lrs = it;
-        }
-        const cJSON *prm = cJSON_GetObjectItem(o, "params");
-        if (!prm) prm = o;
-#define NUM(k, v) do { const cJSON *q = cJSON_GetObjectItem(prm, k); if (cJSON_IsNumber(q)) v = q->valuedouble; } while (0)
-        NUM("blr", blr); NUM("batch", batch); NUM("batch_size", batch); NUM("accum", accum); NUM("accum_iter", accum);
-        NUM("epochs", epochs); NUM("warmup", warm); NUM("warmup_epochs", warm); NUM("min_lr", minlr);
-        NUM("iters_per_epoch", ipe);
-#undef NUM
-    }
-    CHECK(lrs && blr > 0 && batch > 0 && ipe > 0, "lr_schedule.json: unexpected layout");
-    if (lrs && blr > 0 && batch > 0 && ipe > 0) {
-        if (accum <= 0) accum = 1;
-        double lr = blr * batch * accum / 256.0, worst = 0;
+    const cJSON *lrs = cJSON_GetObjectItem(o, "lr"), *acc = cJSON_GetObjectItem(o, "lr_official_accum");
+    double blr = jnum(o, "blr"), batch = jnum(o, "batch_size"), accum = jnum(o, "accum_iter");
+    double epochs = jnum(o, "epochs"), warm = jnum(o, "warmup_epochs"), minlr = jnum(o, "min_lr");
+    double ipe = jnum(o, "iters_per_epoch");
+    CHECK(cJSON_IsArray(lrs) && cJSON_IsArray(acc) && blr > 0 && ipe > 0, "lr_schedule.json: unexpected layout");
+    if (cJSON_IsArray(lrs) && cJSON_IsArray(acc) && blr > 0 && ipe > 0) {
+        double lr = blr * batch * accum / 256.0, worst = 0, worst_acc = 0;
         int n = cJSON_GetArraySize(lrs);
         for (int it = 0; it < n; it++) {
-            double e = it / ipe;
-            double ours = maec_lr_at(e, lr, minlr, warm, epochs);
             double ref = cJSON_GetArrayItem(lrs, it)->valuedouble;
-            double d = fabs(ours - ref) / (fabs(ref) > 1e-12 ? fabs(ref) : 1.0);
-            if (d > worst) worst = d;
+            double ours = maec_lr_at(it / ipe, lr, minlr, warm, epochs);
+            worst = fmax(worst, fabs(ours - ref) / fmax(fabs(ref), 1e-12));
+            /* maec pretrain sets the lr at the first micro-batch of each step,
+             * steps grouped within each epoch as official */
+            int in_epoch = it % (int)ipe;
+            int first = it - in_epoch % (int)accum;
+            double ref_acc = cJSON_GetArrayItem(acc, it)->valuedouble;
+            double ours_acc = maec_lr_at(first / ipe, lr, minlr, warm, epochs);
+            worst_acc = fmax(worst_acc, fabs(ours_acc - ref_acc) / fmax(fabs(ref_acc), 1e-12));
         }
         CHECK(n == (int)(epochs * ipe) && worst < 1e-9, "lr schedule: %d values, worst rel err %.3g", n, worst);
+        CHECK(worst_acc < 1e-9, "lr schedule with accumulation: worst rel err %.3g", worst_acc);
     }
     cJSON_Delete(o);
 }
@@ -297,7 +294,7 @@ static void test_masks(void)
             CHECK(good, "grid mask pattern");
         }
     }
-    CHECK(maec_num_keep(&(maec_config){.img_h = 224, .img_w = 224, .patch = 16, .mask_ratio = 0.75f}) == 49,
+    CHECK(maec_num_keep(&(maec_config){.img_h = 224, .img_w = 224, .patch = 16, .mask_ratio = 0.75}) == 49,
           "ViT-B/16 at 224 keeps 49 of 196");
     free(nz);
 }
@@ -325,10 +322,56 @@ static void test_init_seed(void)
     maec_model_free(d);
 }
 
+/* the command: maec grad on a model written by PyTorch */
+static void test_grad_command(const char *cs)
+{
+    char cmd[1024], out[] = "/tmp/maec_grad_XXXXXX";
+    int fd = mkstemp(out);
+    if (fd >= 0) close(fd);
+    snprintf(cmd, sizeof cmd,
+             "./build/maec grad --model %s/%s/model.safetensors --images %s/%s/images.npy "
+             "--noise %s/%s/noise.npy --out %s > /dev/null",
+             FIX, cs, FIX, cs, FIX, cs, out);
+    CHECK(system(cmd) == 0, "%s: maec grad failed", cs);
+    st_file ours, ref;
+    maec_error err;
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/grads.safetensors", FIX, cs);
+    if (st_open(out, &ours, &err) || st_open(path, &ref, &err)) {
+        CHECK(0, "%s: %s", cs, err.msg);
+        unlink(out);
+        return;
+    }
+    int compared = 0;
+    double worst = 0;
+    for (int i = 0; i < ours.n; i++) {
+        size_t n1 = 0, n2 = 0;
+        float *a = st_get(&ours, ours.e[i].name, &n1), *b = st_get(&ref, ours.e[i].name, &n2);
+        CHECK(a && b && n1 == n2, "%s: maec grad output '%s' has no reference", cs, ours.e[i].name);
+        if (a && b && n1 == n2) {
+            double e = rel_err(a, b, n1);
+            CHECK(e < TOL, "%s: maec grad '%s' rel err %.3g", cs, ours.e[i].name, e);
+            worst = fmax(worst, e);
+            compared++;
+        }
+        free(a);
+        free(b);
+    }
+    int trainable = 0;
+    for (int i = 0; i < ref.n; i++) trainable += strcmp(ref.e[i].name, "mask") && strcmp(ref.e[i].name, "pred");
+    CHECK(compared == trainable, "%s: maec grad wrote %d tensors, the reference has %d", cs, compared, trainable);
+    printf("  %-12s maec grad: loss and %d gradients, worst rel err %.2e\n", cs, compared - 1, worst);
+    st_close(&ours);
+    st_close(&ref);
+    unlink(out);
+}
+
 int main(void)
 {
     const char *cases[] = {"c1", "c3_normpix", "nonsquare", "menc", "allloss"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(cases[i]);
+    test_grad_command("c3_normpix");
+    test_grad_command("nonsquare");
     test_pos_embed();
     test_lr_schedule();
     test_patchify_roundtrip();

@@ -39,7 +39,7 @@ static void print_usage(const char *cmd, const char *usage, const cli_opt *opts,
     printf("usage: maec %s %s\n\noptions:\n", cmd, usage);
     for (int i = 0; i < nopts; i++) {
         const char *arg = opts[i].kind == OPT_BOOL ? "" : opts[i].kind == OPT_STR ? " S" :
-                          opts[i].kind == OPT_FLOAT ? " X" : " N";
+                          (opts[i].kind == OPT_FLOAT || opts[i].kind == OPT_DOUBLE) ? " X" : " N";
         printf("  --%s%s%*s%s\n", opts[i].name, arg,
                (int)(28 - strlen(opts[i].name) - strlen(arg)) > 1 ? (int)(28 - strlen(opts[i].name) - strlen(arg)) : 1, "",
                opts[i].help);
@@ -80,7 +80,8 @@ static int set_value(const char *cmd, cli_opt *o, const char *v)
         *(uint64_t *)o->dst = (uint64_t)x;
         return 0;
     }
-    case OPT_FLOAT: {
+    case OPT_FLOAT:
+    case OPT_DOUBLE: {
         double x = strtod(v, &end);
         if (*v == 0 || *end || errno || !isfinite(x) ||
             (o->min <= o->max && (x < o->min || x > o->max))) {
@@ -90,7 +91,8 @@ static int set_value(const char *cmd, cli_opt *o, const char *v)
                 cli_error("%s: --%s wants a number, got '%s'", cmd, o->name, v);
             return -1;
         }
-        *(float *)o->dst = (float)x;
+        if (o->kind == OPT_DOUBLE) *(double *)o->dst = x;
+        else *(float *)o->dst = (float)x;
         return 0;
     }
     case OPT_BOOL:

@@ -4,12 +4,12 @@
 #define MAEC_CLI_H
 #include "maec.h"
 
-typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_BOOL, OPT_U64 } opt_kind;
+typedef enum { OPT_STR, OPT_INT, OPT_FLOAT, OPT_DOUBLE, OPT_BOOL, OPT_U64 } opt_kind;
 
 typedef struct {
     const char *name; /* without the leading "--", words joined by '-' */
     opt_kind kind;
-    void *dst;        /* char**, int*, float*, int* (bool), uint64_t* */
+    void *dst;        /* char**, int*, float*, double*, int* (bool), uint64_t* */
     const char *help;
     double min, max;  /* range for numbers (ignored when min > max) */
     int seen;

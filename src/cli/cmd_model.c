@@ -22,7 +22,7 @@ int cmd_grad(int argc, char **argv)
         {"out", OPT_STR, &out, "output .safetensors: 'loss' and every gradient", 1, 0, 0},
         {"heads", OPT_INT, &hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},
         {"decoder-heads", OPT_INT, &hint.dec_heads, "decoder heads (if not in the file)", 1, 4096, 0},
-        {"mask-ratio", OPT_FLOAT, &hint.mask_ratio, "mask ratio (if not in the file)", 0.0001, 0.9999, 0},
+        {"mask-ratio", OPT_DOUBLE, &hint.mask_ratio, "mask ratio (if not in the file)", 0.0001, 0.9999, 0},
         {"norm-pix-loss", OPT_BOOL, &hint.norm_pix_loss, "per-patch normalized target", 1, 0, 0},
         {"threads", OPT_INT, &threads, "threads (default: all cores)", 1, 1024, 0},
     };
@@ -111,7 +111,7 @@ int cmd_init(int argc, char **argv)
     uint64_t seed = 0;
     maec_config o;
     memset(&o, 0, sizeof o);
-    float mask_ratio = 0;
+    double mask_ratio = 0;
     cli_opt opts[] = {
         {"model", OPT_STR, &preset, "preset (see maec info --presets)", 1, 0, 0},
         {"out", OPT_STR, &out, "output .safetensors", 1, 0, 0},
@@ -125,7 +125,7 @@ int cmd_init(int argc, char **argv)
         {"decoder-embed-dim", OPT_INT, &o.dec_dim, "decoder width", 4, 16384, 0},
         {"decoder-depth", OPT_INT, &o.dec_depth, "decoder blocks", 1, 256, 0},
         {"decoder-num-heads", OPT_INT, &o.dec_heads, "decoder heads", 1, 4096, 0},
-        {"mask-ratio", OPT_FLOAT, &mask_ratio, "mask ratio", 0.0001, 0.9999, 0},
+        {"mask-ratio", OPT_DOUBLE, &mask_ratio, "mask ratio", 0.0001, 0.9999, 0},
         {"norm-pix-loss", OPT_BOOL, &o.norm_pix_loss, "per-patch normalized target", 1, 0, 0},
     };
     int n = (int)(sizeof opts / sizeof opts[0]), npos;

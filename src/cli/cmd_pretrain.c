@@ -282,13 +282,9 @@ int cmd_pretrain(int argc, char **argv)
                   (long long)bpe, rc.accum_iter);
         goto fail;
     }
-    int64_t total = (int64_t)rc.epochs * bpe / rc.accum_iter;
+    int64_t total = (int64_t)rc.epochs * spe;
     if (rc.max_steps > 0 && rc.max_steps < total) total = rc.max_steps;
     int64_t step = maec_model_step(m);
-    {
-        int64_t micro = step * rc.accum_iter;
-        if (maec_loader_seek(ld, micro / bpe, micro % bpe, &err)) goto fail;
-    }
     int B = rc.batch_size;
     const maec_config *mc = maec_model_config(m);
     size_t img_floats = (size_t)mc->in_chans * mc->img_h * mc->img_w;
@@ -341,8 +337,16 @@ int cmd_pretrain(int argc, char **argv)
     int loss_n = 0;
     int64_t step0 = step;
     while (step < total && !g_signal) {
-        int64_t micro = step * rc.accum_iter;
-        double epoch_f = (double)micro / (double)bpe;
+        /* As official, steps are grouped within an epoch: step s takes the
+         * micro-batches from (s % spe) * accum of epoch s / spe on; when
+         * accum does not divide an epoch, its last bpe % accum micro-batches
+         * are skipped (official adds their gradients to the next step). */
+        int64_t ep_i = step / spe, it0 = (step % spe) * rc.accum_iter;
+        int64_t pos_e, pos_b;
+        maec_loader_position(ld, &pos_e, &pos_b);
+        if ((pos_e != ep_i || pos_b != it0) && maec_loader_seek(ld, ep_i, it0, &err)) goto fail;
+        int64_t micro = ep_i * bpe + it0; /* a global micro-batch index, for the masks */
+        double epoch_f = (double)ep_i + (double)it0 / (double)bpe;
         float lr = (float)maec_lr_at(epoch_f, lr_peak, rc.min_lr, rc.warmup_epochs, rc.epochs);
         maec_zero_grad(m);
         double step_loss = 0;
@@ -379,11 +383,11 @@ int cmd_pretrain(int argc, char **argv)
             fprintf(metrics,
                     "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.9g,\"lr\":%.6g,\"images_per_s\":%.1f,"
                     "\"data_wait\":%.3f,\"elapsed_s\":%.1f}\n",
-                    (long long)step, (double)step * rc.accum_iter / bpe, loss_sum / loss_n, (double)lr, ips,
+                    (long long)step, (double)step / spe, loss_sum / loss_n, (double)lr, ips,
                     wait_frac, t - t_start);
             fflush(metrics);
             printf("%sepoch %.2f  step %lld/%lld  loss %.4f  lr %.3g  %.0f img/s  wait %.0f%%  ETA %.0fs%s",
-                   tty ? "\r\033[K" : "", (double)step * rc.accum_iter / bpe, (long long)step, (long long)total,
+                   tty ? "\r\033[K" : "", (double)step / spe, (long long)step, (long long)total,
                    loss_sum / loss_n, (double)lr, ips, 100 * wait_frac, eta, tty ? "" : "\n");
             fflush(stdout);
             t_log = t;

@@ -24,7 +24,7 @@ int cmd_reconstruct(int argc, char **argv)
         {"num-images", OPT_INT, &num, "images (rows), spread over the data set", 1, 256, 0},
         {"out", OPT_STR, &out, "output PNG", 1, 0, 0},
         {"seed", OPT_U64, &seed, "seed of the masks", 1, 0, 0},
-        {"mask-ratio", OPT_FLOAT, &hint.mask_ratio, "mask ratio (default: the model's)", 0.0001, 0.9999, 0},
+        {"mask-ratio", OPT_DOUBLE, &hint.mask_ratio, "mask ratio (default: the model's)", 0.0001, 0.9999, 0},
         {"scale", OPT_INT, &scale, "upscaling of each panel", 1, 64, 0},
         {"heads", OPT_INT, &hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},
         {"decoder-heads", OPT_INT, &hint.dec_heads, "decoder heads (if not in the file)", 1, 4096, 0},

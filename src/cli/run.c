@@ -256,7 +256,7 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
         {"seed", OPT_U64, &rc->seed, "seed: init, data order, augmentation, masks", 1, 0, 0},
         {"threads", OPT_INT, threads, "compute threads (default: all cores)", 1, 1024, 0},
         {"num-workers", OPT_INT, &rc->num_workers, "data loader threads", 1, 256, 0},
-        {"mask-ratio", OPT_FLOAT, &mc->mask_ratio, "share of patches hidden", 0.0001, 0.9999, 0},
+        {"mask-ratio", OPT_DOUBLE, &mc->mask_ratio, "share of patches hidden", 0.0001, 0.9999, 0},
         {"mask-strategy", OPT_STR, &strategy, "random | block | grid", 1, 0, 0},
         {"norm-pix-loss", OPT_BOOL, &mc->norm_pix_loss, "target: per-patch normalized pixels", 1, 0, 0},
         {"mask-token-in-encoder", OPT_BOOL, &mc->mask_token_in_encoder, "ablation: encoder sees mask tokens", 1, 0, 0},

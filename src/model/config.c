@@ -24,7 +24,7 @@ int maec_num_keep(const maec_config *c)
     }
     int L = maec_num_patches(c);
     /* int(L * (1 - r)) computed as Python does, in double */
-    return (int)((double)L * (1.0 - (double)c->mask_ratio));
+    return (int)((double)L * (1.0 - c->mask_ratio));
 }
 
 typedef struct {
@@ -32,7 +32,7 @@ typedef struct {
     maec_config c;
 } preset;
 
-#define BASE .mlp_ratio = 4, .mask_ratio = 0.75f
+#define BASE .mlp_ratio = 4, .mask_ratio = 0.75
 static const preset presets[] = {
     {"vit-base-16", {224, 224, 3, 16, 768, 12, 12, 512, 8, 16, BASE, 0, 0, 0, 0}},
     {"vit-large-16", {224, 224, 3, 16, 1024, 24, 16, 512, 8, 16, BASE, 0, 0, 0, 0}},
@@ -99,11 +99,11 @@ int maec_config_check(const maec_config *c, maec_error *err)
         if (c->dec_heads < 1 || c->dec_dim % c->dec_heads)
             BAD("decoder width %d is not divisible by %d heads", c->dec_dim, c->dec_heads);
     }
-    if (!(c->mask_ratio >= 0.0f && c->mask_ratio < 1.0f))
-        BAD("mask ratio %g must be in [0, 1)", (double)c->mask_ratio);
+    if (!(c->mask_ratio >= 0.0 && c->mask_ratio < 1.0))
+        BAD("mask ratio %g must be in [0, 1)", c->mask_ratio);
     if ((int)c->mask_strategy < 0 || (int)c->mask_strategy > 2) BAD("unknown mask strategy");
     int K = maec_num_keep(c), L = maec_num_patches(c);
-    if (K < 1) BAD("mask ratio %g keeps no patch of %d", (double)c->mask_ratio, L);
+    if (K < 1) BAD("mask ratio %g keeps no patch of %d", c->mask_ratio, L);
     if (c->norm_pix_loss && maec_patch_dim(c) < 2) BAD("norm-pix loss needs patches of 2+ values");
     return 0;
 #undef BAD
@@ -131,7 +131,7 @@ char *maec_config_to_json(const maec_config *c)
     cJSON_AddNumberToObject(o, "mlp_ratio", c->mlp_ratio);
     /* the float's shortest decimal form */
     char buf[32];
-    snprintf(buf, sizeof buf, "%.9g", (double)c->mask_ratio);
+    snprintf(buf, sizeof buf, "%.17g", c->mask_ratio);
     cJSON_AddRawToObject(o, "mask_ratio", buf);
     cJSON_AddBoolToObject(o, "norm_pix_loss", c->norm_pix_loss);
     cJSON_AddBoolToObject(o, "mask_token_in_encoder", c->mask_token_in_encoder);
@@ -192,7 +192,7 @@ int maec_config_from_json(maec_config *c, const char *json, maec_error *err)
         if (v && !cJSON_IsNumber(v))
             rc = maec_fail(err, MAEC_EINVAL, "configuration key 'mask_ratio' must be a number");
         else if (v)
-            c->mask_ratio = (float)v->valuedouble;
+            c->mask_ratio = v->valuedouble;
     }
     if (!rc) {
         const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, "mask_strategy");

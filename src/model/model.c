@@ -282,7 +282,7 @@ static int infer_config(const st_file *f, const maec_config *hint, maec_config *
     const char *path = f->path;
     memset(c, 0, sizeof *c);
     c->mlp_ratio = 4;
-    c->mask_ratio = 0.75f;
+    c->mask_ratio = 0.75;
     const char *meta = st_meta(f, "maec_config");
     if (meta) {
         int rc = maec_config_from_json(c, meta, err);

@@ -68,6 +68,10 @@ void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const
     linear_backward(dtmp, g->projw, g->projb, dx, a->attn_out, p->projw, M, D, D);
     attention_backward(s->dqkv, dtmp, a->qkv, a->att, s->att, s->nthreads, B, T, D, H);
     linear_backward(dtmp, g->qkvw, g->qkvb, s->dqkv, a->ln1, p->qkvw, M, D, 3 * D);
+    /* The key bias adds q.b to every score of a row, which the softmax
+     * ignores: its gradient is exactly zero. Write that, not rounding noise
+     * (which AdamW, dividing by its own scale, would turn into steps). */
+    memset(g->qkvb + D, 0, (size_t)D * sizeof(float));
     layernorm_backward(dx, g->n1w, g->n1b, dtmp, x_in, p->n1w, a->m1, a->r1, M, D);
 }
 
