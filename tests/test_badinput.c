@@ -24,12 +24,21 @@ static const char *at(const char *name)
     return buf[k];
 }
 
+/* the maec command of the build under test ($MAEC_BUILD, default build) */
+static const char *maec_bin(void)
+{
+    static char buf[512];
+    const char *b = getenv("MAEC_BUILD");
+    snprintf(buf, sizeof buf, "./%s/maec", b && *b ? b : "build");
+    return buf;
+}
+
 /* run maec grad; returns exit status; stderr goes to dir/err.txt */
 static int run_grad(const char *model, const char *images, const char *noise, char *msg, size_t msglen)
 {
     char cmd[2048];
-    snprintf(cmd, sizeof cmd, "./build/maec grad --model %s --images %s --noise %s --out %s 2>%s >/dev/null",
-             model, images, noise, at("out.safetensors"), at("err.txt"));
+    snprintf(cmd, sizeof cmd, "%s grad --model %s --images %s --noise %s --out %s 2>%s >/dev/null",
+             maec_bin(), model, images, noise, at("out.safetensors"), at("err.txt"));
     int st = system(cmd);
     FILE *f = fopen(at("err.txt"), "r");
     msg[0] = 0;
@@ -180,6 +189,7 @@ int main(void)
     maec_model_params(m)[maec_model_tensor(m, maec_model_find(m, "norm.weight"))->offset + 3] = NAN;
     maec_model_save(m, at("nan.safetensors"), &err);
     expect_fail("non-finite weight", at("nan.safetensors"), at("x.npy"), at("n.npy"), "non-finite");
+    maec_model_params(m)[maec_model_tensor(m, maec_model_find(m, "norm.weight"))->offset + 3] = 1.0f;
     expect_fail("missing model file", at("nope.safetensors"), at("x.npy"), at("n.npy"), "nope.safetensors");
 
     int64_t xs2[4] = {B, 1, 12, 16};
@@ -199,12 +209,47 @@ int main(void)
     copy_truncated(at("x.npy"), at("x_trunc.npy"), 200);
     expect_fail("truncated images", at("good.safetensors"), at("x_trunc.npy"), at("n.npy"), "size");
 
+    /* an encoder-only checkpoint (as the released pretrain weights) loads,
+       and grad refuses it with a clear message */
+    {
+        int n = maec_model_num_tensors(m), k = 0;
+        st_tensor *t = calloc((size_t)n, sizeof *t);
+        for (int i = 0; i < n; i++) {
+            const maec_tensor_info *ti = maec_model_tensor(m, i);
+            if (!strncmp(ti->name, "decoder", 7) || !strcmp(ti->name, "mask_token")) continue;
+            t[k].name = ti->name;
+            t[k].ndim = ti->ndim;
+            for (int d = 0; d < 4; d++) t[k].shape[d] = ti->shape[d];
+            t[k++].data = maec_model_params(m) + ti->offset;
+        }
+        st_save(at("enc.safetensors"), t, k, NULL, NULL, 0, &err);
+        free(t);
+        maec_config hint = {0};
+        hint.heads = 2;
+        maec_model *e = NULL;
+        int rc = maec_model_load(at("enc.safetensors"), &hint, &e, &err);
+        CHECK(rc == 0 && maec_model_config(e)->dec_depth == 0, "encoder-only file: %s", err.msg);
+        maec_model_free(e);
+        rc = maec_model_load(at("enc.safetensors"), NULL, &e, &err);
+        CHECK(rc != 0 && strstr(err.msg, "--heads"), "heads not in the file: '%s'", err.msg);
+        char cmd[1024];
+        snprintf(cmd, sizeof cmd, "./build/maec grad --heads 2 --model %s --images %s --noise %s --out %s 2>%s",
+                 at("enc.safetensors"), at("x.npy"), at("n.npy"), at("out.safetensors"), at("err.txt"));
+        unlink(at("out.safetensors"));
+        rc = system(cmd);
+        CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && !exists(at("out.safetensors")), "grad on an encoder-only file");
+    }
+
     /* bad flags */
-    int rc = system("./build/maec grad --model a --images b --noise c --out d --mask-ratio 1.5 2>/dev/null");
+    char line[1024];
+    snprintf(line, sizeof line, "%s grad --model a --images b --noise c --out d --mask-ratio 1.5 2>/dev/null", maec_bin());
+    int rc = system(line);
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "--mask-ratio 1.5 accepted");
-    rc = system("./build/maec grad --bogus 2>/dev/null");
+    snprintf(line, sizeof line, "%s grad --bogus 2>/dev/null", maec_bin());
+    rc = system(line);
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "unknown flag accepted");
-    rc = system("./build/maec frobnicate 2>/dev/null");
+    snprintf(line, sizeof line, "%s frobnicate 2>/dev/null", maec_bin());
+    rc = system(line);
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "unknown command accepted");
 
     free(x);
