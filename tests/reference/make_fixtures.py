@@ -307,6 +307,20 @@ def write_posembed(out_dir):
     print("posembed: pos_32_3x5 %s, pos_24_4x4 %s" % (t["pos_32_3x5"].shape, t["pos_24_4x4"].shape))
 
 
+def check_patchify_order():
+    """Element (c, y, x) of an image lands at patch (y//p)*(W/p) + x//p,
+    index ((y%p)*p + x%p)*C + c inside the patch vector."""
+    B, C, H, W, p = 2, 3, 8, 12, 4
+    imgs = torch.randn(B, C, H, W, dtype=torch.float64)
+    x = patchify(imgs, p)
+    for c, y, xx in [(0, 0, 0), (2, 5, 7), (1, 7, 11), (2, 3, 4)]:
+        l = (y // p) * (W // p) + xx // p
+        k = ((y % p) * p + xx % p) * C + c
+        assert x[1, l, k] == imgs[1, c, y, xx]
+    assert torch.equal(unpatchify(x, p, H // p, W // p, C), imgs)
+    print("patchify: order and round trip ok (also checked per case)")
+
+
 def selftest_st(out_dir):
     """Round trip of the safetensors writer/reader on the written model."""
     for name, _, _, _ in CASES:
@@ -329,6 +343,7 @@ def main():
     summary = []
     for name, seed, batch, cfg in CASES:
         write_case(out, name, seed, batch, cfg, summary)
+    check_patchify_order()
     write_lr_schedule(out)
     write_posembed(out)
     selftest_st(out)
