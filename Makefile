@@ -6,6 +6,8 @@ ARCH ?= -march=native
 OPT ?= -O3
 MULTIARCH := $(shell $(CC) -print-multiarch 2>/dev/null)
 BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
+# where objects, libraries and test programs go (make asan-test uses build/asan)
+BUILD ?= build
 CFLAGS ?= $(OPT) $(ARCH) -g
 CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc -MMD -MP
 LDFLAGS += -fopenmp
@@ -14,32 +16,32 @@ LDLIBS = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lpng -ljpeg -l
 LIB_SRC := $(wildcard src/*.c src/ops/*.c src/model/*.c src/data/*.c src/io/*.c src/train/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
-LIB_OBJ := $(LIB_SRC:%.c=build/%.o)
-CLI_OBJ := $(CLI_SRC:%.c=build/%.o)
-TEST_BIN := $(TEST_SRC:tests/%.c=build/tests/%)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-all: build/libmaec.a build/libmaec.so build/maec $(TEST_BIN)
+all: $(BUILD)/libmaec.a $(BUILD)/libmaec.so $(BUILD)/maec $(TEST_BIN)
 
-build/%.o: %.c
+$(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-build/libmaec.a: $(LIB_OBJ)
+$(BUILD)/libmaec.a: $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/libmaec.so: $(LIB_OBJ)
+$(BUILD)/libmaec.so: $(LIB_OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
-build/maec: $(CLI_OBJ) build/libmaec.a
-	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) build/libmaec.a $(LDLIBS)
+$(BUILD)/maec: $(CLI_OBJ) $(BUILD)/libmaec.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmaec.a $(LDLIBS)
 
-build/tests/%: tests/%.c tests/test.h build/libmaec.a
-	@mkdir -p build/tests
-	$(CC) $(CFLAGS) -Itests -o $@ $< build/libmaec.a $(LDLIBS)
+$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libmaec.a
+	@mkdir -p $(BUILD)/tests
+	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libmaec.a $(LDLIBS)
 
 test: all
-	@bash tests/run_tests.sh
+	@MAEC_BUILD=$(BUILD) bash tests/run_tests.sh
 
 build/maec.pc:
 	@mkdir -p build
@@ -75,3 +77,71 @@ build/bench_step: bench/bench_step.c build/libmaec.a
 bench: build/bench_step
 	bash bench/run.sh
 .PHONY: bench
+
+# ------------------------------------------------------------------ reliability
+# Sanitizers, fuzzing and fault injection (docs/RELIABILITY.md).
+
+# `make asan-test`: the library, the command and every test built with
+# AddressSanitizer + UndefinedBehaviorSanitizer into $(ASAN_BUILD), the whole
+# test suite run on that build (leak detection off: OpenBLAS and OpenMP keep
+# per-thread buffers to the end), then one pretrain -> checkpoint -> resume
+# -> reconstruct cycle under LeakSanitizer. A sanitizer report in any
+# process, the tests' own or a `maec` they start, fails the target: reports
+# are written under $(ASAN_BUILD)/reports and looked for at the end.
+ASAN_BUILD ?= build/asan
+ASAN_FLAGS ?= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_RUN = ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/$(ASAN_BUILD)/reports/asan \
+    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/$(ASAN_BUILD)/reports/ubsan \
+    MAEC_BUILD=$(ASAN_BUILD)
+
+asan:
+	@CFLAGS="$(ASAN_FLAGS)" LDFLAGS="-fsanitize=address,undefined" $(MAKE) --no-print-directory BUILD=$(ASAN_BUILD) all
+
+asan-test: asan all
+	@rm -rf $(ASAN_BUILD)/reports && mkdir -p $(ASAN_BUILD)/reports
+	@echo "== test suite, ASan + UBSan ($(ASAN_BUILD))"
+	@$(ASAN_RUN) bash tests/run_tests.sh; rc=$$?; \
+	echo "== leak check: pretrain, checkpoint, resume, reconstruct under LeakSanitizer"; \
+	MAEC_BUILD=$(ASAN_BUILD) bash tests/fault_leaks.sh || rc=1; \
+	if ls $(ASAN_BUILD)/reports/* > /dev/null 2>&1; then \
+	    echo "sanitizer reports:"; head -40 $(ASAN_BUILD)/reports/*; rc=1; \
+	else echo "no sanitizer reports"; fi; exit $$rc
+
+# `make fault-test`: kill -9, disk full, corrupt checkpoints, a NaN loss,
+# data that disappears mid-run (tests/fault_*.sh)
+FAULT_TESTS ?= tests/fault_kill.sh tests/fault_disk.sh tests/fault_corrupt.sh tests/fault_nan.sh tests/fault_data.sh
+fault-test: all
+	@MAEC_BUILD=$(BUILD) bash tests/run_tests.sh $(FAULT_TESTS)
+
+# `make fuzz`: libFuzzer targets (clang) for every reader into build/fuzz/;
+# `bash fuzz/run.sh` runs them. `make fuzz-seeds` rewrites fuzz/corpus/.
+FUZZ_CC ?= clang
+FUZZ_FLAGS ?= -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+FUZZ_CFLAGS = $(FUZZ_FLAGS) -std=c11 -Wall -Wextra -fopenmp=libgomp -Iinclude -Isrc -Ifuzz -MMD -MP
+FUZZ_TARGETS := safetensors model_load npy idx cifar png jpeg imagefolder run_config model_config
+FUZZ_LIB_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC) src/cli/run.c src/cli/cli.c)
+
+fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
+
+build/fuzz/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -c $< -o $@
+
+build/fuzz/libmaec_fuzz.a: $(FUZZ_LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+build/fuzz/%: fuzz/fuzz_%.c fuzz/fuzz.h build/fuzz/libmaec_fuzz.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libmaec_fuzz.a $(LDLIBS)
+
+build/fuzz/png build/fuzz/jpeg: fuzz/fuzz_image.c fuzz/fuzz.h build/fuzz/libmaec_fuzz.a
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libmaec_fuzz.a $(LDLIBS)
+
+build/fuzz/make_seeds: fuzz/make_seeds.c $(BUILD)/libmaec.a $(BUILD)/src/cli/run.o $(BUILD)/src/cli/cli.o
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/src/cli/run.o $(BUILD)/src/cli/cli.o $(BUILD)/libmaec.a $(LDLIBS)
+
+fuzz-seeds: build/fuzz/make_seeds
+	./build/fuzz/make_seeds
+
+.PHONY: asan asan-test fault-test fuzz fuzz-seeds
+-include $(FUZZ_LIB_OBJ:.o=.d)

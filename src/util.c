@@ -14,10 +14,18 @@
 int maec_fail(maec_error *err, int code, const char *fmt, ...)
 {
     if (err) {
+        /* through a copy: callers may pass err->msg itself as an argument
+         * ("%s: %s", path, err->msg), and vsnprintf must not overlap */
+        char buf[sizeof err->msg];
         va_list ap;
         va_start(ap, fmt);
-        vsnprintf(err->msg, sizeof err->msg, fmt, ap);
+        vsnprintf(buf, sizeof buf, fmt, ap);
         va_end(ap);
+        memcpy(err->msg, buf, sizeof buf);
+        /* one line, whatever a file put in a name we quote: control
+         * characters (a line break, an escape sequence) become '?' */
+        for (char *p = err->msg; *p; p++)
+            if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?';
         err->code = code;
     }
     return code;

@@ -4,7 +4,7 @@
 # same losses, bit for bit, as one never stopped; reconstruct draws the
 # picture; bad input gets a clean error.
 cd "$(dirname "$0")/.." || exit 1
-MAEC=./build/maec
+MAEC=./${MAEC_BUILD:-build}/maec
 DATA=/usr/share/datasets/fashion-mnist
 pass=0; fail=0
 ok()   { pass=$((pass+1)); }

@@ -115,6 +115,42 @@ static int parse_meta(st_file *f, const cJSON *meta, maec_error *err)
     return 0;
 }
 
+/* The header's own checksum: __metadata__ "header_crc32" is the CRC-32 of the
+ * header bytes (padding included) with its 8 hex digits read as "00000000".
+ * Files written before it existed have none; then only the data is checked. */
+#define HEADER_CRC_KEY "\"header_crc32\":\""
+
+static int check_header_crc(const st_file *f, size_t hlen, const cJSON *v, maec_error *err)
+{
+    const char *val = cJSON_IsString(v) ? v->valuestring : "";
+    int hex = strlen(val) == 8;
+    for (int i = 0; hex && i < 8; i++) hex = strchr("0123456789abcdef", val[i]) != NULL;
+    if (!hex)
+        return maec_fail(err, MAEC_EFORMAT, "%s: header_crc32 is not 8 hex digits (file is corrupt)",
+                         f->path);
+    char pat[40];
+    snprintf(pat, sizeof pat, HEADER_CRC_KEY "%s\"", val);
+    size_t pl = strlen(pat), at = 0;
+    int found = 0;
+    const char *h = f->buf + 8;
+    for (size_t i = 0; i + pl <= hlen; i++)
+        if (h[i] == '"' && !memcmp(h + i, pat, pl)) found++, at = i;
+    if (found != 1)
+        return maec_fail(err, MAEC_EFORMAT, "%s: header checksum cannot be checked (file is corrupt)",
+                         f->path);
+    size_t digits = at + strlen(HEADER_CRC_KEY);
+    uLong crc = crc32(0L, Z_NULL, 0);
+    crc = crc32(crc, (const Bytef *)h, (uInt)digits);
+    crc = crc32(crc, (const Bytef *)"00000000", 8);
+    crc = crc32(crc, (const Bytef *)h + digits + 8, (uInt)(hlen - digits - 8));
+    char got[16];
+    snprintf(got, sizeof got, "%08lx", (unsigned long)crc);
+    if (strcmp(got, val))
+        return maec_fail(err, MAEC_EFORMAT, "%s: header checksum mismatch (file is corrupt: crc32 %s, "
+                         "header says %s)", f->path, got, val);
+    return 0;
+}
+
 int st_open(const char *path, st_file *f, maec_error *err)
 {
     memset(f, 0, sizeof *f);
@@ -143,6 +179,13 @@ int st_open(const char *path, st_file *f, maec_error *err)
         st_close(f);
         return maec_fail(err, MAEC_EFORMAT, "%s: header is not a JSON object", path);
     }
+    const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");
+    const cJSON *hc = cJSON_IsObject(md) ? cJSON_GetObjectItemCaseSensitive(md, "header_crc32") : NULL;
+    if (hc && (rc = check_header_crc(f, (size_t)hlen, hc, err)) != 0) {
+        cJSON_Delete(root);
+        st_close(f);
+        return rc;
+    }
     int total = cJSON_GetArraySize(root);
     if (total > ST_MAX_TENSORS) {
         cJSON_Delete(root);
@@ -161,7 +204,10 @@ int st_open(const char *path, st_file *f, maec_error *err)
     {
         if (!item->string) continue;
         if (!strcmp(item->string, "__metadata__")) {
-            rc = parse_meta(f, item, err);
+            if (f->meta_key) /* a second one would overrun the first one's arrays */
+                rc = maec_fail(err, MAEC_EFORMAT, "%s: __metadata__ appears twice", path);
+            else
+                rc = parse_meta(f, item, err);
         } else {
             if (st_find(f, item->string) >= 0)
                 rc = maec_fail(err, MAEC_EFORMAT, "%s: tensor '%s' appears twice", path, item->string);
@@ -184,12 +230,17 @@ int st_open(const char *path, st_file *f, maec_error *err)
     }
     for (int i = 0; i < f->n; i++) order[i] = &f->e[i];
     qsort(order, (size_t)f->n, sizeof *order, cmp_begin);
-    for (int i = 1; i < f->n; i++) {
-        if (order[i]->begin < order[i - 1]->end && order[i]->end > order[i]->begin) {
+    /* against the furthest-reaching tensor so far, not just the previous one
+     * (an empty tensor between two others must not hide their overlap) */
+    const st_entry *reach = NULL;
+    for (int i = 0; i < f->n; i++) {
+        if (order[i]->end == order[i]->begin) continue;
+        if (reach && order[i]->begin < reach->end) {
             rc = maec_fail(err, MAEC_EFORMAT, "%s: tensors '%s' and '%s' overlap", path,
-                           order[i - 1]->name, order[i]->name);
+                           reach->name, order[i]->name);
             break;
         }
+        if (!reach || order[i]->end > reach->end) reach = order[i];
     }
     free(order);
     const char *want = rc ? NULL : st_meta(f, "crc32");
@@ -295,8 +346,11 @@ int st_save(const char *path, const st_tensor *t, int n, const char *const *meta
     char crcbuf[16];
     snprintf(crcbuf, sizeof crcbuf, "%08lx", (unsigned long)crc);
     cJSON *meta = cJSON_AddObjectToObject(root, "__metadata__");
-    for (int i = 0; meta && i < nmeta; i++) cJSON_AddStringToObject(meta, meta_keys[i], meta_vals[i]);
+    for (int i = 0; meta && i < nmeta; i++)
+        if (strcmp(meta_keys[i], "crc32") && strcmp(meta_keys[i], "header_crc32")) /* ours */
+            cJSON_AddStringToObject(meta, meta_keys[i], meta_vals[i]);
     if (meta) cJSON_AddStringToObject(meta, "crc32", crcbuf);
+    if (meta) cJSON_AddStringToObject(meta, "header_crc32", "00000000"); /* set below */
     size_t off = 0;
     for (int i = 0; i < n; i++) {
         cJSON *o = cJSON_AddObjectToObject(root, t[i].name);
@@ -318,18 +372,37 @@ int st_save(const char *path, const st_tensor *t, int n, const char *const *meta
     if (!js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
     size_t jl = strlen(js);
     size_t padded = (jl + 7) & ~(size_t)7;
+    char *hdr = malloc(padded);
+    if (!hdr) {
+        free(js);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    memcpy(hdr, js, jl);
+    memset(hdr + jl, ' ', padded - jl);
+    free(js);
+    /* the header's checksum, over the header with its own digits zero */
+    const char *pat = HEADER_CRC_KEY "00000000\"";
+    size_t pl = strlen(pat);
+    for (size_t i = 0; i + pl <= padded; i++) {
+        if (!memcmp(hdr + i, pat, pl)) {
+            uLong hcrc = crc32(crc32(0L, Z_NULL, 0), (const Bytef *)hdr, (uInt)padded);
+            char hex[16];
+            snprintf(hex, sizeof hex, "%08lx", (unsigned long)hcrc);
+            memcpy(hdr + i + strlen(HEADER_CRC_KEY), hex, 8);
+            break;
+        }
+    }
     unsigned char lenb[8];
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)((uint64_t)padded >> (8 * i));
     atomic_file af;
     int rc = atomic_open(&af, path, err);
     if (rc) {
-        free(js);
+        free(hdr);
         return rc;
     }
     atomic_write(&af, lenb, 8);
-    atomic_write(&af, js, jl);
-    for (size_t i = jl; i < padded; i++) atomic_write(&af, " ", 1);
-    free(js);
+    atomic_write(&af, hdr, padded);
+    free(hdr);
     for (int i = 0; i < n; i++) {
         size_t count = 1;
         for (int d = 0; d < t[i].ndim; d++) count *= (size_t)t[i].shape[d];

@@ -383,6 +383,24 @@ static int is_reserved_meta(const char *k)
            !strcmp(k, "maec_run") || !strcmp(k, "step");
 }
 
+/* The fixed position embeddings may be left out of a file; then their size
+ * follows from the image size in the metadata alone. Refuse a file that
+ * would make us allocate far more for them than it holds (a few bytes of
+ * header must not cost gigabytes): beyond 2^24 values, missing embeddings
+ * may not outweigh the data present. */
+static int check_fixed_size(const st_file *f, const maec_config *c, maec_error *err)
+{
+    size_t rows = (size_t)maec_num_patches(c) + 1, missing = 0;
+    if (st_find(f, "pos_embed") < 0) missing += rows * (size_t)c->dim;
+    if (c->dec_depth > 0 && st_find(f, "decoder_pos_embed") < 0) missing += rows * (size_t)c->dec_dim;
+    size_t held = (f->len - f->data_start) / 2; /* values, at 2 bytes (F16) each */
+    if (missing > ((size_t)1 << 24) && missing > held)
+        return maec_fail(err, MAEC_EFORMAT, "%s: no position embeddings in the file, and for %dx%d "
+                         "images they would need %zu values: give the tensors or the right image size",
+                         f->path, c->img_h, c->img_w, missing);
+    return 0;
+}
+
 /* with_opt: also read the AdamW moments (all of them, or none) */
 static int load_impl(const char *path, const maec_config *hint, maec_model **out, char **run_json,
                      int with_opt, maec_error *err)
@@ -393,6 +411,7 @@ static int load_impl(const char *path, const maec_config *hint, maec_model **out
     if (rc) return rc;
     maec_config c;
     rc = infer_config(&f, hint, &c, err);
+    if (!rc) rc = check_fixed_size(&f, &c, err);
     maec_model *m = NULL;
     if (!rc) rc = model_alloc(&c, &m, err);
     /* every tensor of the model, with its shape; nothing extra */
