@@ -208,6 +208,151 @@ int maec_reconstruction_png(maec_model *m, maec_workspace *ws, const float *imag
 /* Set the number of threads used by maec (OpenMP and BLAS). 0 = default. */
 void maec_set_threads(int n);
 
+/* ------------------------------------------------------------------ evaluation */
+
+/* A classifier on the MAE encoder, as the official fine-tuning and linear
+ * probing (models_vit.py on timm's VisionTransformer): all L patches, no
+ * masking; x = [cls; patch_embed(patches)] + pos_embed -> blocks -> then
+ *   global_pool = 1: mean of the patch tokens -> "fc_norm" (LayerNorm) -> head
+ *   global_pool = 0: final "norm" -> the class token -> head
+ * Tensors carry timm's names: cls_token, pos_embed, patch_embed.proj.*,
+ * blocks.*, norm.* or fc_norm.*, head.*. The position embeddings are
+ * trainable here (as in timm); cls_token and pos_embed get no weight decay. */
+typedef struct maec_classifier maec_classifier;
+typedef struct maec_clf_workspace maec_clf_workspace;
+
+typedef struct {
+    int num_classes;     /* 0: no head (features only) */
+    int global_pool;     /* see above */
+    float drop_path;     /* stochastic depth of the last block; block i gets
+                            drop_path * i / (depth - 1) (torch.linspace) */
+    int tune_blocks;     /* -1: everything learns; K >= 0: only the last K
+                            blocks, the norm before the head and the head */
+    float head_init_std; /* head.weight ~ trunc_normal(std) (|x| <= 2), bias 0 */
+} maec_classifier_opts;
+
+/* num_classes 10, global_pool 1, drop_path 0.1, tune_blocks -1, head std 2e-5 */
+void maec_classifier_defaults(maec_classifier_opts *o);
+
+/* A classifier whose encoder is copied from an MAE model (its decoder is
+ * ignored), or, with from == NULL, initialized as the MAE encoder from seed
+ * (cfg then gives the encoder; with from, cfg may be NULL). The head is
+ * initialized from seed. */
+int maec_classifier_create(const maec_config *cfg, const maec_model *from,
+                           const maec_classifier_opts *o, uint64_t seed,
+                           maec_classifier **out, maec_error *err);
+/* Load a classifier file written by maec_classifier_save (or any file under
+ * timm names with head.* and fc_norm.* or norm.*), or an MAE model or
+ * checkpoint, whose encoder is then used as by maec_classifier_create (o
+ * gives the head; o may be NULL for the defaults). hint as in
+ * maec_model_load (heads). The file's metadata is kept. */
+int maec_classifier_load(const char *path, const maec_config *hint,
+                         const maec_classifier_opts *o, uint64_t seed,
+                         maec_classifier **out, maec_error *err);
+/* Weights under timm's names, the encoder configuration and the classifier
+ * settings in __metadata__, written atomically. */
+int maec_classifier_save(const maec_classifier *c, const char *path, maec_error *err);
+void maec_classifier_free(maec_classifier *c);
+
+const maec_config *maec_classifier_config(const maec_classifier *c);
+const maec_classifier_opts *maec_classifier_options(const maec_classifier *c);
+int maec_classifier_num_tensors(const maec_classifier *c);
+const maec_tensor_info *maec_classifier_tensor(const maec_classifier *c, int i);
+int maec_classifier_find(const maec_classifier *c, const char *name);
+float *maec_classifier_params(maec_classifier *c);
+float *maec_classifier_grads(maec_classifier *c);
+void maec_classifier_zero_grad(maec_classifier *c);
+int maec_classifier_set_meta(maec_classifier *c, const char *key, const char *value);
+const char *maec_classifier_get_meta(const maec_classifier *c, const char *key);
+
+/* Layer-wise lr decay (official util/lr_decay.py): layer id 0 for cls_token,
+ * pos_embed and patch_embed.*, i+1 for blocks.i.*, depth+1 for the rest; the
+ * lr of tensor i is scaled by layer_decay^(depth + 1 - id). */
+int maec_classifier_layer_id(const maec_classifier *c, int i);
+double maec_classifier_lr_scale(const maec_classifier *c, int i, double layer_decay);
+
+/* Activations for up to max_batch images; train = 1 keeps what the backward
+ * pass needs (all blocks), train = 0 only what inference needs. */
+int maec_clf_workspace_create(const maec_classifier *c, int max_batch, int train,
+                              maec_clf_workspace **out, maec_error *err);
+void maec_clf_workspace_free(maec_clf_workspace *w);
+
+enum { MAEC_FEATURE_CLS = 0, MAEC_FEATURE_MEAN = 1 };
+
+/* Frozen features out[B, D] of images [B,C,H,W] on all patches:
+ * MAEC_FEATURE_CLS: the class token after the final norm; MAEC_FEATURE_MEAN:
+ * the mean of the patch tokens after the final norm (a global-pool
+ * classifier, which has no final norm: fc_norm of the mean, its pre-logits). */
+int maec_classifier_features(maec_classifier *c, maec_clf_workspace *w, const float *images,
+                             int B, int feature, float *out, maec_error *err);
+
+/* Forward pass to the logits [B, num_classes] (maec_clf_ws_logits). With
+ * targets [B, num_classes] (soft: rows of label smoothing or mixup), the loss
+ * mean_b sum_k -target * log_softmax(logits); with backward != 0, adds
+ * grad_scale * d(loss)/d(param) to the gradients of the trainable tensors.
+ * Drop path: keep [depth][2][B] (per block: attention branch, then MLP
+ * branch; per sample 0 or 1/keep_prob), or NULL: drawn from *rng when
+ * backward and drop_path > 0 and rng != NULL, else none. */
+int maec_classifier_forward_backward(maec_classifier *c, maec_clf_workspace *w,
+                                     const float *images, int B, const float *targets,
+                                     const float *keep, uint64_t *rng, int backward,
+                                     float grad_scale, float *loss, maec_error *err);
+const float *maec_clf_ws_logits(const maec_clf_workspace *w);
+
+/* AdamW over the trainable tensors with layer-wise lr decay (layer_decay 1:
+ * none); weight decay on tensors of more than one dimension except cls_token
+ * and pos_embed. The step counter is incremented first. */
+void maec_classifier_adamw_step(maec_classifier *c, const maec_adamw *opt, float layer_decay);
+int64_t maec_classifier_step(const maec_classifier *c);
+
+/* timm Mixup / CutMix in "batch" mode with label smoothing: one lam per batch
+ * (with both alphas > 0, CutMix with probability switch_prob, lam ~
+ * Beta(alpha, alpha)); sample b is mixed with sample B-1-b (x.flip(0));
+ * CutMix pastes a box and corrects lam to the box's area. images [B,C,H,W]
+ * are mixed in place; targets [B,K] = lam * y + (1 - lam) * y.flip(0) with
+ * y the smoothed one-hot labels. Returns lam. Alphas 0: no mixing (only
+ * smoothing). */
+float maec_mixup(float *images, const int *labels, float *targets, int B, int C, int H, int W,
+                 int num_classes, float mixup_alpha, float cutmix_alpha, float switch_prob,
+                 float smoothing, uint64_t *rng);
+
+/* The linear probe of main_linprobe.py on features: BatchNorm1d(D,
+ * affine=False, eps 1e-6, momentum 0.1) then Linear(D, K) (weight
+ * trunc_normal std 0.01, bias 0). Training uses batch statistics and updates
+ * the running ones; evaluation uses the running ones. */
+typedef struct maec_linprobe maec_linprobe;
+int maec_linprobe_create(int dim, int num_classes, int max_batch, uint64_t seed,
+                         maec_linprobe **out, maec_error *err);
+void maec_linprobe_free(maec_linprobe *lp);
+/* weight [K, D], bias [K], running mean [D], running var [D] */
+float *maec_linprobe_weight(maec_linprobe *lp);
+float *maec_linprobe_bias(maec_linprobe *lp);
+float *maec_linprobe_running_mean(maec_linprobe *lp);
+float *maec_linprobe_running_var(maec_linprobe *lp);
+/* gradients of weight and bias (set, not accumulated, by each training pass) */
+const float *maec_linprobe_grad_weight(const maec_linprobe *lp);
+const float *maec_linprobe_grad_bias(const maec_linprobe *lp);
+/* train = 1: batch statistics (B >= 2), running statistics updated, loss
+ * against labels (cross-entropy, no smoothing) and gradients; train = 0:
+ * running statistics, logits only (labels may be NULL). logits [B, K] may be
+ * NULL. */
+int maec_linprobe_forward_backward(maec_linprobe *lp, const float *features, int B,
+                                   const int *labels, int train, float *logits, float *loss,
+                                   maec_error *err);
+/* One step: LARS (util/lars.py: trust 0.001; weight decay and adaptation on
+ * the weight only) or, with lars = 0, SGD with momentum (weight decay on the
+ * weight only). */
+void maec_linprobe_step(maec_linprobe *lp, float lr, float weight_decay, float momentum, int lars);
+
+/* Cosine k-NN: train [N, D] and test [M, D] features (L2-normalized here,
+ * in copies), labels in [0, num_classes); each test sample takes the k most
+ * similar train samples, votes with weight exp(sim / T) per class, and
+ * predicts the class with the largest sum (1 <= k <= 256). Writes pred [M] (may be NULL) and
+ * returns the top-1 accuracy in [0, 1], or a negative value on error. */
+double maec_knn_top1(const float *train, const int *train_labels, int64_t N, const float *test,
+                     const int *test_labels, int64_t M, int D, int num_classes, int k, float T,
+                     int *pred, maec_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -32,4 +32,8 @@ int cmd_init(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
+int cmd_knn(int argc, char **argv);
+int cmd_embed(int argc, char **argv);
+int cmd_linprobe(int argc, char **argv);
+int cmd_finetune(int argc, char **argv);
 #endif

@@ -14,6 +14,7 @@
 
 #include "cli.h"
 #include "data/data.h"
+#include "eval_common.h"
 #include "run.h"
 #include "util.h"
 
@@ -336,6 +337,10 @@ int cmd_pretrain(int argc, char **argv)
     double loss_sum = 0;
     int loss_n = 0;
     int64_t step0 = step;
+    /* fault injection for tests/fault_nan.sh: MAEC_FAULT_NAN_AT_STEP=N makes
+     * the loss of optimizer step N (1-based, as logged) a NaN */
+    const char *nan_env = getenv("MAEC_FAULT_NAN_AT_STEP");
+    long long nan_at = nan_env ? atoll(nan_env) : 0;
     while (step < total && !g_signal) {
         /* As official, steps are grouped within an epoch: step s takes the
          * micro-batches from (s % spe) * accum of epoch s / spe on; when
@@ -356,11 +361,16 @@ int cmd_pretrain(int argc, char **argv)
             uint64_t nrng = rng_derive(rc.seed, (uint64_t)micro, 0x6d61736b, 0);
             maec_make_noise(mc, n, noise, &nrng);
             float loss;
-            if (maec_forward_backward(m, ws, images, n, noise, NULL, 1, 1.0f / rc.accum_iter, &loss, &err)) {
+            int fb = maec_forward_backward(m, ws, images, n, noise, NULL, 1, 1.0f / rc.accum_iter, &loss, &err);
+            if (!fb && nan_at > 0 && step + 1 == nan_at) { /* the test hook: as if the loss were NaN */
+                loss = NAN;
+                fb = maec_fail(&err, MAEC_ENONFINITE, "the loss is not finite (nan, MAEC_FAULT_NAN_AT_STEP)");
+            }
+            if (fb) {
                 if (err.code == MAEC_ENONFINITE) {
                     fprintf(stderr, "%s", tty ? "\n" : "");
                     cli_error("the loss became %g at step %lld; stopping. The last good checkpoint is kept in %s",
-                              (double)loss, (long long)step, rc.output_dir);
+                              (double)loss, (long long)step + 1, rc.output_dir);
                     status = 1;
                     goto done;
                 }
@@ -401,6 +411,15 @@ int cmd_pretrain(int argc, char **argv)
             snprintf(p, sizeof p, "%s/recon/epoch-%04lld.png", rc.output_dir, (long long)ep);
             uint64_t vr = rng_derive(rc.seed, 0x76696577, 0, 0);
             if (maec_reconstruction_png(m, ws, view, nview, NULL, &vr, rc.mean, rc.std, 4, p, &err)) goto fail;
+        }
+        if (epoch_end && rc.knn_every > 0 && (ep % rc.knn_every == 0 || step == total)) {
+            double tk = now_s(), knn = 0;
+            if (eval_knn_model(m, ds, rc.data_path, rc.mean, rc.std, rc.num_workers, &knn, &err)) goto fail;
+            fprintf(metrics, "{\"step\":%lld,\"epoch\":%lld,\"knn_top1\":%.6f,\"knn_s\":%.1f}\n", (long long)step,
+                    (long long)ep, knn, now_s() - tk);
+            fflush(metrics);
+            printf("%sepoch %lld: k-NN top-1 %.2f%%\n", tty ? "\r\033[K" : "", (long long)ep, 100 * knn);
+            fflush(stdout);
         }
         if ((rc.save_every > 0 ? step % rc.save_every == 0 : epoch_end) && step < total) {
             if (save_checkpoint(m, &rc, &err)) goto fail;

@@ -13,6 +13,10 @@ typedef struct {
 static const subcommand commands[] = {
     {"pretrain", cmd_pretrain, "pretrain an MAE on a data set"},
     {"reconstruct", cmd_reconstruct, "show original | masked | reconstruction | + visible"},
+    {"knn", cmd_knn, "k-NN top-1 of the frozen encoder's features"},
+    {"linprobe", cmd_linprobe, "linear probe (BatchNorm + linear, LARS) on frozen features"},
+    {"finetune", cmd_finetune, "fine-tune (or train from scratch) a ViT classifier"},
+    {"embed", cmd_embed, "write the frozen features of a split to .npy"},
     {"grad", cmd_grad, "one forward and backward pass: loss and every gradient"},
     {"init", cmd_init, "write a freshly initialized model"},
     {"info", cmd_info, "print a model file's configuration and tensors"},

@@ -2,6 +2,7 @@
 #include "run.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +35,7 @@ void run_cfg_defaults(run_cfg *rc)
     rc->log_every = 20;
     rc->recon_every = 1;
     rc->recon_images = 8;
+    rc->knn_every = 0;
 }
 
 char *run_cfg_to_json(const run_cfg *rc)
@@ -62,7 +64,10 @@ char *run_cfg_to_json(const run_cfg *rc)
     NUMF("warmup_epochs", rc->warmup_epochs);
     NUMF("weight_decay", rc->weight_decay);
     snprintf(buf, sizeof buf, "%llu", (unsigned long long)rc->seed);
-    cJSON_AddRawToObject(o, "seed", buf);
+    if (rc->seed <= ((uint64_t)1 << 53))
+        cJSON_AddRawToObject(o, "seed", buf);
+    else /* a JSON number would round it */
+        cJSON_AddStringToObject(o, "seed", buf);
     cJSON_AddNumberToObject(o, "max_steps", (double)rc->max_steps);
     cJSON_AddNumberToObject(o, "num_workers", rc->num_workers);
     cJSON_AddBoolToObject(o, "hflip", rc->hflip);
@@ -82,6 +87,7 @@ char *run_cfg_to_json(const run_cfg *rc)
     cJSON_AddNumberToObject(o, "log_every", rc->log_every);
     cJSON_AddNumberToObject(o, "recon_every", rc->recon_every);
     cJSON_AddNumberToObject(o, "recon_images", rc->recon_images);
+    cJSON_AddNumberToObject(o, "knn_every", rc->knn_every);
 #undef NUMF
     char *s = cJSON_Print(o);
     cJSON_Delete(o);
@@ -109,14 +115,34 @@ int parse_norm_json(const char *js, int C, float *mean, float *std)
     return ok ? 0 : -1;
 }
 
+/* 0: absent, 1: found (*v set), -1: not a number (err set) */
 static int jnum(const cJSON *o, const char *k, double *v, maec_error *err)
 {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, k);
     if (!x) return 0;
-    if (!cJSON_IsNumber(x) && !cJSON_IsBool(x))
-        return maec_fail(err, MAEC_EINVAL, "run configuration: '%s' must be a number", k);
+    if (!cJSON_IsNumber(x) && !cJSON_IsBool(x)) {
+        maec_fail(err, MAEC_EINVAL, "run configuration: '%s' must be a number", k);
+        return -1;
+    }
     *v = cJSON_IsBool(x) ? (double)cJSON_IsTrue(x) : x->valuedouble;
     return 1;
+}
+
+/* a number in [lo, hi]: 0 absent, 1 found, -1 error. whole: an integer;
+ * else a float field, compared as a float (0.01 is stored as 0.0099999998
+ * and written back so: it must be read back in range) */
+static int jrange(const cJSON *o, const char *k, double lo, double hi, int whole, double *v,
+                  maec_error *err)
+{
+    int q = jnum(o, k, v, err);
+    int in = q == 1 && (whole ? *v >= lo && *v <= hi && *v == floor(*v)
+                              : fabs(*v) <= 1e30 && (float)*v >= (float)lo && (float)*v <= (float)hi);
+    if (q == 1 && !in) {
+        maec_fail(err, MAEC_EINVAL, "run configuration: '%s' must be %s in [%g, %g]", k,
+                  whole ? "an integer" : "a number", lo, hi);
+        return -1;
+    }
+    return q;
 }
 
 static int jstr(const cJSON *o, const char *k, char *dst, size_t n, maec_error *err)
@@ -150,33 +176,48 @@ int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err)
     }
     r = r ? r : jstr(o, "data_path", rc->data_path, sizeof rc->data_path, err);
     r = r ? r : jstr(o, "output_dir", rc->output_dir, sizeof rc->output_dir, err);
-#define GETI(k, f) if (!r) { int q = jnum(o, k, &v, err); if (q < 0 || q > 1) r = q; else if (q) f = (int)v; }
-#define GETF(k, f) if (!r) { int q = jnum(o, k, &v, err); if (q < 0 || q > 1) r = q; else if (q) f = (float)v; }
-    GETI("epochs", rc->epochs);
-    GETI("batch_size", rc->batch_size);
-    GETI("accum_iter", rc->accum_iter);
-    GETF("blr", rc->blr);
-    GETF("lr", rc->lr);
-    GETF("min_lr", rc->min_lr);
-    GETF("warmup_epochs", rc->warmup_epochs);
-    GETF("weight_decay", rc->weight_decay);
+    /* the ranges of the flags: what a config.json or a checkpoint holds is
+     * checked as the command line is (no zero batch or log interval, no
+     * number that does not fit its field) */
+#define GETI(k, f, lo, hi) if (!r) { int q = jrange(o, k, lo, hi, 1, &v, err); if (q < 0) r = err->code; else if (q) f = (int)v; }
+#define GETF(k, f, lo, hi) if (!r) { int q = jrange(o, k, lo, hi, 0, &v, err); if (q < 0) r = err->code; else if (q) f = (float)v; }
+    GETI("epochs", rc->epochs, 1, 1000000);
+    GETI("batch_size", rc->batch_size, 1, 65536);
+    GETI("accum_iter", rc->accum_iter, 1, 4096);
+    GETF("blr", rc->blr, 0, 10);
+    GETF("lr", rc->lr, 0, 10);
+    GETF("min_lr", rc->min_lr, 0, 10);
+    GETF("warmup_epochs", rc->warmup_epochs, 0, 1e6);
+    GETF("weight_decay", rc->weight_decay, 0, 10);
     if (!r) {
+        /* a number (exact up to 2^53) or, for larger seeds, a decimal string */
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "seed");
-        if (s) {
-            if (!cJSON_IsNumber(s) || s->valuedouble < 0) r = maec_fail(err, MAEC_EINVAL, "run configuration: bad seed");
-            else rc->seed = (uint64_t)s->valuedouble;
+        int ok = 0;
+        if (cJSON_IsNumber(s)) {
+            double d = s->valuedouble;
+            ok = d >= 0 && d < 18446744073709551616.0 && d == floor(d);
+            if (ok) rc->seed = (uint64_t)d;
+        } else if (cJSON_IsString(s) && s->valuestring[0] >= '0' && s->valuestring[0] <= '9') {
+            char *end;
+            errno = 0;
+            unsigned long long u = strtoull(s->valuestring, &end, 10);
+            ok = !*end && !errno;
+            if (ok) rc->seed = (uint64_t)u;
         }
+        if (s && !ok)
+            r = maec_fail(err, MAEC_EINVAL, "run configuration: 'seed' must be a non-negative integer");
     }
-    if (!r) { int q = jnum(o, "max_steps", &v, err); if (q < 0 || q > 1) r = q; else if (q) rc->max_steps = (long long)v; }
-    GETI("num_workers", rc->num_workers);
-    GETI("hflip", rc->hflip);
-    GETI("random_crop", rc->random_crop);
-    GETF("crop_min", rc->crop_min);
-    GETI("save_every", rc->save_every);
-    GETI("keep", rc->keep);
-    GETI("log_every", rc->log_every);
-    GETI("recon_every", rc->recon_every);
-    GETI("recon_images", rc->recon_images);
+    if (!r) { int q = jrange(o, "max_steps", 0, 9007199254740992.0, 1, &v, err); if (q < 0) r = err->code; else if (q) rc->max_steps = (long long)v; }
+    GETI("num_workers", rc->num_workers, 0, 256);
+    GETI("hflip", rc->hflip, 0, 1);
+    GETI("random_crop", rc->random_crop, 0, 1);
+    GETF("crop_min", rc->crop_min, 0.01, 1);
+    GETI("save_every", rc->save_every, 0, 1 << 30);
+    GETI("keep", rc->keep, 1, 1000);
+    GETI("log_every", rc->log_every, 1, 1 << 30);
+    GETI("recon_every", rc->recon_every, 0, 1 << 30);
+    GETI("knn_every", rc->knn_every, 0, 1 << 30);
+    GETI("recon_images", rc->recon_images, 0, 64);
 #undef GETI
 #undef GETF
     if (!r) {
@@ -185,8 +226,14 @@ int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err)
             if (!cJSON_IsArray(m) || !cJSON_IsArray(s) || cJSON_GetArraySize(m) != 3 || cJSON_GetArraySize(s) != 3)
                 r = maec_fail(err, MAEC_EINVAL, "run configuration: mean and std must be arrays of 3 numbers");
             for (int c = 0; !r && c < 3; c++) {
-                rc->mean[c] = (float)cJSON_GetArrayItem(m, c)->valuedouble;
-                rc->std[c] = (float)cJSON_GetArrayItem(s, c)->valuedouble;
+                const cJSON *mv = cJSON_GetArrayItem(m, c), *sv = cJSON_GetArrayItem(s, c);
+                if (!cJSON_IsNumber(mv) || !cJSON_IsNumber(sv) || !(fabs(mv->valuedouble) <= 1e6) ||
+                    !(sv->valuedouble > 0 && sv->valuedouble <= 1e6)) {
+                    r = maec_fail(err, MAEC_EINVAL, "run configuration: mean and std must be numbers, std positive");
+                    break;
+                }
+                rc->mean[c] = (float)mv->valuedouble;
+                rc->std[c] = (float)sv->valuedouble;
                 if (!(rc->std[c] > 0)) r = maec_fail(err, MAEC_EINVAL, "run configuration: std must be positive");
             }
             rc->have_norm = !r;
@@ -278,6 +325,7 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
         {"keep", OPT_INT, &rc->keep, "checkpoints kept", 1, 1000, 0},
         {"log-every", OPT_INT, &rc->log_every, "log every N steps", 1, 1 << 30, 0},
         {"recon-every", OPT_INT, &rc->recon_every, "reconstruction picture every N epochs (0: never)", 0, 1 << 30, 0},
+        {"knn-every", OPT_INT, &rc->knn_every, "k-NN top-1 on the test split every N epochs (0: never)", 0, 1 << 30, 0},
         {"recon-images", OPT_INT, &rc->recon_images, "images in the pictures", 0, 64, 0},
     };
     int n = (int)(sizeof opts / sizeof opts[0]), npos;
@@ -372,6 +420,7 @@ int run_cfg_merge_resume(run_cfg *saved, const run_cfg *given, int argc, char **
     saved->keep = upd.keep;
     saved->log_every = upd.log_every;
     saved->recon_every = upd.recon_every;
+    saved->knn_every = upd.knn_every;
     memcpy(saved->output_dir, upd.output_dir, sizeof saved->output_dir);
     upd.have_norm = saved->have_norm;
     if (maec_config_check(&upd.model, err)) return maec_fail(err, err->code, "--resume: %s", err->msg);

@@ -20,6 +20,7 @@ typedef struct {
     int have_norm;
     float mean[3], std[3];
     int save_every, keep, log_every, recon_every, recon_images;
+    int knn_every; /* k-NN top-1 every N epochs (0: never) */
 } run_cfg;
 
 void run_cfg_defaults(run_cfg *rc);

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/ops_eval.h"
 #include "vit.h"
 
 void *take(arena *a, size_t n, size_t elem)
@@ -40,32 +41,53 @@ void carve_scratch(arena *a, block_scratch *s, int B, int Tmax, int Wmax, int Hm
 }
 
 /* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)); rows = B*T */
-void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, int T,
-                          int D, int H, int Hd)
+void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
+                      int H, int Hd, const float *keep_attn, const float *keep_mlp)
 {
     int M = B * T;
     layernorm_forward(a->ln1, a->m1, a->r1, x_in, p->n1w, p->n1b, M, D);
     linear_forward(a->qkv, a->ln1, p->qkvw, p->qkvb, M, D, 3 * D);
     attention_forward(a->attn_out, a->att, a->qkv, B, T, D, H);
     linear_forward(a->x_mid, a->attn_out, p->projw, p->projb, M, D, D);
+    if (keep_attn) scale_rows(a->x_mid, keep_attn, B, T, D); /* drop path */
     add_inplace(a->x_mid, x_in, (size_t)M * D);
     layernorm_forward(a->ln2, a->m2, a->r2, a->x_mid, p->n2w, p->n2b, M, D);
     linear_forward(a->fc1, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
     gelu_forward(a->gelu, a->cdf, a->fc1, (size_t)M * Hd);
     linear_forward(a->x_out, a->gelu, p->fc2w, p->fc2b, M, Hd, D);
+    if (keep_mlp) scale_rows(a->x_out, keep_mlp, B, T, D); /* drop path */
     add_inplace(a->x_out, a->x_mid, (size_t)M * D);
 }
 
+void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
+                   int H, int Hd)
+{
+    block_forward_ex(a, p, x_in, B, T, D, H, Hd, NULL, NULL);
+}
+
 /* dx [B*T, D]: on entry d(loss)/d(x_out), on exit d(loss)/d(x_in). */
-void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
-                    float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd)
+void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+                       float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
+                       const float *keep_attn, const float *keep_mlp)
 {
     int M = B * T;
-    linear_backward(s->dfc, g->fc2w, g->fc2b, dx, a->gelu, p->fc2w, M, Hd, D);
+    const float *dbranch = dx;
+    if (keep_mlp) { /* the MLP branch sees keep_mlp[b] * dx; dtmp is free until fc1's backward */
+        memcpy(dtmp, dx, (size_t)M * D * sizeof(float));
+        scale_rows(dtmp, keep_mlp, B, T, D);
+        dbranch = dtmp;
+    }
+    linear_backward(s->dfc, g->fc2w, g->fc2b, dbranch, a->gelu, p->fc2w, M, Hd, D);
     gelu_backward(s->dfc, a->fc1, a->cdf, s->dfc, (size_t)M * Hd);
     linear_backward(dtmp, g->fc1w, g->fc1b, s->dfc, a->ln2, p->fc1w, M, D, Hd);
     layernorm_backward(dx, g->n2w, g->n2b, dtmp, a->x_mid, p->n2w, a->m2, a->r2, M, D);
-    linear_backward(dtmp, g->projw, g->projb, dx, a->attn_out, p->projw, M, D, D);
+    dbranch = dx;
+    if (keep_attn) { /* s->dqkv ([M, 3D]) is free until attention's backward */
+        memcpy(s->dqkv, dx, (size_t)M * D * sizeof(float));
+        scale_rows(s->dqkv, keep_attn, B, T, D);
+        dbranch = s->dqkv;
+    }
+    linear_backward(dtmp, g->projw, g->projb, dbranch, a->attn_out, p->projw, M, D, D);
     attention_backward(s->dqkv, dtmp, a->qkv, a->att, s->att, s->nthreads, B, T, D, H);
     linear_backward(dtmp, g->qkvw, g->qkvb, s->dqkv, a->ln1, p->qkvw, M, D, 3 * D);
     /* The key bias adds q.b to every score of a row, which the softmax
@@ -73,5 +95,11 @@ void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const
      * (which AdamW, dividing by its own scale, would turn into steps). */
     memset(g->qkvb + D, 0, (size_t)D * sizeof(float));
     layernorm_backward(dx, g->n1w, g->n1b, dtmp, x_in, p->n1w, a->m1, a->r1, M, D);
+}
+
+void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+                    float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd)
+{
+    block_backward_ex(a, p, g, x_in, dx, dtmp, s, B, T, D, H, Hd, NULL, NULL);
 }
 

@@ -37,4 +37,15 @@ void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, 
  * gradients added into g; dtmp [B*T, D] scratch */
 void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
                     float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd);
+
+/* The same with drop path (stochastic depth) in its deterministic form:
+ * keep_attn[B] and keep_mlp[B] scale each sample's attention and MLP branch
+ * (0 when dropped, 1/keep_prob when kept), before the residual addition;
+ * NULL = no drop path (block_forward and block_backward pass NULL). The
+ * backward pass uses s->dqkv (at least [B*T, D]) and dtmp as scratch. */
+void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
+                      int H, int Hd, const float *keep_attn, const float *keep_mlp);
+void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+                       float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
+                       const float *keep_attn, const float *keep_mlp);
 #endif

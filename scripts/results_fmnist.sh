@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# The runs behind docs/RESULTS.md, one after another (hours on 2 cores).
+#   bash scripts/results_fmnist.sh [ROW...]     # default: every row, in order
+# A row whose runs/results/<row>.done exists is skipped, so the script can be
+# stopped and started again. Logs: runs/results/<row>.log (the command, its
+# output, its wall time). Rows:
+#   pretrain  the MAE (fmnist-mini, 10 epochs) every other row uses
+#   raw       logistic regression on raw pixels (linprobe --raw-pixels)
+#   knn       MAE k-NN
+#   lin       MAE linear probe (features once, then the probe)
+#   lin-rand  linear probe of a randomly initialized encoder
+#   ft        MAE full fine-tuning
+#   scratch   the same ViT trained from scratch, same budget
+#   ft2, ft1  MAE partial fine-tuning (last 2 / 1 blocks)
+#   mask      linear probe vs mask ratio (0.25/0.5/0.75/0.9, short pretraining)
+cd "$(dirname "$0")/.." || exit 1
+MAEC=${MAEC:-./build/maec}
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+R=runs/results
+MAE=runs/mae10/model.safetensors
+J="--threads 2 --num-workers 1"
+export OMP_WAIT_POLICY=PASSIVE  # the machine is shared: do not spin
+mkdir -p $R $R/feat
+
+# run ROW command... : logs, times, marks done
+run() {
+    local row=$1; shift
+    echo "\$ $*" > $R/$row.log
+    local t0=$(date +%s)
+    "$@" >> $R/$row.log 2>&1
+    local rc=$?
+    echo "wall_s $(( $(date +%s) - t0 )) rc $rc" >> $R/$row.log
+    return $rc
+}
+row() { # ROW: run it unless done
+    local r=$1
+    [ -e $R/$r.done ] && { echo "skip $r (done)"; return 0; }
+    echo "== $r ($(date +%H:%M))"
+    if "row_$r"; then touch $R/$r.done; tail -2 $R/$r.log; else echo "row $r failed: see $R/$r.log"; fi
+}
+
+row_pretrain() {
+    run pretrain $MAEC pretrain --model fmnist-mini --data-path $DATA --output-dir runs/mae10 --epochs 10 \
+        --warmup-epochs 1 --batch-size 128 --blr 1e-3 --norm-pix-loss --seed 0 $J --log-every 100 --recon-every 5
+}
+row_raw() {
+    run raw $MAEC linprobe --raw-pixels --data-path $DATA --output-dir $R/raw --epochs 90 --warmup-epochs 10 \
+        --blr 0.1 --seed 0 $J
+}
+row_knn() {
+    run knn $MAEC knn --model $MAE --data-path $DATA --feature cls --k 20 --t 0.07 --output-dir $R/knn $J
+}
+LIN="--epochs 90 --warmup-epochs 10 --seed 0"
+row_lin() {
+    run lin-embed bash -c "$MAEC embed --model $MAE --data-path $DATA --split train --out $R/feat/mae_train.npy $J &&
+        $MAEC embed --model $MAE --data-path $DATA --split test --out $R/feat/mae_test.npy $J" || return 1
+    for blr in 0.1 1 4; do
+        run lin-blr$blr $MAEC linprobe --train-features $R/feat/mae_train.npy --test-features $R/feat/mae_test.npy \
+            --output-dir $R/lin-blr$blr --blr $blr $LIN || return 1
+    done
+}
+row_lin-rand() {
+    run lin-rand-embed bash -c "$MAEC embed --model fmnist-mini --seed 0 --data-path $DATA --split train --out $R/feat/rand_train.npy $J &&
+        $MAEC embed --model fmnist-mini --seed 0 --data-path $DATA --split test --out $R/feat/rand_test.npy $J" || return 1
+    for blr in 0.1 1 4; do
+        run lin-rand-blr$blr $MAEC linprobe --train-features $R/feat/rand_train.npy --test-features $R/feat/rand_test.npy \
+            --output-dir $R/lin-rand-blr$blr --blr $blr $LIN || return 1
+    done
+}
+FT="--data-path $DATA --epochs 10 --warmup-epochs 1 --batch-size 128 --blr 1e-3 --weight-decay 0.05 --drop-path 0.1
+    --smoothing 0.1 --mixup 0 --cutmix 0 --crop-min 0.5 --seed 0 --log-every 100 $J"
+row_ft()      { run ft $MAEC finetune --model $MAE $FT --layer-decay 0.75 --output-dir $R/ft; }
+row_scratch() { run scratch $MAEC finetune --model fmnist-mini $FT --layer-decay 1 --output-dir $R/scratch; }
+row_ft2()     { run ft2 $MAEC finetune --model $MAE $FT --layer-decay 0.75 --tune-blocks 2 --output-dir $R/ft2; }
+row_ft1()     { run ft1 $MAEC finetune --model $MAE $FT --layer-decay 0.75 --tune-blocks 1 --output-dir $R/ft1; }
+row_mask() {
+    local dat=docs/mask_ratio.dat
+    for r in 0.25 0.5 0.75 0.9; do
+        local d=runs/mask$r
+        if [ ! -e $R/mask$r.done ]; then
+            run mask$r-pretrain $MAEC pretrain --model fmnist-mini --data-path $DATA --output-dir $d --epochs 2 \
+                --warmup-epochs 0.2 --batch-size 128 --blr 1e-3 --norm-pix-loss --mask-ratio $r --seed 0 $J \
+                --log-every 100 --recon-every 0 || return 1
+            run mask$r-embed bash -c "$MAEC embed --model $d/model.safetensors --data-path $DATA --split train --out $d/train.npy $J &&
+                $MAEC embed --model $d/model.safetensors --data-path $DATA --split test --out $d/test.npy $J" || return 1
+            run mask$r-knn $MAEC knn --train-features $d/train.npy --test-features $d/test.npy --output-dir $d/knn || return 1
+            run mask$r-lin $MAEC linprobe --train-features $d/train.npy --test-features $d/test.npy --output-dir $d/lin \
+                --blr ${MASK_BLR:-1} $LIN || return 1
+            touch $R/mask$r.done
+        fi
+    done
+    { echo "# title: MAE fmnist-mini, 2 pretraining epochs per point; linear probe (90 epochs, blr ${MASK_BLR:-1})"
+      echo "# mask_ratio linprobe_top1_% knn_top1_%"
+      for r in 0.25 0.5 0.75 0.9; do
+          lin=$(grep '"final"' runs/mask$r/lin/metrics.jsonl | grep -o '"test_top1":[0-9.]*' | cut -d: -f2)
+          knn=$(grep -o '"knn_top1":[0-9.]*' runs/mask$r/knn/metrics.jsonl | tail -1 | cut -d: -f2)
+          awk -v r=$r -v a=$lin -v b=$knn 'BEGIN {printf "%s %.2f %.2f\n", r, 100*a, 100*b}'
+      done; } > $dat
+    bash scripts/plot_mask_ratio.sh $dat docs/mask_ratio.png
+}
+
+ROWS=${*:-pretrain raw knn lin lin-rand ft scratch mask ft2 ft1}
+for r in $ROWS; do row $r; done

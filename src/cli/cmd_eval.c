@@ -1,0 +1,491 @@
+/* maec knn, maec embed, maec linprobe: the frozen encoder's features. */
+#define _POSIX_C_SOURCE 200809L
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "eval_common.h"
+#include "io/npy.h"
+#include "io/safetensors.h"
+#include "util.h"
+
+/* the options every feature command shares */
+typedef struct {
+    const char *model, *data, *feature;
+    maec_config hint;
+    int batch, threads, workers;
+    uint64_t seed;
+} feat_args;
+
+#define FEAT_OPTS(a)                                                                                        \
+    {"model", OPT_STR, &(a).model, "MAE model/checkpoint, classifier file, or a preset (random init)", 1, 0, 0}, \
+    {"data-path", OPT_STR, &(a).data, "data set (as for pretrain)", 1, 0, 0},                             \
+    {"feature", OPT_STR, &(a).feature, "cls (class token after the final norm) | mean (of the patch tokens)", 1, 0, 0}, \
+    {"heads", OPT_INT, &(a).hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},               \
+    {"batch-size", OPT_INT, &(a).batch, "images per forward pass", 1, 65536, 0},                          \
+    {"threads", OPT_INT, &(a).threads, "compute threads (default: all cores)", 1, 1024, 0},              \
+    {"num-workers", OPT_INT, &(a).workers, "data loader threads", 0, 256, 0},                             \
+    {"seed", OPT_U64, &(a).seed, "seed (random-init encoders, probe init, data order)", 1, 0, 0}
+
+static void feat_defaults(feat_args *a)
+{
+    memset(a, 0, sizeof *a);
+    a->feature = "cls";
+    a->batch = 256;
+    a->workers = 1;
+}
+
+/* model + data + normalization; c NULL and raw = 1 for raw pixels */
+typedef struct {
+    maec_classifier *c;
+    maec_dataset *train, *test;
+    float mean[3], std[3];
+    int feature, random_init, shape[3];
+} feat_ctx;
+
+static void feat_free(feat_ctx *x)
+{
+    maec_classifier_free(x->c);
+    maec_dataset_free(x->train);
+    maec_dataset_free(x->test);
+    memset(x, 0, sizeof *x);
+}
+
+/* opens what the command needs; need: 1 train, 2 test, 3 both */
+static int feat_open(const char *cmd, feat_args *a, int raw, int need, feat_ctx *x, maec_error *err)
+{
+    memset(x, 0, sizeof *x);
+    if (!a->data) return maec_fail(err, MAEC_EINVAL, "%s: --data-path is required", cmd);
+    if (!raw && !a->model) return maec_fail(err, MAEC_EINVAL, "%s: --model is required", cmd);
+    x->feature = eval_feature_kind(a->feature);
+    if (x->feature < 0) return maec_fail(err, MAEC_EINVAL, "%s: --feature must be cls or mean, got '%s'", cmd, a->feature);
+    maec_set_threads(a->threads);
+    int rc = 0;
+    if (!raw) {
+        maec_classifier_opts o;
+        maec_classifier_defaults(&o);
+        o.num_classes = 0;
+        o.global_pool = 0;
+        o.drop_path = 0;
+        rc = eval_load_model(a->model, &a->hint, &o, a->seed, 0, &x->c, &x->random_init, err);
+        if (!rc && maec_classifier_options(x->c)->global_pool && x->feature == MAEC_FEATURE_CLS)
+            x->feature = MAEC_FEATURE_MEAN; /* a fine-tuned global-pool model: its pre-logits */
+    }
+    if (!rc && (need & 1)) rc = maec_dataset_open(a->data, "train", &x->train, err);
+    if (!rc && (need & 2)) rc = maec_dataset_open(a->data, "test", &x->test, err);
+    maec_dataset *any = x->train ? x->train : x->test;
+    if (!rc) {
+        if (raw) {
+            x->shape[0] = maec_dataset_channels(any);
+            rc = maec_dataset_native_size(any, &x->shape[1], &x->shape[2]);
+            if (rc) rc = maec_fail(err, rc, "%s: --raw-pixels needs images of one size", cmd);
+        } else {
+            const maec_config *mc = maec_classifier_config(x->c);
+            x->shape[0] = mc->in_chans, x->shape[1] = mc->img_h, x->shape[2] = mc->img_w;
+        }
+    }
+    if (!rc) {
+        const char *meta = x->c ? maec_classifier_get_meta(x->c, "maec_data") : NULL;
+        maec_dataset *nds = x->train ? x->train : x->test;
+        if (!meta && !x->train && maec_dataset_open(a->data, "train", &nds, err) == 0) {
+            rc = eval_normalization(NULL, nds, x->shape[0], x->mean, x->std, err);
+            maec_dataset_free(nds);
+        } else {
+            rc = eval_normalization(meta, nds, x->shape[0], x->mean, x->std, err);
+        }
+    }
+    if (rc) feat_free(x);
+    return rc;
+}
+
+/* features [N, D] from .npy and integer labels from <name>_labels.npy;
+ * *maxlabel grows to the largest label */
+static int load_features(const char *path, float **F, int **Y, int64_t *N, int *D, int *maxlabel, maec_error *err)
+{
+    npy_array f, l;
+    size_t pl = strlen(path);
+    if (pl < 5 || strcmp(path + pl - 4, ".npy"))
+        return maec_fail(err, MAEC_EINVAL, "%s: features must be a .npy file", path);
+    int rc = npy_load(path, &f, err);
+    if (rc) return rc;
+    if (f.ndim != 2 || f.shape[0] < 1 || f.shape[1] < 1 || f.shape[1] > 1 << 24) {
+        npy_free(&f);
+        return maec_fail(err, MAEC_ESHAPE, "%s: features must be [N, D]", path);
+    }
+    char lp[2048];
+    snprintf(lp, sizeof lp, "%.*s_labels.npy", (int)(pl - 4), path);
+    if ((rc = npy_load(lp, &l, err))) {
+        npy_free(&f);
+        return rc;
+    }
+    if (l.count != (size_t)f.shape[0]) rc = maec_fail(err, MAEC_ESHAPE, "%s: %zu labels for %lld features", lp, l.count, (long long)f.shape[0]);
+    int *y = rc ? NULL : malloc(l.count * sizeof(int));
+    if (!rc && !y) rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < l.count; i++) {
+        float v = l.data[i];
+        if (!(v >= 0 && v < 1000000) || v != floorf(v)) rc = maec_fail(err, MAEC_EINVAL, "%s: label %g is not a class index", lp, (double)v);
+        else y[i] = (int)v;
+        if (!rc && y[i] > *maxlabel) *maxlabel = y[i];
+    }
+    npy_free(&l);
+    if (rc) {
+        free(y);
+        npy_free(&f);
+        return rc;
+    }
+    *F = malloc(f.count * sizeof(float)); /* npy data is maec_alloc'd: copy to plain malloc */
+    if (!*F) {
+        free(y);
+        npy_free(&f);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    memcpy(*F, f.data, f.count * sizeof(float));
+    npy_free(&f);
+    *Y = y;
+    *N = f.shape[0];
+    *D = (int)f.shape[1];
+    return 0;
+}
+
+/* ------------------------------------------------------------ knn */
+
+int cmd_knn(int argc, char **argv)
+{
+    feat_args a;
+    feat_defaults(&a);
+    int k = 20;
+    float T = 0.07f;
+    const char *out = NULL, *ftr_path = NULL, *fte_path = NULL;
+    cli_opt opts[] = {
+        FEAT_OPTS(a),
+        {"k", OPT_INT, &k, "neighbours (20)", 1, 256, 0},
+        {"t", OPT_FLOAT, &T, "temperature of the votes exp(sim / T) (0.07)", 1e-4, 100, 0},
+        {"output-dir", OPT_STR, &out, "also append the result to DIR/metrics.jsonl", 1, 0, 0},
+        {"train-features", OPT_STR, &ftr_path, "features [N, D] from maec embed (labels beside it) instead of a model", 1, 0, 0},
+        {"test-features", OPT_STR, &fte_path, "the test features for --train-features", 1, 0, 0},
+    };
+    int npos, r = cli_parse("knn", "--model M --data-path P [--feature cls|mean] [--k 20] [--t 0.07]", argc, argv,
+                            opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, &npos);
+    if (r) return r < 0 ? 2 : 0;
+    maec_error err = {0};
+    if (!ftr_path != !fte_path) {
+        cli_error("knn: give both --train-features and --test-features");
+        return 2;
+    }
+    int given = ftr_path != NULL;
+    if (given && (a.model || a.data)) {
+        cli_error("knn: --train-features replaces --model and --data-path");
+        return 2;
+    }
+    feat_ctx x;
+    memset(&x, 0, sizeof x);
+    if (!given && feat_open("knn", &a, 0, 3, &x, &err)) return cli_fail(&err);
+    double t0 = eval_now(), top1 = 0;
+    int rc = 0;
+    int64_t ntr = 0, nte = 0;
+    if (given) {
+        float *ftr = NULL, *fte = NULL;
+        int *ytr = NULL, *yte = NULL, D = 0, D2 = 0, K = 0;
+        rc = load_features(ftr_path, &ftr, &ytr, &ntr, &D, &K, &err);
+        if (!rc) rc = load_features(fte_path, &fte, &yte, &nte, &D2, &K, &err);
+        if (!rc && D != D2) rc = maec_fail(&err, MAEC_ESHAPE, "knn: train features of dim %d, test of %d", D, D2);
+        if (!rc) {
+            top1 = maec_knn_top1(ftr, ytr, ntr, fte, yte, nte, D, K + 1, k, T, NULL, &err);
+            if (top1 < 0) rc = MAEC_EINVAL;
+        }
+        free(ftr), free(fte), free(ytr), free(yte);
+        x.feature = -1;
+    } else {
+        rc = eval_knn(x.c, x.train, x.test, x.feature, k, T, x.mean, x.std, a.batch, a.workers, &top1, &err);
+        ntr = maec_dataset_size(x.train), nte = maec_dataset_size(x.test);
+    }
+    double secs = eval_now() - t0;
+    const char *fname = x.feature < 0 ? "given" : x.feature == MAEC_FEATURE_CLS ? "cls" : "mean";
+    if (!rc && out) {
+        if (eval_mkdir_p(out)) rc = maec_fail(&err, MAEC_EIO, "cannot create %s: %s", out, strerror(errno));
+        FILE *f = rc ? NULL : eval_open_metrics(out, 0, &err);
+        if (!f && !rc) rc = MAEC_EIO;
+        if (f) {
+            fprintf(f, "{\"knn_top1\":%.6f,\"k\":%d,\"t\":%g,\"feature\":\"%s\",\"elapsed_s\":%.1f}\n", top1, k,
+                    (double)T, fname, secs);
+            fclose(f);
+        }
+    }
+    if (!rc)
+        printf("{\"knn_top1\":%.6f,\"k\":%d,\"t\":%g,\"feature\":\"%s\",\"train\":%lld,\"test\":%lld,\"elapsed_s\":%.1f}\n",
+               top1, k, (double)T, fname, (long long)ntr, (long long)nte, secs);
+    feat_free(&x);
+    return rc ? cli_fail(&err) : 0;
+}
+
+/* ------------------------------------------------------------ embed */
+
+int cmd_embed(int argc, char **argv)
+{
+    feat_args a;
+    feat_defaults(&a);
+    const char *split = "test", *out = NULL;
+    cli_opt opts[] = {
+        FEAT_OPTS(a),
+        {"split", OPT_STR, &split, "train | test", 1, 0, 0},
+        {"out", OPT_STR, &out, "features [N, D] as float32 .npy (labels to <out>_labels.npy)", 1, 0, 0},
+    };
+    int npos, r = cli_parse("embed", "--model M --data-path P --split train|test --out F.npy [--feature cls|mean]",
+                            argc, argv, opts, (int)(sizeof opts / sizeof opts[0]), NULL, 0, &npos);
+    if (r) return r < 0 ? 2 : 0;
+    maec_error err = {0};
+    if (!out) {
+        cli_error("embed: --out is required");
+        return 2;
+    }
+    if (strcmp(split, "train") && strcmp(split, "test")) {
+        cli_error("embed: --split must be train or test, got '%s'", split);
+        return 2;
+    }
+    size_t ol = strlen(out);
+    if (ol < 5 || strcmp(out + ol - 4, ".npy")) {
+        cli_error("embed: --out must end in .npy, got '%s'", out);
+        return 2;
+    }
+    feat_ctx x;
+    if (feat_open("embed", &a, 0, !strcmp(split, "train") ? 1 : 2, &x, &err)) return cli_fail(&err);
+    maec_dataset *ds = x.train ? x.train : x.test;
+    float *F = NULL;
+    int *Y = NULL, D = 0;
+    int64_t N = 0;
+    int rc = eval_features(x.c, ds, x.feature, NULL, x.mean, x.std, a.batch, a.workers, &F, &Y, &N, &D, &err);
+    if (!rc) {
+        int64_t shape[2] = {N, D};
+        rc = npy_save(out, F, 2, shape, &err);
+    }
+    if (!rc) {
+        float *yf = malloc((size_t)N * sizeof(float));
+        char lp[2048];
+        snprintf(lp, sizeof lp, "%.*s_labels.npy", (int)(ol - 4), out);
+        if (!yf) rc = maec_fail(&err, MAEC_ENOMEM, "out of memory");
+        for (int64_t i = 0; !rc && i < N; i++) yf[i] = (float)Y[i];
+        int64_t shape[1] = {N};
+        if (!rc) rc = npy_save(lp, yf, 1, shape, &err);
+        free(yf);
+        if (!rc) printf("features [%lld, %d] -> %s, labels -> %s\n", (long long)N, D, out, lp);
+    }
+    free(F);
+    free(Y);
+    feat_free(&x);
+    return rc ? cli_fail(&err) : 0;
+}
+
+/* ------------------------------------------------------------ linprobe */
+
+static double probe_top1(maec_linprobe *lp, const float *F, const int *Y, int64_t N, int D, int K, int B,
+                         float *logits, maec_error *err)
+{
+    int64_t correct = 0;
+    for (int64_t i = 0; i < N; i += B) {
+        int n = (int)(N - i < B ? N - i : B);
+        if (maec_linprobe_forward_backward(lp, F + (size_t)i * D, n, NULL, 0, logits, NULL, err)) return -1;
+        for (int b = 0; b < n; b++) {
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (logits[(size_t)b * K + k] > logits[(size_t)b * K + best]) best = k;
+            correct += best == Y[i + b];
+        }
+    }
+    return (double)correct / (double)N;
+}
+
+static int save_probe(const char *path, maec_classifier *c, maec_linprobe *lp, int D, int K, const char *meta_data,
+                      maec_error *err)
+{
+    int n = c ? maec_classifier_num_tensors(c) : 0;
+    st_tensor *t = calloc((size_t)n + 4, sizeof *t);
+    if (!t) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    int k = 0;
+    for (int i = 0; i < n; i++) {
+        const maec_tensor_info *ti = maec_classifier_tensor(c, i);
+        t[k].name = ti->name;
+        t[k].ndim = ti->ndim;
+        for (int d = 0; d < 4; d++) t[k].shape[d] = ti->shape[d];
+        t[k++].data = maec_classifier_params(c) + ti->offset;
+    }
+    /* main_linprobe.py: head = Sequential(BatchNorm1d(affine=False), Linear) */
+    t[k] = (st_tensor){"head.0.running_mean", 1, {D}, maec_linprobe_running_mean(lp)};
+    k++;
+    t[k] = (st_tensor){"head.0.running_var", 1, {D}, maec_linprobe_running_var(lp)};
+    k++;
+    t[k] = (st_tensor){"head.1.weight", 2, {K, D}, maec_linprobe_weight(lp)};
+    k++;
+    t[k] = (st_tensor){"head.1.bias", 1, {K}, maec_linprobe_bias(lp)};
+    k++;
+    char *cfg = c ? maec_config_to_json(maec_classifier_config(c)) : NULL;
+    const char *keys[4], *vals[4];
+    int nk = 0;
+    keys[nk] = "format", vals[nk++] = "pt";
+    if (cfg) keys[nk] = "maec_config", vals[nk++] = cfg;
+    if (meta_data) keys[nk] = "maec_data", vals[nk++] = meta_data;
+    int rc = st_save(path, t, k, keys, vals, nk, err);
+    free(cfg);
+    free(t);
+    return rc;
+}
+
+int cmd_linprobe(int argc, char **argv)
+{
+    feat_args a;
+    feat_defaults(&a);
+    int raw = 0, epochs = 90, sgd = 0, eval_every = 1;
+    float blr = 0.1f, lr = 0, min_lr = 0, warmup = 10, wd = 0, momentum = 0.9f;
+    const char *out = NULL, *ftr_path = NULL, *fte_path = NULL;
+    cli_opt opts[] = {
+        FEAT_OPTS(a),
+        {"raw-pixels", OPT_BOOL, &raw, "features = the normalized pixels (logistic regression)", 1, 0, 0},
+        {"output-dir", OPT_STR, &out, "metrics.jsonl and model.safetensors go here", 1, 0, 0},
+        {"epochs", OPT_INT, &epochs, "epochs over the train features (90)", 1, 100000, 0},
+        {"warmup-epochs", OPT_FLOAT, &warmup, "linear warm-up epochs (10)", 0, 1e5, 0},
+        {"blr", OPT_FLOAT, &blr, "base lr: lr = blr * batch / 256 (0.1)", 0, 1e4, 0},
+        {"lr", OPT_FLOAT, &lr, "absolute lr (overrides --blr)", 0, 1e4, 0},
+        {"min-lr", OPT_FLOAT, &min_lr, "lr at the end of the cosine (0)", 0, 1e4, 0},
+        {"weight-decay", OPT_FLOAT, &wd, "weight decay of the linear weight (0)", 0, 10, 0},
+        {"momentum", OPT_FLOAT, &momentum, "momentum (0.9)", 0, 0.9999, 0},
+        {"sgd", OPT_BOOL, &sgd, "SGD with momentum instead of LARS", 1, 0, 0},
+        {"eval-every", OPT_INT, &eval_every, "test accuracy every N epochs (and at the end)", 1, 100000, 0},
+        {"train-features", OPT_STR, &ftr_path, "features [N, D] from maec embed (labels beside it) instead of a model", 1, 0, 0},
+        {"test-features", OPT_STR, &fte_path, "the test features for --train-features", 1, 0, 0},
+    };
+    int npos, r = cli_parse("linprobe", "--model M --data-path P --output-dir D [options]", argc, argv, opts,
+                            (int)(sizeof opts / sizeof opts[0]), NULL, 0, &npos);
+    if (r) return r < 0 ? 2 : 0;
+    maec_error err = {0};
+    if (!out) {
+        cli_error("linprobe: --output-dir is required");
+        return 2;
+    }
+    if (raw && a.model) {
+        cli_error("linprobe: give --model or --raw-pixels, not both");
+        return 2;
+    }
+    if (warmup > epochs) {
+        cli_error("linprobe: --warmup-epochs %g is longer than --epochs %d", (double)warmup, epochs);
+        return 2;
+    }
+    if (!ftr_path != !fte_path) {
+        cli_error("linprobe: give both --train-features and --test-features");
+        return 2;
+    }
+    int given = ftr_path != NULL;
+    if (given && (raw || a.model || a.data)) {
+        cli_error("linprobe: --train-features replaces --model, --raw-pixels and --data-path");
+        return 2;
+    }
+    feat_ctx x;
+    memset(&x, 0, sizeof x);
+    if (!given && feat_open("linprobe", &a, raw, 3, &x, &err)) return cli_fail(&err);
+    int rc = 0;
+    float *ftr = NULL, *fte = NULL, *logits = NULL, *xb = NULL;
+    int *ytr = NULL, *yte = NULL, *yb = NULL, D = 0;
+    int64_t ntr = 0, nte = 0, *perm = NULL;
+    maec_linprobe *lp = NULL;
+    FILE *mf = NULL;
+    int K = 0;
+    if (given) {
+        rc = load_features(ftr_path, &ftr, &ytr, &ntr, &D, &K, &err);
+        int D2 = 0;
+        if (!rc) rc = load_features(fte_path, &fte, &yte, &nte, &D2, &K, &err);
+        if (!rc && D2 != D) rc = maec_fail(&err, MAEC_ESHAPE, "linprobe: train features of dim %d, test of %d", D, D2);
+        if (!rc) K++;
+    } else {
+        K = maec_dataset_num_classes(x.train);
+        if (maec_dataset_num_classes(x.test) > K) K = maec_dataset_num_classes(x.test);
+    }
+    if (!rc && K < 2) rc = maec_fail(&err, MAEC_EINVAL, "linprobe: %s has no labels (or one class)", given ? ftr_path : a.data);
+    if (!rc && eval_mkdir_p(out)) rc = maec_fail(&err, MAEC_EIO, "cannot create %s: %s", out, strerror(errno));
+    if (!rc) mf = eval_open_metrics(out, 1, &err);
+    if (!rc && !mf) rc = MAEC_EIO;
+    double t0 = eval_now();
+    if (!rc && !given) {
+        printf("linprobe: features of %s (%s)...\n", raw ? "the raw pixels" : a.model,
+               raw ? "normalized" : x.feature == MAEC_FEATURE_CLS ? "class token" : "mean of patch tokens");
+        fflush(stdout);
+        rc = eval_features(x.c, x.train, x.feature, x.shape, x.mean, x.std, a.batch, a.workers, &ftr, &ytr, &ntr, &D, &err);
+    }
+    if (!rc && !given) rc = eval_features(x.c, x.test, x.feature, x.shape, x.mean, x.std, a.batch, a.workers, &fte, &yte, &nte, &D, &err);
+    double t_feat = eval_now() - t0;
+    int B = a.batch;
+    if (!rc && ntr < B) rc = maec_fail(&err, MAEC_EINVAL, "linprobe: %lld train images, fewer than one batch of %d", (long long)ntr, B);
+    if (!rc) rc = maec_linprobe_create(D, K, B, a.seed, &lp, &err);
+    if (!rc) {
+        logits = malloc((size_t)B * K * sizeof(float));
+        xb = malloc((size_t)B * D * sizeof(float));
+        yb = malloc((size_t)B * sizeof(int));
+        perm = malloc((size_t)ntr * sizeof(int64_t));
+        if (!logits || !xb || !yb || !perm) rc = maec_fail(&err, MAEC_ENOMEM, "out of memory");
+    }
+    double lr_peak = lr > 0 ? lr : (double)blr * B / 256.0;
+    int64_t spe = ntr / B; /* drop_last, as the official loader */
+    if (!rc) {
+        printf("linprobe: %lld train / %lld test features of dim %d in %.0fs; %d epochs of %lld steps, %s, lr %.4g\n",
+               (long long)ntr, (long long)nte, D, t_feat, epochs, (long long)spe, sgd ? "SGD" : "LARS", lr_peak);
+        fflush(stdout);
+    }
+    double top1 = 0;
+    for (int ep = 0; !rc && ep < epochs; ep++) {
+        uint64_t prng = rng_derive(a.seed, (uint64_t)ep, 0x70726f62, 0);
+        for (int64_t i = 0; i < ntr; i++) perm[i] = i;
+        for (int64_t i = ntr - 1; i > 0; i--) {
+            int64_t j = (int64_t)(rng_next(&prng) % (uint64_t)(i + 1)), t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+        double loss_sum = 0;
+        float lr_now = 0;
+        for (int64_t s = 0; !rc && s < spe; s++) {
+            for (int b = 0; b < B; b++) {
+                int64_t idx = perm[s * B + b];
+                memcpy(xb + (size_t)b * D, ftr + (size_t)idx * D, (size_t)D * sizeof(float));
+                yb[b] = ytr[idx];
+            }
+            lr_now = (float)maec_lr_at(ep + (double)s / spe, lr_peak, min_lr, warmup, epochs);
+            float loss;
+            rc = maec_linprobe_forward_backward(lp, xb, B, yb, 1, NULL, &loss, &err);
+            if (!rc) maec_linprobe_step(lp, lr_now, wd, momentum, !sgd);
+            loss_sum += loss;
+        }
+        if (rc) break;
+        int last = ep == epochs - 1;
+        fprintf(mf, "{\"epoch\":%d,\"loss\":%.6f,\"lr\":%.6g", ep + 1, loss_sum / spe, (double)lr_now);
+        if ((ep + 1) % eval_every == 0 || last) {
+            top1 = probe_top1(lp, fte, yte, nte, D, K, B, logits, &err);
+            if (top1 < 0) {
+                rc = MAEC_EINVAL;
+                break;
+            }
+            fprintf(mf, ",\"test_top1\":%.6f", top1);
+            printf("epoch %d  loss %.4f  test top-1 %.2f%%\n", ep + 1, loss_sum / spe, 100 * top1);
+            fflush(stdout);
+        }
+        fprintf(mf, ",\"elapsed_s\":%.1f}\n", eval_now() - t0);
+        fflush(mf);
+    }
+    if (!rc) {
+        char p[2100];
+        snprintf(p, sizeof p, "%s/model.safetensors", out);
+        char nb[256];
+        snprintf(nb, sizeof nb, "{\"mean\":[%.9g,%.9g,%.9g],\"std\":[%.9g,%.9g,%.9g]}", (double)x.mean[0],
+                 (double)x.mean[1], (double)x.mean[2], (double)x.std[0], (double)x.std[1], (double)x.std[2]);
+        rc = save_probe(p, x.c, lp, D, K, given ? NULL : nb, &err);
+        if (!rc) {
+            fprintf(mf, "{\"final\":true,\"test_top1\":%.6f,\"epochs\":%d,\"feature_s\":%.1f,\"elapsed_s\":%.1f}\n", top1,
+                    epochs, t_feat, eval_now() - t0);
+            printf("linprobe: test top-1 %.2f%% after %d epochs (%.0fs); weights %s\n", 100 * top1, epochs,
+                   eval_now() - t0, p);
+        }
+    }
+    if (mf) fclose(mf);
+    free(ftr), free(fte), free(ytr), free(yte), free(logits), free(xb), free(yb), free(perm);
+    maec_linprobe_free(lp);
+    feat_free(&x);
+    return rc ? cli_fail(&err) : 0;
+}

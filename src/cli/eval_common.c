@@ -1,0 +1,237 @@
+/* Helpers of the evaluation commands: see eval_common.h. */
+#define _POSIX_C_SOURCE 200809L
+#include "eval_common.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "run.h"
+#include "util.h"
+
+double eval_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+int eval_mkdir_p(const char *path)
+{
+    char tmp[2048];
+    snprintf(tmp, sizeof tmp, "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+FILE *eval_open_metrics(const char *dir, int fresh, maec_error *err)
+{
+    char p[2100];
+    snprintf(p, sizeof p, "%s/metrics.jsonl", dir);
+    FILE *f = fopen(p, fresh ? "w" : "a");
+    if (!f) maec_fail(err, MAEC_EIO, "cannot write %s: %s", p, strerror(errno));
+    return f;
+}
+
+int eval_feature_kind(const char *s)
+{
+    if (!strcmp(s, "cls")) return MAEC_FEATURE_CLS;
+    if (!strcmp(s, "mean")) return MAEC_FEATURE_MEAN;
+    return -1;
+}
+
+int eval_normalization(const char *meta_json, maec_dataset *ds, int C, float *mean, float *std,
+                       maec_error *err)
+{
+    for (int c = 0; c < 3; c++) mean[c] = 0, std[c] = 1;
+    if (meta_json && parse_norm_json(meta_json, C, mean, std) == 0) return 0;
+    int rc = maec_dataset_mean_std(ds, C, 10000, mean, std, err);
+    if (rc) return rc;
+    for (int c = 0; c < 3; c++)
+        if (std[c] < 1e-6f) std[c] = 1.0f;
+    return 0;
+}
+
+int eval_load_model(const char *model, const maec_config *hint, const maec_classifier_opts *o, uint64_t seed,
+                    int from_scratch, maec_classifier **out, int *random_init, maec_error *err)
+{
+    *out = NULL;
+    *random_init = 0;
+    if (access(model, F_OK) != 0) {
+        maec_config c;
+        maec_error e2;
+        if (maec_preset(model, &c, &e2))
+            return maec_fail(err, MAEC_EIO, "--model %s: no such file, and not a preset (%s)", model,
+                             maec_preset_names());
+        if (hint && hint->heads > 0) c.heads = hint->heads;
+        *random_init = 1;
+        return maec_classifier_create(&c, NULL, o, seed, out, err);
+    }
+    if (!from_scratch) return maec_classifier_load(model, hint, o, seed, out, err);
+    /* the architecture of the file, initialized afresh */
+    maec_classifier *tmp;
+    int rc = maec_classifier_load(model, hint, o, seed, &tmp, err);
+    if (rc) return rc;
+    *random_init = 1;
+    rc = maec_classifier_create(maec_classifier_config(tmp), NULL, o, seed, out, err);
+    maec_classifier_free(tmp);
+    return rc;
+}
+
+static int open_loader(maec_dataset *ds, const int shape[3], const float *mean, const float *std, int batch,
+                       int workers, maec_loader **ld, maec_error *err)
+{
+    maec_loader_opts lo;
+    maec_loader_defaults(&lo, shape[0], shape[1], shape[2]);
+    lo.batch = batch;
+    lo.threads = workers;
+    lo.shuffle = 0;
+    lo.drop_last = 0;
+    lo.aug.random_resized_crop = 0;
+    lo.aug.hflip = 0;
+    for (int c = 0; c < 3; c++) {
+        lo.aug.mean[c] = mean[c];
+        lo.aug.std[c] = std[c];
+    }
+    return maec_loader_create(ds, &lo, ld, err);
+}
+
+int eval_features(maec_classifier *c, maec_dataset *ds, int feature, const int shape_in[3], const float *mean,
+                  const float *std, int batch, int workers, float **feat, int **labels, int64_t *n_out, int *dim,
+                  maec_error *err)
+{
+    *feat = NULL;
+    *labels = NULL;
+    int shape[3];
+    if (c) {
+        const maec_config *mc = maec_classifier_config(c);
+        shape[0] = mc->in_chans, shape[1] = mc->img_h, shape[2] = mc->img_w;
+    } else {
+        memcpy(shape, shape_in, sizeof shape);
+    }
+    int64_t N = maec_dataset_size(ds);
+    if (N < 1) return maec_fail(err, MAEC_EINVAL, "the data set is empty");
+    size_t img = (size_t)shape[0] * shape[1] * shape[2];
+    int D = c ? maec_classifier_config(c)->dim : (int)img;
+    *dim = D;
+    maec_loader *ld = NULL;
+    maec_clf_workspace *w = NULL;
+    float *images = malloc((size_t)batch * img * sizeof(float));
+    float *F = malloc((size_t)N * D * sizeof(float));
+    int *Y = malloc((size_t)N * sizeof(int));
+    int rc = 0;
+    if (!images || !F || !Y) rc = maec_fail(err, MAEC_ENOMEM, "out of memory for %lld features", (long long)N);
+    if (!rc) rc = open_loader(ds, shape, mean, std, batch, workers, &ld, err);
+    if (!rc && c) rc = maec_clf_workspace_create(c, batch, 0, &w, err);
+    int64_t done = 0;
+    while (!rc && done < N) {
+        int n;
+        rc = maec_loader_next(ld, images, Y + done, &n, err);
+        if (rc) break;
+        if (c)
+            rc = maec_classifier_features(c, w, images, n, feature, F + (size_t)done * D, err);
+        else
+            memcpy(F + (size_t)done * D, images, (size_t)n * img * sizeof(float));
+        done += n;
+    }
+    maec_clf_workspace_free(w);
+    maec_loader_free(ld);
+    free(images);
+    if (rc) {
+        free(F);
+        free(Y);
+        return rc;
+    }
+    *feat = F;
+    *labels = Y;
+    *n_out = N;
+    return 0;
+}
+
+int eval_top1(maec_classifier *c, maec_dataset *ds, const float *mean, const float *std, int batch, int workers,
+              double *top1, maec_error *err)
+{
+    const maec_config *mc = maec_classifier_config(c);
+    int shape[3] = {mc->in_chans, mc->img_h, mc->img_w};
+    int K = maec_classifier_options(c)->num_classes;
+    int64_t N = maec_dataset_size(ds);
+    size_t img = (size_t)shape[0] * shape[1] * shape[2];
+    float *images = malloc((size_t)batch * img * sizeof(float));
+    int *Y = malloc((size_t)batch * sizeof(int));
+    maec_loader *ld = NULL;
+    maec_clf_workspace *w = NULL;
+    int rc = 0;
+    if (!images || !Y) rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
+    if (!rc) rc = open_loader(ds, shape, mean, std, batch, workers, &ld, err);
+    if (!rc) rc = maec_clf_workspace_create(c, batch, 0, &w, err);
+    int64_t done = 0, correct = 0;
+    while (!rc && done < N) {
+        int n;
+        rc = maec_loader_next(ld, images, Y, &n, err);
+        if (!rc) rc = maec_classifier_forward_backward(c, w, images, n, NULL, NULL, NULL, 0, 0, NULL, err);
+        if (rc) break;
+        const float *lg = maec_clf_ws_logits(w);
+        for (int b = 0; b < n; b++) {
+            int best = 0;
+            for (int k = 1; k < K; k++)
+                if (lg[(size_t)b * K + k] > lg[(size_t)b * K + best]) best = k;
+            correct += best == Y[b];
+        }
+        done += n;
+    }
+    maec_clf_workspace_free(w);
+    maec_loader_free(ld);
+    free(images);
+    free(Y);
+    if (!rc) *top1 = (double)correct / (double)N;
+    return rc;
+}
+
+int eval_knn(maec_classifier *c, maec_dataset *train, maec_dataset *test, int feature, int k, float T,
+             const float *mean, const float *std, int batch, int workers, double *top1, maec_error *err)
+{
+    float *ftr = NULL, *fte = NULL;
+    int *ytr = NULL, *yte = NULL;
+    int64_t ntr = 0, nte = 0;
+    int D, K = maec_dataset_num_classes(train);
+    if (K < 1 || maec_dataset_num_classes(test) < 1)
+        return maec_fail(err, MAEC_EINVAL, "k-NN needs labels in both the train and the test split");
+    if (maec_dataset_num_classes(test) > K) K = maec_dataset_num_classes(test);
+    int rc = eval_features(c, train, feature, NULL, mean, std, batch, workers, &ftr, &ytr, &ntr, &D, err);
+    if (!rc) rc = eval_features(c, test, feature, NULL, mean, std, batch, workers, &fte, &yte, &nte, &D, err);
+    if (!rc) {
+        double acc = maec_knn_top1(ftr, ytr, ntr, fte, yte, nte, D, K, k, T, NULL, err);
+        if (acc < 0) rc = err->code ? err->code : MAEC_EINVAL;
+        else *top1 = acc;
+    }
+    free(ftr), free(fte), free(ytr), free(yte);
+    return rc;
+}
+
+int eval_knn_model(const maec_model *m, maec_dataset *train, const char *data_path, const float *mean,
+                   const float *std, int workers, double *top1, maec_error *err)
+{
+    maec_classifier_opts o;
+    maec_classifier_defaults(&o);
+    o.num_classes = 0;
+    o.global_pool = 0;
+    o.drop_path = 0;
+    maec_classifier *c = NULL;
+    maec_dataset *test = NULL;
+    int rc = maec_classifier_create(NULL, m, &o, 0, &c, err);
+    if (!rc) rc = maec_dataset_open(data_path, "test", &test, err);
+    if (!rc) rc = eval_knn(c, train, test, MAEC_FEATURE_CLS, 20, 0.07f, mean, std, 256, workers, top1, err);
+    maec_dataset_free(test);
+    maec_classifier_free(c);
+    return rc;
+}

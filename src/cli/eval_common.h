@@ -1,0 +1,52 @@
+/* Shared by the evaluation commands (knn, embed, linprobe, finetune) and by
+ * pretrain --knn-every: data with the model's normalization, frozen features
+ * of a whole split, test accuracy, the metrics file. */
+#ifndef MAEC_EVAL_COMMON_H
+#define MAEC_EVAL_COMMON_H
+#include <stdint.h>
+#include <stdio.h>
+
+#include "data/data.h"
+#include "maec.h"
+
+/* The normalization saved with a model ("maec_data" metadata), else the
+ * per-channel mean and std of the first 10000 images of ds. */
+int eval_normalization(const char *meta_json, maec_dataset *ds, int C, float *mean, float *std,
+                       maec_error *err);
+
+/* Load --model: a model/classifier file, or, when no such file exists, a
+ * preset name (random initialization from seed). *random_init tells which. */
+int eval_load_model(const char *model, const maec_config *hint, const maec_classifier_opts *o,
+                    uint64_t seed, int from_scratch, maec_classifier **out, int *random_init,
+                    maec_error *err);
+
+/* Every image of ds in order, resized to the model's input, normalized, no
+ * augmentation: features [N, D] (c != NULL: maec_classifier_features of the
+ * given kind; c == NULL: the normalized pixels, D = C*H*W, with C, H, W from
+ * shape[3]) and labels [N] (-1 when the data set has none). malloc'd. */
+int eval_features(maec_classifier *c, maec_dataset *ds, int feature, const int shape[3],
+                  const float *mean, const float *std, int batch, int workers, float **feat,
+                  int **labels, int64_t *n, int *dim, maec_error *err);
+
+/* Top-1 accuracy of the classifier on every image of ds (no augmentation). */
+int eval_top1(maec_classifier *c, maec_dataset *ds, const float *mean, const float *std, int batch,
+              int workers, double *top1, maec_error *err);
+
+/* k-NN top-1 of the encoder's frozen features: train split as the memory,
+ * test split as the queries (pretrain --knn-every and maec knn). */
+int eval_knn(maec_classifier *c, maec_dataset *train, maec_dataset *test, int feature, int k, float T,
+             const float *mean, const float *std, int batch, int workers, double *top1, maec_error *err);
+
+/* pretrain --knn-every: k-NN top-1 (class token, k 20, T 0.07) of the
+ * encoder of m, train as the memory, the test split of data_path as the
+ * queries */
+int eval_knn_model(const maec_model *m, maec_dataset *train, const char *data_path, const float *mean,
+                   const float *std, int workers, double *top1, maec_error *err);
+
+/* "cls" / "mean" -> MAEC_FEATURE_*; -1 if neither */
+int eval_feature_kind(const char *s);
+int eval_mkdir_p(const char *path);
+double eval_now(void);
+/* open <dir>/metrics.jsonl for appending (truncated first when fresh) */
+FILE *eval_open_metrics(const char *dir, int fresh, maec_error *err);
+#endif

@@ -1,0 +1,1080 @@
+/* The classifier on the MAE encoder: fine-tuning (global pool + fc_norm +
+ * head, drop path, layer-wise lr decay), features for k-NN and linear
+ * probing, the linear probe itself (BatchNorm1d + Linear, LARS), mixup and
+ * cosine k-NN. Behaviour as facebookresearch/mae (models_vit.py,
+ * main_finetune.py, main_linprobe.py, util/lr_decay.py, util/lars.py) and
+ * timm (Mixup, SoftTargetCrossEntropy, DropPath). */
+#define _POSIX_C_SOURCE 200809L
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "classifier.h"
+#include "io/safetensors.h"
+#include "ops/ops.h"
+#include "ops/ops_eval.h"
+#include "util.h"
+#include "vit.h"
+
+/* ------------------------------------------------------------ tensor table */
+
+typedef struct {
+    maec_tensor_info *info;
+    int *layer_id;
+    char *names;
+    size_t names_used;
+    int n;
+    size_t nfloats;
+} tbuild;
+
+static void add_t(tbuild *tb, const char *name, int layer, int ndim, int64_t d0, int64_t d1,
+                  int64_t d2, int64_t d3)
+{
+    maec_tensor_info *t = &tb->info[tb->n];
+    tb->layer_id[tb->n++] = layer;
+    size_t len = strlen(name) + 1;
+    memcpy(tb->names + tb->names_used, name, len);
+    t->name = (const char *)(uintptr_t)tb->names_used; /* fixed up later */
+    tb->names_used += len;
+    t->ndim = ndim;
+    int64_t dims[4] = {d0, d1, d2, d3};
+    t->size = 1;
+    for (int i = 0; i < 4; i++) {
+        t->shape[i] = i < ndim ? dims[i] : 0;
+        if (i < ndim) t->size *= (size_t)dims[i];
+    }
+    size_t nl = strlen(name);
+    int is_bias = nl >= 5 && !strcmp(name + nl - 5, ".bias");
+    /* official no_weight_decay: 1-D tensors, biases, pos_embed, cls_token */
+    t->decay = ndim > 1 && !is_bias && strcmp(name, "pos_embed") && strcmp(name, "cls_token");
+    t->trainable = 1;
+    t->offset = tb->nfloats;
+    tb->nfloats += (t->size + 15) & ~(size_t)15;
+}
+
+int clf_first_trainable_block(const maec_classifier *c)
+{
+    int K = c->opts.tune_blocks;
+    if (K < 0 || K > c->cfg.depth) return 0;
+    return c->cfg.depth - K;
+}
+
+static void set_block(vit_block *blk, float *base, const maec_tensor_info *t)
+{
+    float **dst[12] = {&blk->n1w, &blk->n1b, &blk->qkvw, &blk->qkvb, &blk->projw, &blk->projb,
+                       &blk->n2w, &blk->n2b, &blk->fc1w, &blk->fc1b, &blk->fc2w, &blk->fc2b};
+    for (int i = 0; i < 12; i++) *dst[i] = base + t[i].offset;
+}
+
+static int set_views(maec_classifier *c, clf_views *v, float *base)
+{
+    const maec_tensor_info *t = c->info;
+    int i = 0;
+    memset(v, 0, sizeof *v);
+    v->cls_token = base + t[i++].offset;
+    v->pos_embed = base + t[i++].offset;
+    v->pe_w = base + t[i++].offset;
+    v->pe_b = base + t[i++].offset;
+    v->blocks = calloc((size_t)c->cfg.depth + 1, sizeof(vit_block));
+    if (!v->blocks) return -1;
+    for (int b = 0; b < c->cfg.depth; b++, i += 12) set_block(&v->blocks[b], base, t + i);
+    if (c->opts.global_pool) {
+        v->fcn_w = base + t[i++].offset;
+        v->fcn_b = base + t[i++].offset;
+    } else {
+        v->norm_w = base + t[i++].offset;
+        v->norm_b = base + t[i++].offset;
+    }
+    if (c->opts.num_classes > 0) {
+        v->head_w = base + t[i++].offset;
+        v->head_b = base + t[i++].offset;
+    }
+    return 0;
+}
+
+static void trunc_normal(float *w, size_t n, double std, uint64_t *rng)
+{
+    for (size_t i = 0; i < n; i++) {
+        double x;
+        do x = rng_normal(rng) * std;
+        while (x < -2.0 || x > 2.0);
+        w[i] = (float)x;
+    }
+}
+
+void maec_classifier_defaults(maec_classifier_opts *o)
+{
+    o->num_classes = 10;
+    o->global_pool = 1;
+    o->drop_path = 0.1f;
+    o->tune_blocks = -1;
+    o->head_init_std = 2e-5f;
+}
+
+static int check_opts(const maec_config *c, const maec_classifier_opts *o, maec_error *err)
+{
+    if (o->num_classes < 0 || o->num_classes > 1000000)
+        return maec_fail(err, MAEC_EINVAL, "number of classes %d out of range", o->num_classes);
+    if (!(o->drop_path >= 0 && o->drop_path < 1))
+        return maec_fail(err, MAEC_EINVAL, "drop path rate %g must be in [0, 1)", (double)o->drop_path);
+    if (o->tune_blocks < -1 || o->tune_blocks > c->depth)
+        return maec_fail(err, MAEC_EINVAL, "--tune-blocks %d: the encoder has %d blocks", o->tune_blocks,
+                         c->depth);
+    if (!(o->head_init_std >= 0 && o->head_init_std < 10))
+        return maec_fail(err, MAEC_EINVAL, "head init std %g out of range", (double)o->head_init_std);
+    return 0;
+}
+
+/* table and buffers; parameters zero, fixed position embeddings set */
+static int clf_alloc(const maec_config *cfg, const maec_classifier_opts *o, maec_classifier **out,
+                     maec_error *err)
+{
+    *out = NULL;
+    maec_config c = *cfg;
+    c.dec_dim = c.dec_depth = c.dec_heads = 0;
+    c.mask_token_in_encoder = 0;
+    int rc = maec_config_check(&c, err);
+    if (rc) return rc;
+    if ((rc = check_opts(&c, o, err))) return rc;
+    maec_classifier *m = calloc(1, sizeof *m);
+    if (!m) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    m->cfg = c;
+    m->opts = *o;
+    int maxn = 8 + 12 * c.depth + 8;
+    tbuild tb = {0};
+    tb.info = calloc((size_t)maxn, sizeof(maec_tensor_info));
+    tb.layer_id = calloc((size_t)maxn, sizeof(int));
+    tb.names = calloc((size_t)maxn, 64);
+    if (!tb.info || !tb.layer_id || !tb.names) {
+        free(tb.info);
+        free(tb.layer_id);
+        free(tb.names);
+        free(m);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    int D = c.dim, L = maec_num_patches(&c), p = c.patch, Hd = D * c.mlp_ratio, top = c.depth + 1;
+    add_t(&tb, "cls_token", 0, 3, 1, 1, D, 0);
+    add_t(&tb, "pos_embed", 0, 3, 1, L + 1, D, 0);
+    add_t(&tb, "patch_embed.proj.weight", 0, 4, D, c.in_chans, p, p);
+    add_t(&tb, "patch_embed.proj.bias", 0, 1, D, 0, 0, 0);
+    char nm[96];
+    for (int b = 0; b < c.depth; b++) {
+#define T(suffix, nd, a, bb) \
+    (snprintf(nm, sizeof nm, "blocks.%d.%s", b, suffix), add_t(&tb, nm, b + 1, nd, a, bb, 0, 0))
+        T("norm1.weight", 1, D, 0);
+        T("norm1.bias", 1, D, 0);
+        T("attn.qkv.weight", 2, 3 * D, D);
+        T("attn.qkv.bias", 1, 3 * D, 0);
+        T("attn.proj.weight", 2, D, D);
+        T("attn.proj.bias", 1, D, 0);
+        T("norm2.weight", 1, D, 0);
+        T("norm2.bias", 1, D, 0);
+        T("mlp.fc1.weight", 2, Hd, D);
+        T("mlp.fc1.bias", 1, Hd, 0);
+        T("mlp.fc2.weight", 2, D, Hd);
+        T("mlp.fc2.bias", 1, D, 0);
+#undef T
+    }
+    const char *nrm = o->global_pool ? "fc_norm" : "norm";
+    snprintf(nm, sizeof nm, "%s.weight", nrm);
+    add_t(&tb, nm, top, 1, D, 0, 0, 0);
+    snprintf(nm, sizeof nm, "%s.bias", nrm);
+    add_t(&tb, nm, top, 1, D, 0, 0, 0);
+    if (o->num_classes > 0) {
+        add_t(&tb, "head.weight", top, 2, o->num_classes, D, 0, 0);
+        add_t(&tb, "head.bias", top, 1, o->num_classes, 0, 0, 0);
+    }
+    for (int i = 0; i < tb.n; i++) tb.info[i].name = tb.names + (uintptr_t)tb.info[i].name;
+    m->info = tb.info;
+    m->layer_id = tb.layer_id;
+    m->names = tb.names;
+    m->ntensors = tb.n;
+    m->nfloats = tb.nfloats;
+    /* what learns: with --tune-blocks K only the last K blocks and what follows them */
+    int first = clf_first_trainable_block(m);
+    for (int i = 0; i < m->ntensors; i++)
+        if (m->layer_id[i] < first + 1) m->info[i].trainable = 0;
+    if (o->tune_blocks < 0)
+        for (int i = 0; i < m->ntensors; i++) m->info[i].trainable = 1;
+    for (int i = 0; i < m->ntensors; i++)
+        if (!m->info[i].trainable) m->info[i].decay = 0;
+    size_t bytes;
+    if (!size_mul(m->nfloats, 4 * sizeof(float), &bytes) || !(m->mem = maec_alloc(bytes))) {
+        maec_classifier_free(m);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory for a classifier of %zu parameters", m->nfloats);
+    }
+    m->params = m->mem;
+    m->grads = m->mem + m->nfloats;
+    m->adam_m = m->mem + 2 * m->nfloats;
+    m->adam_v = m->mem + 3 * m->nfloats;
+    if (set_views(m, &m->p, m->params) || set_views(m, &m->g, m->grads)) {
+        maec_classifier_free(m);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    maec_sincos_pos_embed(m->p.pos_embed, D, c.img_h / p, c.img_w / p);
+    *out = m;
+    return 0;
+}
+
+static void init_head(maec_classifier *c, uint64_t seed)
+{
+    uint64_t rng = rng_derive(seed, 0x68656164, 0, 0);
+    int D = c->cfg.dim;
+    if (c->opts.global_pool)
+        for (int d = 0; d < D; d++) c->p.fcn_w[d] = 1.0f, c->p.fcn_b[d] = 0.0f;
+    if (c->opts.num_classes > 0) {
+        trunc_normal(c->p.head_w, (size_t)c->opts.num_classes * D, c->opts.head_init_std, &rng);
+        memset(c->p.head_b, 0, (size_t)c->opts.num_classes * sizeof(float));
+    }
+}
+
+static int copy_encoder(maec_classifier *c, const maec_model *from, maec_error *err)
+{
+    for (int i = 0; i < c->ntensors; i++) {
+        const maec_tensor_info *t = &c->info[i];
+        if (!strncmp(t->name, "fc_norm.", 8) || !strncmp(t->name, "head.", 5)) continue;
+        int k = maec_model_find(from, t->name);
+        if (k < 0) return maec_fail(err, MAEC_EFORMAT, "the model has no tensor '%s'", t->name);
+        const maec_tensor_info *s = maec_model_tensor(from, k);
+        if (s->size != t->size)
+            return maec_fail(err, MAEC_ESHAPE, "tensor '%s' of the model has %zu values, expected %zu",
+                             t->name, s->size, t->size);
+        memcpy(c->params + t->offset, maec_model_params((maec_model *)from) + s->offset,
+               t->size * sizeof(float));
+    }
+    return 0;
+}
+
+int maec_classifier_create(const maec_config *cfg, const maec_model *from,
+                           const maec_classifier_opts *o, uint64_t seed, maec_classifier **out,
+                           maec_error *err)
+{
+    *out = NULL;
+    maec_classifier_opts def;
+    if (!o) {
+        maec_classifier_defaults(&def);
+        o = &def;
+    }
+    if (!from && !cfg) return maec_fail(err, MAEC_EINVAL, "a classifier needs a model or a configuration");
+    const maec_config *c = from ? maec_model_config(from) : cfg;
+    maec_classifier *m;
+    int rc = clf_alloc(c, o, &m, err);
+    if (rc) return rc;
+    if (from) {
+        rc = copy_encoder(m, from, err);
+        for (int i = 0; !rc && i < from->nmeta; i++)
+            maec_classifier_set_meta(m, from->meta_key[i], from->meta_val[i]);
+    } else {
+        /* the MAE encoder's initialization (models_mae.py) from seed */
+        maec_config ec = *c;
+        ec.dec_dim = ec.dec_depth = ec.dec_heads = 0;
+        ec.mask_token_in_encoder = 0;
+        maec_model *enc;
+        rc = maec_model_create(&ec, seed, &enc, err);
+        if (!rc) rc = copy_encoder(m, enc, err);
+        maec_model_free(enc);
+    }
+    if (rc) {
+        maec_classifier_free(m);
+        return rc;
+    }
+    init_head(m, seed);
+    *out = m;
+    return 0;
+}
+
+void maec_classifier_free(maec_classifier *c)
+{
+    if (!c) return;
+    for (int i = 0; i < c->nmeta; i++) {
+        free(c->meta_key[i]);
+        free(c->meta_val[i]);
+    }
+    free(c->p.blocks);
+    free(c->g.blocks);
+    free(c->info);
+    free(c->layer_id);
+    free(c->names);
+    maec_free(c->mem);
+    free(c);
+}
+
+const maec_config *maec_classifier_config(const maec_classifier *c) { return &c->cfg; }
+const maec_classifier_opts *maec_classifier_options(const maec_classifier *c) { return &c->opts; }
+int maec_classifier_num_tensors(const maec_classifier *c) { return c->ntensors; }
+const maec_tensor_info *maec_classifier_tensor(const maec_classifier *c, int i)
+{
+    return (i >= 0 && i < c->ntensors) ? &c->info[i] : NULL;
+}
+int maec_classifier_find(const maec_classifier *c, const char *name)
+{
+    for (int i = 0; i < c->ntensors; i++)
+        if (!strcmp(c->info[i].name, name)) return i;
+    return -1;
+}
+float *maec_classifier_params(maec_classifier *c) { return c->params; }
+float *maec_classifier_grads(maec_classifier *c) { return c->grads; }
+void maec_classifier_zero_grad(maec_classifier *c) { memset(c->grads, 0, c->nfloats * sizeof(float)); }
+int64_t maec_classifier_step(const maec_classifier *c) { return c->step; }
+
+int maec_classifier_layer_id(const maec_classifier *c, int i)
+{
+    return (i >= 0 && i < c->ntensors) ? c->layer_id[i] : -1;
+}
+
+double maec_classifier_lr_scale(const maec_classifier *c, int i, double layer_decay)
+{
+    int id = maec_classifier_layer_id(c, i);
+    if (id < 0) return 0;
+    return pow(layer_decay, (double)(c->cfg.depth + 1 - id));
+}
+
+int maec_classifier_set_meta(maec_classifier *c, const char *key, const char *value)
+{
+    for (int i = 0; i < c->nmeta; i++) {
+        if (!strcmp(c->meta_key[i], key)) {
+            char *v = strdup(value);
+            if (!v) return MAEC_ENOMEM;
+            free(c->meta_val[i]);
+            c->meta_val[i] = v;
+            return 0;
+        }
+    }
+    if (c->nmeta == 16) return MAEC_EINVAL;
+    c->meta_key[c->nmeta] = strdup(key);
+    c->meta_val[c->nmeta] = strdup(value);
+    if (!c->meta_key[c->nmeta] || !c->meta_val[c->nmeta]) return MAEC_ENOMEM;
+    c->nmeta++;
+    return 0;
+}
+
+const char *maec_classifier_get_meta(const maec_classifier *c, const char *key)
+{
+    for (int i = 0; i < c->nmeta; i++)
+        if (!strcmp(c->meta_key[i], key)) return c->meta_val[i];
+    return NULL;
+}
+
+/* ------------------------------------------------------------ load / save */
+
+static int is_reserved(const char *k)
+{
+    return !strcmp(k, "format") || !strcmp(k, "maec_config") || !strcmp(k, "maec_classifier") ||
+           !strcmp(k, "crc32") || !strcmp(k, "maec_run") || !strcmp(k, "step");
+}
+
+int maec_classifier_save(const maec_classifier *c, const char *path, maec_error *err)
+{
+    st_tensor *t = calloc((size_t)c->ntensors, sizeof *t);
+    char *cfg = maec_config_to_json(&c->cfg);
+    if (!t || !cfg) {
+        free(t);
+        free(cfg);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < c->ntensors; i++) {
+        const maec_tensor_info *ti = &c->info[i];
+        t[i].name = ti->name;
+        t[i].ndim = ti->ndim;
+        for (int d = 0; d < 4; d++) t[i].shape[d] = ti->shape[d];
+        t[i].data = c->params + ti->offset;
+    }
+    char cl[128];
+    snprintf(cl, sizeof cl, "{\"num_classes\":%d,\"global_pool\":%s}", c->opts.num_classes,
+             c->opts.global_pool ? "true" : "false");
+    const char *keys[24], *vals[24];
+    int nk = 0;
+    keys[nk] = "format", vals[nk++] = "pt";
+    keys[nk] = "maec_config", vals[nk++] = cfg;
+    keys[nk] = "maec_classifier", vals[nk++] = cl;
+    for (int i = 0; i < c->nmeta; i++)
+        if (!is_reserved(c->meta_key[i])) keys[nk] = c->meta_key[i], vals[nk++] = c->meta_val[i];
+    int rc = st_save(path, t, c->ntensors, keys, vals, nk, err);
+    free(t);
+    free(cfg);
+    return rc;
+}
+
+/* the encoder's configuration of a classifier file: __metadata__ first, then
+ * the shapes, then hint (heads) */
+static int clf_file_config(const st_file *f, const maec_config *hint, maec_config *c,
+                           maec_classifier_opts *o, maec_error *err)
+{
+    memset(c, 0, sizeof *c);
+    c->mlp_ratio = 4;
+    c->mask_ratio = 0.75f;
+    const char *meta = st_meta(f, "maec_config");
+    if (meta && maec_config_from_json(c, meta, err)) {
+        char msg[sizeof err->msg];
+        snprintf(msg, sizeof msg, "%s", err->msg);
+        return maec_fail(err, MAEC_EFORMAT, "%s: __metadata__ maec_config: %s", f->path, msg);
+    }
+    int ipe = st_find(f, "patch_embed.proj.weight");
+    if (ipe < 0) return maec_fail(err, MAEC_EFORMAT, "%s: missing tensor 'patch_embed.proj.weight'", f->path);
+    const st_entry *pe = &f->e[ipe];
+    if (pe->ndim != 4 || pe->shape[2] != pe->shape[3] || pe->shape[0] < 1 || pe->shape[0] > 16384 ||
+        pe->shape[1] < 1 || pe->shape[1] > 64 || pe->shape[2] < 1 || pe->shape[2] > 1024)
+        return maec_fail(err, MAEC_EFORMAT, "%s: 'patch_embed.proj.weight' must be [D, C, p, p]", f->path);
+    c->dim = (int)pe->shape[0];
+    c->in_chans = (int)pe->shape[1];
+    c->patch = (int)pe->shape[2];
+    int depth = 0;
+    char nm[64];
+    for (;;) {
+        snprintf(nm, sizeof nm, "blocks.%d.norm1.weight", depth);
+        if (st_find(f, nm) < 0 || depth > 256) break;
+        depth++;
+    }
+    c->depth = depth;
+    if (c->img_h <= 0 || c->img_w <= 0) {
+        int ip = st_find(f, "pos_embed");
+        if (ip < 0 || f->e[ip].ndim != 3)
+            return maec_fail(err, MAEC_EFORMAT, "%s: missing tensor 'pos_embed'", f->path);
+        int64_t L = f->e[ip].shape[1] - 1, g = (int64_t)llround(sqrt((double)(L > 0 ? L : 0)));
+        if (L <= 0 || g * g != L)
+            return maec_fail(err, MAEC_EFORMAT, "%s: pos_embed is not a square grid of patches", f->path);
+        c->img_h = c->img_w = (int)(g * c->patch);
+    }
+    int ifc1 = st_find(f, "blocks.0.mlp.fc1.weight");
+    if (ifc1 >= 0 && f->e[ifc1].ndim == 2 && f->e[ifc1].shape[0] % c->dim == 0)
+        c->mlp_ratio = (int)(f->e[ifc1].shape[0] / c->dim);
+    if (hint && hint->heads > 0) c->heads = hint->heads;
+    if (c->heads <= 0) c->heads = default_heads(c->dim);
+    if (c->heads <= 0)
+        return maec_fail(err, MAEC_EINVAL, "%s: the number of heads for width %d is not in the file; pass --heads",
+                         f->path, c->dim);
+    c->dec_dim = c->dec_depth = c->dec_heads = 0;
+    c->mask_token_in_encoder = 0;
+    int ih = st_find(f, "head.weight");
+    o->num_classes = ih >= 0 && f->e[ih].ndim == 2 ? (int)f->e[ih].shape[0] : 0;
+    o->global_pool = st_find(f, "fc_norm.weight") >= 0;
+    return 0;
+}
+
+/* "path: message" (the message copied first: maec_fail writes err->msg) */
+static int prefix_path(maec_error *err, int rc, const char *path)
+{
+    char msg[sizeof err->msg];
+    snprintf(msg, sizeof msg, "%s", err->msg);
+    return maec_fail(err, rc, "%s: %s", path, msg);
+}
+
+int maec_classifier_load(const char *path, const maec_config *hint, const maec_classifier_opts *o,
+                         uint64_t seed, maec_classifier **out, maec_error *err)
+{
+    *out = NULL;
+    maec_classifier_opts opts;
+    if (o) opts = *o;
+    else maec_classifier_defaults(&opts);
+    st_file f;
+    int rc = st_open(path, &f, err);
+    if (rc) return rc;
+    int is_clf = st_find(&f, "head.weight") >= 0 || st_find(&f, "fc_norm.weight") >= 0;
+    if (!is_clf) {
+        st_close(&f);
+        maec_model *m;
+        if ((rc = maec_model_load(path, hint, &m, err))) return rc;
+        rc = maec_classifier_create(NULL, m, &opts, seed, out, err);
+        if (rc) rc = prefix_path(err, rc, path);
+        maec_model_free(m);
+        return rc;
+    }
+    maec_config c;
+    maec_classifier *m = NULL;
+    rc = clf_file_config(&f, hint, &c, &opts, err);
+    if (!rc) {
+        rc = clf_alloc(&c, &opts, &m, err);
+        if (rc) rc = prefix_path(err, rc, path);
+    }
+    for (int i = 0; !rc && i < m->ntensors; i++) {
+        const maec_tensor_info *t = &m->info[i];
+        int k = st_find(&f, t->name);
+        if (k < 0) {
+            rc = maec_fail(err, MAEC_EFORMAT, "%s: missing tensor '%s'", path, t->name);
+            break;
+        }
+        const st_entry *e = &f.e[k];
+        int same = e->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
+        if (!same) {
+            rc = maec_fail(err, MAEC_ESHAPE, "%s: tensor '%s' does not have the shape this model needs", path,
+                           t->name);
+            break;
+        }
+        rc = st_read_f32(&f, k, m->params + t->offset, err);
+    }
+    for (int k = 0; !rc && k < f.n; k++)
+        if (maec_classifier_find(m, f.e[k].name) < 0)
+            rc = maec_fail(err, MAEC_EFORMAT, "%s: unexpected tensor '%s' for this classifier", path, f.e[k].name);
+    for (int i = 0; !rc && i < f.nmeta; i++)
+        if (!is_reserved(f.meta_key[i])) maec_classifier_set_meta(m, f.meta_key[i], f.meta_val[i]);
+    st_close(&f);
+    if (rc) {
+        maec_classifier_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+/* ------------------------------------------------------------ workspace */
+
+struct maec_clf_workspace {
+    maec_config cfg;
+    maec_classifier_opts opts;
+    int max_B, train, L, T, D, Cpp, K, nacts, nthreads;
+    float *patch_in, *tokens, *x0;
+    block_acts *acts;
+    float *normed, *nm, *nr;          /* final norm over all rows (features) */
+    float *pooled, *feat, *fm, *fr;   /* [B, D] pooled / cls rows; after the norm */
+    float *logits, *probs;
+    float *dlogits, *dfeat, *dpooled, *dx, *dtmp, *dtokens;
+    float *keep;
+    block_scratch scratch;
+    void *mem;
+};
+
+static void carve_ws(maec_clf_workspace *w, arena *a)
+{
+    const maec_config *c = &w->cfg;
+    size_t B = (size_t)w->max_B, BT = B * w->T, D = (size_t)w->D;
+    int Hd = w->D * c->mlp_ratio;
+    w->patch_in = TAKE(a, B * w->L * w->Cpp);
+    w->tokens = TAKE(a, B * w->L * D);
+    w->x0 = TAKE(a, BT * D);
+    for (int i = 0; i < w->nacts; i++) carve_block(a, &w->acts[i], w->max_B, w->T, w->D, c->heads, Hd);
+    w->normed = TAKE(a, BT * D);
+    w->nm = TAKE(a, BT);
+    w->nr = TAKE(a, BT);
+    w->pooled = TAKE(a, B * D);
+    w->feat = TAKE(a, B * D);
+    w->fm = TAKE(a, B);
+    w->fr = TAKE(a, B);
+    int K = w->K > 0 ? w->K : 1;
+    w->logits = TAKE(a, B * K);
+    w->probs = TAKE(a, B * K);
+    if (w->train) {
+        w->dlogits = TAKE(a, B * K);
+        w->dfeat = TAKE(a, B * D);
+        w->dpooled = TAKE(a, B * D);
+        w->dx = TAKE(a, BT * D);
+        w->dtmp = TAKE(a, BT * D);
+        w->dtokens = TAKE(a, B * w->L * D);
+        w->keep = TAKE(a, (size_t)c->depth * 2 * B);
+        carve_scratch(a, &w->scratch, w->max_B, w->T, w->D, Hd, w->nthreads);
+    }
+}
+
+int maec_clf_workspace_create(const maec_classifier *c, int max_batch, int train,
+                              maec_clf_workspace **out, maec_error *err)
+{
+    *out = NULL;
+    if (max_batch < 1 || max_batch > 1 << 20)
+        return maec_fail(err, MAEC_EINVAL, "batch size %d out of range", max_batch);
+    maec_clf_workspace *w = calloc(1, sizeof *w);
+    if (!w) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    w->cfg = c->cfg;
+    w->opts = c->opts;
+    w->max_B = max_batch;
+    w->train = train ? 1 : 0;
+    w->L = maec_num_patches(&c->cfg);
+    w->T = w->L + 1;
+    w->D = c->cfg.dim;
+    w->Cpp = maec_patch_dim(&c->cfg);
+    w->K = c->opts.num_classes;
+    w->nacts = train ? c->cfg.depth : 2; /* inference: two sets, used in turn */
+    if (w->nacts < 1) w->nacts = 1;
+    w->nthreads = omp_get_max_threads();
+    w->acts = calloc((size_t)w->nacts, sizeof(block_acts));
+    if (!w->acts) {
+        free(w);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    arena a = {NULL, 0};
+    carve_ws(w, &a);
+    w->mem = maec_alloc(a.used);
+    if (!w->mem) {
+        size_t mb = a.used >> 20;
+        maec_clf_workspace_free(w);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory for activations (%zu MiB at batch %d)", mb,
+                         max_batch);
+    }
+    a.base = w->mem;
+    a.used = 0;
+    carve_ws(w, &a);
+    *out = w;
+    return 0;
+}
+
+void maec_clf_workspace_free(maec_clf_workspace *w)
+{
+    if (!w) return;
+    free(w->acts);
+    maec_free(w->mem);
+    free(w);
+}
+
+const float *maec_clf_ws_logits(const maec_clf_workspace *w) { return w->logits; }
+
+static int ws_fits(const maec_classifier *c, const maec_clf_workspace *w, int B, maec_error *err)
+{
+    if (B < 1 || B > w->max_B)
+        return maec_fail(err, MAEC_EINVAL, "batch of %d images, the workspace holds %d", B, w->max_B);
+    if (memcmp(&w->cfg, &c->cfg, sizeof c->cfg) != 0 || w->opts.num_classes != c->opts.num_classes ||
+        w->opts.global_pool != c->opts.global_pool)
+        return maec_fail(err, MAEC_EINVAL, "workspace was made for another classifier");
+    return 0;
+}
+
+/* ------------------------------------------------------------ forward */
+
+/* patch vectors in conv order (c, i, j) of all L patches */
+static void gather_all_patches(maec_clf_workspace *w, const float *imgs, int B)
+{
+    const maec_config *c = &w->cfg;
+    int p = c->patch, C = c->in_chans, H = c->img_h, W = c->img_w, gw = W / p, L = w->L;
+#pragma omp parallel for schedule(static) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int l = 0; l < L; l++) {
+            int y = l / gw, x = l % gw;
+            float *dst = w->patch_in + ((size_t)b * L + l) * w->Cpp;
+            for (int ch = 0; ch < C; ch++)
+                for (int i = 0; i < p; i++)
+                    memcpy(dst + (ch * p + i) * p, imgs + (((size_t)b * C + ch) * H + y * p + i) * W + x * p,
+                           (size_t)p * sizeof(float));
+        }
+}
+
+/* drop-path scales: keep[(i*2 + branch)*B + b] */
+static void draw_keep(const maec_classifier *c, float *keep, int B, uint64_t *rng)
+{
+    int depth = c->cfg.depth;
+    for (int i = 0; i < depth; i++) {
+        double dpr = depth > 1 ? (double)c->opts.drop_path * i / (depth - 1) : 0.0;
+        float kp = (float)(1.0 - dpr);
+        for (int j = 0; j < 2 * B; j++) {
+            float *k = keep + (size_t)i * 2 * B + j;
+            if (dpr <= 0) *k = 1.0f;
+            else *k = rng_uniform(rng) < kp ? 1.0f / kp : 0.0f;
+        }
+    }
+}
+
+/* patch embedding, class token, position embeddings, blocks; returns x_last [B*T, D] */
+static const float *encode(maec_classifier *c, maec_clf_workspace *w, const float *images, int B,
+                           const float *keep)
+{
+    const clf_views *p = &c->p;
+    const maec_config *cf = &c->cfg;
+    int D = w->D, L = w->L, T = w->T, Hd = D * cf->mlp_ratio;
+    gather_all_patches(w, images, B);
+    linear_forward(w->tokens, w->patch_in, p->pe_w, p->pe_b, B * L, w->Cpp, D);
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *x = w->x0 + (size_t)b * T * D;
+        for (int d = 0; d < D; d++) x[d] = p->cls_token[d] + p->pos_embed[d];
+        for (int l = 0; l < L; l++) {
+            const float *tk = w->tokens + ((size_t)b * L + l) * D, *pos = p->pos_embed + (size_t)(1 + l) * D;
+            float *dst = x + (size_t)(1 + l) * D;
+            for (int d = 0; d < D; d++) dst[d] = tk[d] + pos[d];
+        }
+    }
+    const float *x = w->x0;
+    for (int i = 0; i < cf->depth; i++) {
+        block_acts *a = &w->acts[w->train ? i : (i & 1)];
+        const float *k1 = keep ? keep + (size_t)i * 2 * B : NULL, *k2 = keep ? k1 + B : NULL;
+        block_forward_ex(a, &p->blocks[i], x, B, T, D, cf->heads, Hd, k1, k2);
+        x = a->x_out;
+    }
+    return x;
+}
+
+int maec_classifier_features(maec_classifier *c, maec_clf_workspace *w, const float *images, int B,
+                             int feature, float *out, maec_error *err)
+{
+    int rc = ws_fits(c, w, B, err);
+    if (rc) return rc;
+    if (feature != MAEC_FEATURE_CLS && feature != MAEC_FEATURE_MEAN)
+        return maec_fail(err, MAEC_EINVAL, "unknown feature kind %d", feature);
+    if (c->opts.global_pool && feature == MAEC_FEATURE_CLS)
+        return maec_fail(err, MAEC_EINVAL,
+                         "this classifier pools globally and has no final norm for the class token; use the mean feature");
+    int D = w->D, T = w->T;
+    const float *x = encode(c, w, images, B, NULL);
+    if (c->opts.global_pool) {
+        mean_pool_forward(w->pooled, x, B, T, D);
+        layernorm_forward(out, w->fm, w->fr, w->pooled, c->p.fcn_w, c->p.fcn_b, B, D);
+    } else if (feature == MAEC_FEATURE_CLS) {
+        for (int b = 0; b < B; b++) memcpy(w->pooled + (size_t)b * D, x + (size_t)b * T * D, D * sizeof(float));
+        layernorm_forward(out, w->fm, w->fr, w->pooled, c->p.norm_w, c->p.norm_b, B, D);
+    } else {
+        layernorm_forward(w->normed, w->nm, w->nr, x, c->p.norm_w, c->p.norm_b, B * T, D);
+        mean_pool_forward(out, w->normed, B, T, D);
+    }
+    return 0;
+}
+
+int maec_classifier_forward_backward(maec_classifier *c, maec_clf_workspace *w, const float *images, int B,
+                                     const float *targets, const float *keep, uint64_t *rng, int backward,
+                                     float grad_scale, float *loss, maec_error *err)
+{
+    int rc = ws_fits(c, w, B, err);
+    if (rc) return rc;
+    int K = c->opts.num_classes, D = w->D, T = w->T, L = w->L;
+    const maec_config *cf = &c->cfg;
+    if (K < 1) return maec_fail(err, MAEC_EINVAL, "this classifier has no head");
+    if (backward && !w->train)
+        return maec_fail(err, MAEC_EINVAL, "the backward pass needs a training workspace");
+    if (backward && !targets) return maec_fail(err, MAEC_EINVAL, "the backward pass needs targets");
+    if (!keep && backward && rng && c->opts.drop_path > 0) {
+        draw_keep(c, w->keep, B, rng);
+        keep = w->keep;
+    }
+    const float *x = encode(c, w, images, B, keep);
+    const float *nw = c->opts.global_pool ? c->p.fcn_w : c->p.norm_w;
+    const float *nb = c->opts.global_pool ? c->p.fcn_b : c->p.norm_b;
+    if (c->opts.global_pool) {
+        mean_pool_forward(w->pooled, x, B, T, D);
+    } else {
+        for (int b = 0; b < B; b++) memcpy(w->pooled + (size_t)b * D, x + (size_t)b * T * D, D * sizeof(float));
+    }
+    layernorm_forward(w->feat, w->fm, w->fr, w->pooled, nw, nb, B, D);
+    linear_forward(w->logits, w->feat, c->p.head_w, c->p.head_b, B, D, K);
+    if (!targets) {
+        if (loss) *loss = 0;
+        return 0;
+    }
+    double l = softmax_xent_forward(w->probs, w->logits, targets, B, K);
+    if (loss) *loss = (float)l;
+    if (!isfinite(l)) return maec_fail(err, MAEC_ENONFINITE, "the loss is not finite (%g)", l);
+    if (!backward) return 0;
+
+    clf_views *g = &c->g;
+    const clf_views *p = &c->p;
+    softmax_xent_backward(w->dlogits, w->probs, targets, B, K, grad_scale);
+    linear_backward(w->dfeat, g->head_w, g->head_b, w->dlogits, w->feat, p->head_w, B, D, K);
+    memset(w->dpooled, 0, (size_t)B * D * sizeof(float));
+    layernorm_backward(w->dpooled, c->opts.global_pool ? g->fcn_w : g->norm_w,
+                       c->opts.global_pool ? g->fcn_b : g->norm_b, w->dfeat, w->pooled, nw, w->fm, w->fr, B, D);
+    int first = clf_first_trainable_block(c);
+    if (c->opts.tune_blocks == 0) return 0;
+    if (c->opts.global_pool) {
+        mean_pool_backward(w->dx, w->dpooled, B, T, D);
+    } else {
+        memset(w->dx, 0, (size_t)B * T * D * sizeof(float));
+        for (int b = 0; b < B; b++) memcpy(w->dx + (size_t)b * T * D, w->dpooled + (size_t)b * D, D * sizeof(float));
+    }
+    int Hd = D * cf->mlp_ratio;
+    for (int i = cf->depth - 1; i >= first; i--) {
+        const float *x_in = i ? w->acts[i - 1].x_out : w->x0;
+        const float *k1 = keep ? keep + (size_t)i * 2 * B : NULL, *k2 = keep ? k1 + B : NULL;
+        block_backward_ex(&w->acts[i], &p->blocks[i], &g->blocks[i], x_in, w->dx, w->dtmp, &w->scratch, B, T, D,
+                          cf->heads, Hd, k1, k2);
+    }
+    if (first > 0) return 0;
+    /* embeddings: class token, position embeddings, patch embedding */
+    for (int b = 0; b < B; b++) {
+        const float *dx = w->dx + (size_t)b * T * D;
+        for (int d = 0; d < D; d++) g->cls_token[d] += dx[d];
+    }
+#pragma omp parallel for schedule(static)
+    for (int t = 0; t < T; t++)
+        for (int b = 0; b < B; b++) {
+            const float *dx = w->dx + ((size_t)b * T + t) * D;
+            float *gp = g->pos_embed + (size_t)t * D;
+            for (int d = 0; d < D; d++) gp[d] += dx[d];
+        }
+    for (int b = 0; b < B; b++)
+        memcpy(w->dtokens + (size_t)b * L * D, w->dx + ((size_t)b * T + 1) * D, (size_t)L * D * sizeof(float));
+    linear_backward(NULL, g->pe_w, g->pe_b, w->dtokens, w->patch_in, p->pe_w, B * L, w->Cpp, D);
+    return 0;
+}
+
+void maec_classifier_adamw_step(maec_classifier *c, const maec_adamw *o, float layer_decay)
+{
+    c->step++;
+    for (int i = 0; i < c->ntensors; i++) {
+        const maec_tensor_info *t = &c->info[i];
+        if (!t->trainable) continue;
+        float lr = (float)(o->lr * maec_classifier_lr_scale(c, i, layer_decay));
+        size_t off = t->offset;
+        adamw_update(c->params + off, c->grads + off, c->adam_m + off, c->adam_v + off, t->size, lr, o->beta1,
+                     o->beta2, o->eps, t->decay ? o->weight_decay : 0.0f, (long)c->step);
+    }
+}
+
+/* ------------------------------------------------------------ mixup */
+
+/* Gamma(a, 1): Marsaglia and Tsang, with the a < 1 boost */
+static double gamma_draw(double a, uint64_t *rng)
+{
+    if (a < 1.0) {
+        double u = rng_uniform_d(rng);
+        return gamma_draw(a + 1.0, rng) * pow(u > 0 ? u : 1e-300, 1.0 / a);
+    }
+    double d = a - 1.0 / 3.0, cc = 1.0 / sqrt(9.0 * d);
+    for (;;) {
+        double x = rng_normal(rng), v = 1.0 + cc * x;
+        if (v <= 0) continue;
+        v = v * v * v;
+        double u = rng_uniform_d(rng);
+        if (u < 1.0 - 0.0331 * x * x * x * x) return d * v;
+        if (u > 0 && log(u) < 0.5 * x * x + d * (1.0 - v + log(v))) return d * v;
+    }
+}
+
+static double beta_draw(double a, uint64_t *rng)
+{
+    double x = gamma_draw(a, rng), y = gamma_draw(a, rng);
+    return x + y > 0 ? x / (x + y) : 0.5;
+}
+
+static int randint(int lo, int hi, uint64_t *rng) /* [lo, hi) */
+{
+    return lo + (int)(rng_uniform_d(rng) * (hi - lo));
+}
+
+float maec_mixup(float *images, const int *labels, float *targets, int B, int C, int H, int W, int K,
+                 float mixup_alpha, float cutmix_alpha, float switch_prob, float smoothing, uint64_t *rng)
+{
+    double lam = 1.0;
+    int cutmix = 0;
+    if (mixup_alpha > 0 && cutmix_alpha > 0) {
+        cutmix = rng_uniform_d(rng) < switch_prob;
+        lam = beta_draw(cutmix ? cutmix_alpha : mixup_alpha, rng);
+    } else if (mixup_alpha > 0) {
+        lam = beta_draw(mixup_alpha, rng);
+    } else if (cutmix_alpha > 0) {
+        cutmix = 1;
+        lam = beta_draw(cutmix_alpha, rng);
+    }
+    size_t img = (size_t)C * H * W;
+    if (lam < 1.0) {
+        if (cutmix) {
+            double ratio = sqrt(1.0 - lam);
+            int ch = (int)(H * ratio), cw = (int)(W * ratio);
+            int cy = randint(0, H, rng), cx = randint(0, W, rng);
+            int yl = cy - ch / 2, yh = cy + ch / 2, xl = cx - cw / 2, xh = cx + cw / 2;
+            yl = yl < 0 ? 0 : yl > H ? H : yl;
+            yh = yh < 0 ? 0 : yh > H ? H : yh;
+            xl = xl < 0 ? 0 : xl > W ? W : xl;
+            xh = xh < 0 ? 0 : xh > W ? W : xh;
+            for (int b = 0; b < B / 2; b++) { /* swap the box between b and B-1-b */
+                float *p = images + (size_t)b * img, *q = images + (size_t)(B - 1 - b) * img;
+                for (int c = 0; c < C; c++)
+                    for (int y = yl; y < yh; y++)
+                        for (int x = xl; x < xh; x++) {
+                            size_t i = ((size_t)c * H + y) * W + x;
+                            float t = p[i];
+                            p[i] = q[i];
+                            q[i] = t;
+                        }
+            }
+            lam = 1.0 - (double)(yh - yl) * (xh - xl) / ((double)H * W);
+        } else {
+            float lf = (float)lam, mf = (float)(1.0 - lam);
+            for (int b = 0; b < B / 2; b++) {
+                float *p = images + (size_t)b * img, *q = images + (size_t)(B - 1 - b) * img;
+                for (size_t i = 0; i < img; i++) {
+                    float a = p[i], z = q[i];
+                    p[i] = a * lf + z * mf;
+                    q[i] = z * lf + a * mf;
+                }
+            }
+        }
+    }
+    float off = smoothing / K, on = 1.0f - smoothing + off;
+    for (int b = 0; b < B; b++) {
+        float *t = targets + (size_t)b * K;
+        int y1 = labels[b], y2 = labels[B - 1 - b];
+        for (int k = 0; k < K; k++) {
+            float v1 = k == y1 ? on : off, v2 = k == y2 ? on : off;
+            t[k] = (float)(v1 * lam + v2 * (1.0 - lam));
+        }
+    }
+    return (float)lam;
+}
+
+/* ------------------------------------------------------------ linear probe */
+
+struct maec_linprobe {
+    int D, K, max_B;
+    float *w, *b, *gw, *gb, *mw, *mb, *rmean, *rvar;
+    float *xhat, *bm, *br, *logits, *probs, *targets, *dlogits;
+};
+
+int maec_linprobe_create(int D, int K, int max_B, uint64_t seed, maec_linprobe **out, maec_error *err)
+{
+    *out = NULL;
+    if (D < 1 || D > 1 << 24 || K < 2 || K > 1000000 || max_B < 1 || max_B > 1 << 24)
+        return maec_fail(err, MAEC_EINVAL, "linear probe: bad sizes (dim %d, classes %d, batch %d)", D, K, max_B);
+    maec_linprobe *lp = calloc(1, sizeof *lp);
+    if (!lp) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    lp->D = D, lp->K = K, lp->max_B = max_B;
+    size_t KD = (size_t)K * D, BD = (size_t)max_B * D, BK = (size_t)max_B * K;
+    float **bufs[] = {&lp->w, &lp->gw, &lp->mw, &lp->b, &lp->gb, &lp->mb, &lp->rmean, &lp->rvar, &lp->bm,
+                      &lp->br, &lp->xhat, &lp->logits, &lp->probs, &lp->targets, &lp->dlogits};
+    size_t sizes[] = {KD, KD, KD, K, K, K, D, D, D, D, BD, BK, BK, BK, BK};
+    for (int i = 0; i < 15; i++) {
+        *bufs[i] = calloc(sizes[i], sizeof(float));
+        if (!*bufs[i]) {
+            maec_linprobe_free(lp);
+            return maec_fail(err, MAEC_ENOMEM, "out of memory");
+        }
+    }
+    uint64_t rng = rng_derive(seed, 0x6c696e, 0, 0);
+    trunc_normal(lp->w, KD, 0.01, &rng);
+    for (int d = 0; d < D; d++) lp->rvar[d] = 1.0f;
+    *out = lp;
+    return 0;
+}
+
+void maec_linprobe_free(maec_linprobe *lp)
+{
+    if (!lp) return;
+    float *bufs[] = {lp->w, lp->gw, lp->mw, lp->b, lp->gb, lp->mb, lp->rmean, lp->rvar, lp->bm,
+                     lp->br, lp->xhat, lp->logits, lp->probs, lp->targets, lp->dlogits};
+    for (int i = 0; i < 15; i++) free(bufs[i]);
+    free(lp);
+}
+
+float *maec_linprobe_weight(maec_linprobe *lp) { return lp->w; }
+float *maec_linprobe_bias(maec_linprobe *lp) { return lp->b; }
+float *maec_linprobe_running_mean(maec_linprobe *lp) { return lp->rmean; }
+float *maec_linprobe_running_var(maec_linprobe *lp) { return lp->rvar; }
+const float *maec_linprobe_grad_weight(const maec_linprobe *lp) { return lp->gw; }
+const float *maec_linprobe_grad_bias(const maec_linprobe *lp) { return lp->gb; }
+
+#define BN_EPS 1e-6f
+#define BN_MOMENTUM 0.1f
+
+int maec_linprobe_forward_backward(maec_linprobe *lp, const float *x, int B, const int *labels, int train,
+                                   float *logits, float *loss, maec_error *err)
+{
+    int D = lp->D, K = lp->K;
+    if (B < 1 || B > lp->max_B) return maec_fail(err, MAEC_EINVAL, "linear probe: batch %d out of range", B);
+    if (train && (B < 2 || !labels))
+        return maec_fail(err, MAEC_EINVAL, "linear probe: training needs labels and a batch of at least 2");
+    if (train)
+        batchnorm1d_forward_train(lp->xhat, lp->bm, lp->br, x, B, D, BN_EPS, lp->rmean, lp->rvar, BN_MOMENTUM);
+    else
+        batchnorm1d_forward_eval(lp->xhat, x, lp->rmean, lp->rvar, B, D, BN_EPS);
+    linear_forward(lp->logits, lp->xhat, lp->w, lp->b, B, D, K);
+    if (logits) memcpy(logits, lp->logits, (size_t)B * K * sizeof(float));
+    if (loss) *loss = 0;
+    if (labels) {
+        for (int b = 0; b < B; b++)
+            if (labels[b] < 0 || labels[b] >= K)
+                return maec_fail(err, MAEC_EINVAL, "linear probe: label %d out of [0, %d)", labels[b], K);
+        one_hot_smooth(lp->targets, labels, B, K, 0.0f);
+        double l = softmax_xent_forward(lp->probs, lp->logits, lp->targets, B, K);
+        if (loss) *loss = (float)l;
+        if (!isfinite(l)) return maec_fail(err, MAEC_ENONFINITE, "linear probe: the loss is not finite");
+    }
+    if (!train) return 0;
+    softmax_xent_backward(lp->dlogits, lp->probs, lp->targets, B, K, 1.0f);
+    memset(lp->gw, 0, (size_t)K * D * sizeof(float));
+    memset(lp->gb, 0, (size_t)K * sizeof(float));
+    linear_backward(NULL, lp->gw, lp->gb, lp->dlogits, lp->xhat, lp->w, B, D, K);
+    return 0;
+}
+
+void maec_linprobe_step(maec_linprobe *lp, float lr, float weight_decay, float momentum, int lars)
+{
+    size_t KD = (size_t)lp->K * lp->D;
+    if (lars) {
+        lars_update(lp->w, lp->gw, lp->mw, KD, lr, weight_decay, momentum, 0.001f, 1);
+    } else { /* SGD with momentum, decay on the weight */
+        for (size_t i = 0; i < KD; i++) {
+            lp->mw[i] = momentum * lp->mw[i] + lp->gw[i] + weight_decay * lp->w[i];
+            lp->w[i] -= lr * lp->mw[i];
+        }
+    }
+    lars_update(lp->b, lp->gb, lp->mb, (size_t)lp->K, lr, 0.0f, momentum, 0.001f, 0);
+}
+
+/* ------------------------------------------------------------ k-NN */
+
+static float *l2_normalized(const float *x, int64_t n, int D)
+{
+    float *y = malloc((size_t)n * D * sizeof(float));
+    if (!y) return NULL;
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < n; i++) {
+        const float *a = x + (size_t)i * D;
+        double s = 0;
+        for (int d = 0; d < D; d++) s += (double)a[d] * a[d];
+        float r = (float)(1.0 / fmax(sqrt(s), 1e-12));
+        for (int d = 0; d < D; d++) y[(size_t)i * D + d] = a[d] * r;
+    }
+    return y;
+}
+
+double maec_knn_top1(const float *train, const int *train_labels, int64_t N, const float *test,
+                     const int *test_labels, int64_t M, int D, int num_classes, int k, float T, int *pred,
+                     maec_error *err)
+{
+    if (N < 1 || M < 1 || D < 1 || num_classes < 1 || k < 1 || k > 256 || !(T > 0)) {
+        maec_fail(err, MAEC_EINVAL, "k-NN: bad arguments (N %lld, M %lld, k %d, T %g)", (long long)N,
+                  (long long)M, k, (double)T);
+        return -1;
+    }
+    if (k > N) k = (int)N;
+    for (int64_t i = 0; i < N; i++)
+        if (train_labels[i] < 0 || train_labels[i] >= num_classes) {
+            maec_fail(err, MAEC_EINVAL, "k-NN: train label %d out of range", train_labels[i]);
+            return -1;
+        }
+    float *a = l2_normalized(train, N, D), *q = l2_normalized(test, M, D);
+    const int64_t chunk = 256;
+    float *sim = malloc((size_t)chunk * N * sizeof(float));
+    if (!a || !q || !sim) {
+        free(a), free(q), free(sim);
+        maec_fail(err, MAEC_ENOMEM, "k-NN: out of memory");
+        return -1;
+    }
+    int64_t correct = 0;
+    for (int64_t m0 = 0; m0 < M; m0 += chunk) {
+        int64_t mc = M - m0 < chunk ? M - m0 : chunk;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)mc, (int)N, D, 1.0f, q + (size_t)m0 * D, D, a,
+                    D, 0.0f, sim, (int)N);
+#pragma omp parallel for schedule(static) reduction(+ : correct)
+        for (int64_t r = 0; r < mc; r++) {
+            const float *s = sim + (size_t)r * N;
+            /* top k by a small insertion list (k is small) */
+            float topv[256];
+            int64_t topi[256];
+            int kk = k, n = 0;
+            for (int64_t j = 0; j < N; j++) {
+                float v = s[j];
+                if (n == kk && v <= topv[n - 1]) continue;
+                int pos = n < kk ? n++ : kk - 1;
+                while (pos > 0 && topv[pos - 1] < v) {
+                    topv[pos] = topv[pos - 1];
+                    topi[pos] = topi[pos - 1];
+                    pos--;
+                }
+                topv[pos] = v;
+                topi[pos] = j;
+            }
+            double votes[1024];
+            double *vv = num_classes <= 1024 ? votes : calloc((size_t)num_classes, sizeof(double));
+            if (!vv) continue;
+            memset(vv, 0, (size_t)num_classes * sizeof(double));
+            for (int t = 0; t < n; t++) vv[train_labels[topi[t]]] += exp((double)topv[t] / T);
+            int best = 0;
+            for (int cl = 1; cl < num_classes; cl++)
+                if (vv[cl] > vv[best]) best = cl;
+            if (vv != votes) free(vv);
+            if (pred) pred[m0 + r] = best;
+            if (test_labels && test_labels[m0 + r] == best) correct++;
+        }
+    }
+    free(a);
+    free(q);
+    free(sim);
+    return (double)correct / (double)M;
+}

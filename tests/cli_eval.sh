@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# The evaluation commands end to end on a small cut of Fashion-MNIST (512
+# train / 256 test images, IDX files written here): pretrain --knn-every,
+# knn, embed, linprobe (model and raw pixels), finetune (full, partial, from
+# scratch; same seed, same losses), and clean one-line errors on bad input.
+cd "$(dirname "$0")/.." || exit 1
+MAEC=./${MAEC_BUILD:-build}/maec
+DATA=/usr/share/datasets/fashion-mnist
+pass=0; fail=0
+ok()   { pass=$((pass+1)); }
+bad()  { fail=$((fail+1)); echo "FAIL: $*"; }
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+T=$(mktemp -d /tmp/maec_cli_eval_XXXXXX)
+trap 'rm -rf "$T"' EXIT
+export OMP_WAIT_POLICY=PASSIVE
+
+if [ ! -d "$DATA" ]; then echo "no $DATA (apt-get install dataset-fashion-mnist)"; echo "0 passed, 1 failed"; exit 1; fi
+
+# a small IDX data set: the first 512 train and 256 test images
+D=$T/data; mkdir -p $D
+cut_idx() { # src dst count(hex, 4 bytes as \x..) bytes-per-item header-bytes
+    local src=$1 dst=$2 n=$3 per=$4 hdr=$5
+    { zcat "$src" | head -c 4
+      printf "$(printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((n>>24&255)) $((n>>16&255)) $((n>>8&255)) $((n&255)))"
+      zcat "$src" | tail -c +9 | head -c $((hdr - 8 + n * per)); } > "$dst"
+}
+cut_idx $DATA/train-images-idx3-ubyte.gz $D/train-images-idx3-ubyte 512 784 16
+cut_idx $DATA/train-labels-idx1-ubyte.gz $D/train-labels-idx1-ubyte 512 1 8
+cut_idx $DATA/t10k-images-idx3-ubyte.gz $D/t10k-images-idx3-ubyte 256 784 16
+cut_idx $DATA/t10k-labels-idx1-ubyte.gz $D/t10k-labels-idx1-ubyte 256 1 8
+
+SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --threads 2 --seed 3 --recon-every 0 --log-every 4"
+J="--threads 2 --num-workers 1"
+
+# 1. pretrain with k-NN every epoch
+$MAEC pretrain $SMALL --data-path $D --output-dir $T/pre --epochs 2 --warmup-epochs 0.5 --batch-size 64 --blr 1.5e-3 --knn-every 1 > $T/pre.log 2>&1
+check '[ $? -eq 0 ]' "pretrain --knn-every failed: $(tail -2 $T/pre.log)"
+nk=$(grep -c '"knn_top1"' $T/pre/metrics.jsonl)
+check '[ "$nk" -eq 2 ]' "pretrain --knn-every 1: $nk knn_top1 records for 2 epochs"
+M=$T/pre/model.safetensors
+
+# 2. knn
+out=$($MAEC knn --model $M --data-path $D --k 10 --output-dir $T/knn $J 2>&1)
+check '[ $? -eq 0 ]' "knn failed: $out"
+acc=$(echo "$out" | grep -o '"knn_top1":[0-9.]*' | cut -d: -f2)
+check 'awk -v a="$acc" "BEGIN{exit !(a > 0.2 && a <= 1)}"' "knn top-1 '$acc' not above chance"
+check 'grep -q knn_top1 $T/knn/metrics.jsonl' "knn --output-dir wrote no metrics"
+echo "  knn top-1 $acc (512 train, 256 test)"
+out2=$($MAEC knn --model $M --data-path $D --k 10 --feature mean $J 2>&1)
+check '[ $? -eq 0 ] && [[ "$out2" == *"\"feature\":\"mean\""* ]]' "knn --feature mean failed: $out2"
+
+# 3. embed: [N, D] float32 + labels
+$MAEC embed --model $M --data-path $D --split train --out $T/f.npy $J > /dev/null 2>&1
+check '[ $? -eq 0 ] && [ $(stat -c %s $T/f.npy) -eq $((128 + 512 * 32 * 4)) ] && [ $(stat -c %s $T/f_labels.npy) -eq $((128 + 512 * 4)) ]' \
+      "embed: wrong file sizes"
+
+# cached features feed knn and linprobe; knn on them equals knn on the model
+$MAEC embed --model $M --data-path $D --split test --out $T/g.npy $J > /dev/null 2>&1
+out3=$($MAEC knn --train-features $T/f.npy --test-features $T/g.npy --k 10 2>&1)
+a3=$(echo "$out3" | grep -o '"knn_top1":[0-9.]*' | cut -d: -f2)
+check '[ -n "$a3" ] && [ "$a3" = "$acc" ]' "knn on embed features ($a3) differs from knn on the model ($acc)"
+$MAEC linprobe --train-features $T/f.npy --test-features $T/g.npy --output-dir $T/lpf --epochs 2 --warmup-epochs 0 --batch-size 64 > /dev/null 2>&1
+check '[ $? -eq 0 ] && grep -q "\"final\":true" $T/lpf/metrics.jsonl' "linprobe --train-features failed"
+
+# 4. linprobe: model, random init, raw pixels
+$MAEC linprobe --model $M --data-path $D --output-dir $T/lp --epochs 3 --warmup-epochs 1 --batch-size 64 $J > $T/lp.log 2>&1
+check '[ $? -eq 0 ] && grep -q "\"final\":true" $T/lp/metrics.jsonl && [ -s $T/lp/model.safetensors ]' "linprobe failed: $(tail -2 $T/lp.log)"
+check 'grep -q "\"test_top1\"" $T/lp/metrics.jsonl' "linprobe: no test_top1"
+$MAEC linprobe --raw-pixels --data-path $D --output-dir $T/lpraw --epochs 3 --warmup-epochs 1 --batch-size 64 --sgd $J > $T/lpraw.log 2>&1
+check '[ $? -eq 0 ] && grep -q "\"final\":true" $T/lpraw/metrics.jsonl' "linprobe --raw-pixels failed: $(tail -2 $T/lpraw.log)"
+$MAEC linprobe --model test-tiny --data-path $D --output-dir $T/lprand --epochs 1 --warmup-epochs 0 --batch-size 64 $J > /dev/null 2>&1
+check '[ $? -eq 0 ]' "linprobe of a random-init preset failed"
+
+# 5. finetune: full, partial, from scratch; the same seed gives the same losses
+FT="--data-path $D --epochs 1 --warmup-epochs 0.2 --batch-size 32 --log-every 1 $J"
+$MAEC finetune --model $M $FT --output-dir $T/ft > $T/ft.log 2>&1
+check '[ $? -eq 0 ] && grep -q "\"final\":true" $T/ft/metrics.jsonl' "finetune failed: $(tail -2 $T/ft.log)"
+check '[ -s $T/ft/model.safetensors ]' "finetune wrote no model"
+$MAEC finetune --model $M $FT --output-dir $T/ft2 > /dev/null 2>&1
+losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl"; }
+check '[ -n "$(losses $T/ft)" ] && [ "$(losses $T/ft)" = "$(losses $T/ft2)" ]' "finetune: same seed, different losses"
+$MAEC finetune --model $M $FT --tune-blocks 1 --output-dir $T/ftp > $T/ftp.log 2>&1
+check '[ $? -eq 0 ] && grep -q "partial fine-tuning" $T/ftp.log' "finetune --tune-blocks 1 failed: $(tail -2 $T/ftp.log)"
+$MAEC finetune --model $M $FT --tune-blocks 0 --mixup 0 --cutmix 0 --output-dir $T/ftp0 > /dev/null 2>&1
+check '[ $? -eq 0 ]' "finetune --tune-blocks 0 failed"
+$MAEC finetune --model $M $FT --from-scratch --output-dir $T/fts > $T/fts.log 2>&1
+check '[ $? -eq 0 ] && grep -q "from scratch" $T/fts.log' "finetune --from-scratch failed: $(tail -2 $T/fts.log)"
+# the fine-tuned file (timm names) feeds knn and embed (its pre-logits)
+out=$($MAEC knn --model $T/ft/model.safetensors --data-path $D --k 5 $J 2>&1)
+check '[ $? -eq 0 ]' "knn on a fine-tuned model failed: $out"
+check 'grep -q "\"fc_norm.weight\"" $T/ft/model.safetensors && grep -q "\"head.weight\"" $T/ft/model.safetensors && ! grep -q "\"norm.weight\"" $T/ft/model.safetensors && ! grep -q "\"mask_token\"" $T/ft/model.safetensors' \
+      "fine-tuned model lacks timm names"
+
+# 6. bad input: one line 'maec: error: ...', non-zero exit
+expect_err() { # name, command...
+    local name=$1; shift
+    out=$("$@" 2>&1 >/dev/null); rc=$?
+    if [ $rc -ne 0 ] && [ $rc -lt 128 ] && [[ "$out" == "maec: error: "* ]] && [ $(echo "$out" | wc -l) -eq 1 ]; then ok; echo "  $name -> $out"
+    else bad "$name: exit $rc, message '$out'"; fi
+}
+expect_err "knn, no model" $MAEC knn --data-path $D
+expect_err "knn, no such model" $MAEC knn --model $T/none.safetensors --data-path $D
+expect_err "knn, bad feature" $MAEC knn --model $M --data-path $D --feature avg
+expect_err "knn, k 0" $MAEC knn --model $M --data-path $D --k 0
+expect_err "knn, T 0" $MAEC knn --model $M --data-path $D --t 0
+expect_err "knn, no data" $MAEC knn --model $M --data-path $T/nothing
+printf 'garbage' > $T/bad.safetensors
+expect_err "knn, corrupt model" $MAEC knn --model $T/bad.safetensors --data-path $D
+expect_err "embed, bad split" $MAEC embed --model $M --data-path $D --split val --out $T/x.npy
+expect_err "embed, not .npy" $MAEC embed --model $M --data-path $D --out $T/x.txt
+expect_err "embed, no --out" $MAEC embed --model $M --data-path $D
+expect_err "knn, train features only" $MAEC knn --train-features $T/f.npy
+expect_err "knn, features and model" $MAEC knn --train-features $T/f.npy --test-features $T/g.npy --model $M
+expect_err "linprobe, missing features" $MAEC linprobe --train-features $T/none.npy --test-features $T/g.npy --output-dir $T/x
+expect_err "linprobe, no output dir" $MAEC linprobe --model $M --data-path $D
+expect_err "linprobe, model and raw" $MAEC linprobe --model $M --raw-pixels --data-path $D --output-dir $T/x
+expect_err "linprobe, warmup > epochs" $MAEC linprobe --model $M --data-path $D --output-dir $T/x --epochs 2 --warmup-epochs 3
+expect_err "linprobe, unknown flag" $MAEC linprobe --model $M --data-path $D --output-dir $T/x --epoch 3
+expect_err "finetune, tune too many blocks" $MAEC finetune --model $M $FT --tune-blocks 5 --output-dir $T/x
+expect_err "finetune, odd batch with mixup" $MAEC finetune --model $M --data-path $D --batch-size 33 --output-dir $T/x
+expect_err "finetune, bad drop path" $MAEC finetune --model $M $FT --drop-path 1 --output-dir $T/x
+expect_err "finetune, unknown preset" $MAEC finetune --model vit-tiny-99 $FT --output-dir $T/x
+expect_err "finetune, corrupt model" $MAEC finetune --model $T/bad.safetensors $FT --output-dir $T/x
+mkdir -p $T/nolabels; cp $D/train-images-idx3-ubyte $D/t10k-images-idx3-ubyte $T/nolabels/
+expect_err "finetune, no labels" $MAEC finetune --model $M --data-path $T/nolabels --batch-size 32 --output-dir $T/x
+expect_err "pretrain, bad knn-every" $MAEC pretrain $SMALL --data-path $D --output-dir $T/x --knn-every -1
+echo "$pass passed, $fail failed"
+[ $fail -eq 0 ]
