@@ -51,9 +51,11 @@ for i in $(seq 100); do [ -f $T/d/metrics.jsonl ] && [ $(wc -l < $T/d/metrics.js
 kill -9 $pid; wait $pid 2>/dev/null
 check 'ls $T/d/checkpoint-*.safetensors > /dev/null 2>&1' "kill -9: no checkpoint on disk"
 check '! ls $T/d/*.tmp.* > /dev/null 2>&1 || true' ""
+touch $T/d/checkpoint-00000099.safetensors.tmp.12345   # as a kill during a save leaves
 $MAEC pretrain --resume $T/d > $T/d.log 2>&1
 check '[ $? -eq 0 ]' "resume after kill -9 failed: $(tail -2 $T/d.log)"
 check '[ "$(losses $T/a)" = "$(losses $T/d)" ]' "losses after kill -9 + resume differ"
+check '! ls $T/d/*.tmp.* > /dev/null 2>&1' "a stale temporary checkpoint was left"
 
 # 5. --config repeats a run exactly
 $MAEC pretrain --config $T/a/config.json --output-dir $T/e > /dev/null 2>&1

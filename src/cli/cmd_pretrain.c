@@ -80,6 +80,22 @@ static void prune_checkpoints(const char *dir, int keep)
     free(c);
 }
 
+/* A run killed while saving leaves checkpoint-*.safetensors.tmp.<pid>: the
+ * run that owns the folder next removes them. */
+static void remove_stale_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "checkpoint-", 11) || !strstr(e->d_name, ".safetensors.tmp.")) continue;
+        char p[2048];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
 static int save_checkpoint(maec_model *m, const run_cfg *rc, maec_error *err)
 {
     char path[2048];
@@ -229,6 +245,7 @@ int cmd_pretrain(int argc, char **argv)
         maec_fail(&err, MAEC_EIO, "cannot create output folder %s: %s", rc.output_dir, strerror(errno));
         goto fail;
     }
+    remove_stale_temps(rc.output_dir);
     if (maec_dataset_open(rc.data_path, "train", &ds, &err)) goto fail;
     if (maec_dataset_size(ds) < rc.batch_size) {
         maec_fail(&err, MAEC_EINVAL, "%s has %lld images, fewer than one batch of %d", rc.data_path,
