@@ -164,20 +164,6 @@ static void trim_metrics(const char *path, long long step)
 
 /* ------------------------------------------------------------ the run */
 
-static int mkdir_p(const char *path)
-{
-    char tmp[2048];
-    snprintf(tmp, sizeof tmp, "%s", path);
-    for (char *p = tmp + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0755) != 0 && errno != EEXIST) return -1;
-    return 0;
-}
-
 /* a few fixed evaluation images, for the pictures during training */
 static int load_view_images(maec_dataset *ds, const maec_config *mc, const run_cfg *rc, int n,
                             float *out, maec_error *err)
@@ -241,7 +227,7 @@ int cmd_pretrain(int argc, char **argv)
         }
         printf("resuming from %s (step %lld)\n", used, (long long)maec_model_step(m));
     }
-    if (mkdir_p(rc.output_dir)) {
+    if (eval_mkdir_p(rc.output_dir)) {
         maec_fail(&err, MAEC_EIO, "cannot create output folder %s: %s", rc.output_dir, strerror(errno));
         goto fail;
     }
@@ -325,7 +311,7 @@ int cmd_pretrain(int argc, char **argv)
         if (!view || load_view_images(src, mc, &rc, nview, view, &err)) goto fail;
         char p[2048];
         snprintf(p, sizeof p, "%s/recon", rc.output_dir);
-        mkdir_p(p);
+        eval_mkdir_p(p);
     }
 
     char mpath[2048];
