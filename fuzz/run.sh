@@ -9,6 +9,7 @@
 #
 #   FUZZ_SECONDS=300 bash fuzz/run.sh           # longer
 #   FUZZ_TARGETS="npy idx" bash fuzz/run.sh     # some targets
+#   FUZZ_SEED=0 bash fuzz/run.sh                # a fresh random seed
 #   build/fuzz/npy build/fuzz/out/npy/crash-... # replay one input
 set -u
 cd "$(dirname "$0")/.." || exit 1
@@ -17,7 +18,10 @@ BIN=build/fuzz
 OUT=build/fuzz/out
 ALL="safetensors model_load npy idx cifar png jpeg imagefolder run_config model_config"
 TARGETS=${FUZZ_TARGETS:-$ALL}
-COMMON=(-timeout=10 -rss_limit_mb=2048)
+# A fixed seed by default, so that a CI run repeats the mutations of the last
+# one (FUZZ_SEED=0 lets libFuzzer pick a new seed every run).
+SEED=${FUZZ_SEED:-1}
+COMMON=(-timeout=10 -rss_limit_mb=2048 -seed="$SEED")
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
@@ -68,6 +72,15 @@ for t in $TARGETS; do
         failed=$((failed + 1))
         echo "FINDING in $t (exit $rc): $found"
         grep -E "ERROR|SUMMARY|fuzz check|runtime error|Test unit written" "$log" | head -10
+        # the memory trend before the finding, and each input itself, so that
+        # a finding on a machine one cannot log into can be replayed here
+        grep -E '^#[0-9]+' "$log" | tail -3
+        for f in $found; do
+            if [ "$(stat -c %s "$OUT/$t/$f")" -le 16384 ]; then
+                echo "input $f (base64; decode with base64 -d > $f):"
+                base64 -w 0 "$OUT/$t/$f"; echo
+            fi
+        done
     else
         STATUS[$t]="ok"
     fi

@@ -77,6 +77,10 @@ static int set_value(const char *cmd, cli_opt *o, const char *v)
             cli_error("%s: --%s wants a non-negative integer, got '%s'", cmd, o->name, v);
             return -1;
         }
+        if (o->min <= o->max && ((double)x < o->min || (double)x > o->max)) {
+            cli_error("%s: --%s wants an integer in [%.0f, %.0f], got '%s'", cmd, o->name, o->min, o->max, v);
+            return -1;
+        }
         *(uint64_t *)o->dst = (uint64_t)x;
         return 0;
     }

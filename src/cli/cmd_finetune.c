@@ -34,7 +34,7 @@ int cmd_finetune(int argc, char **argv)
         {"output-dir", OPT_STR, &out, "metrics.jsonl and model.safetensors go here", 1, 0, 0},
         {"heads", OPT_INT, &hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},
         {"epochs", OPT_INT, &epochs, "epochs (50)", 1, 100000, 0},
-        {"max-steps", OPT_U64, &max_steps, "stop after this many optimizer steps", 1, 0, 0},
+        {"max-steps", OPT_U64, &max_steps, "stop after this many optimizer steps", 0, 9007199254740992.0, 0},
         {"warmup-epochs", OPT_FLOAT, &warmup, "linear warm-up epochs (5)", 0, 1e5, 0},
         {"batch-size", OPT_INT, &batch, "images per micro-batch (64)", 1, 65536, 0},
         {"accum-iter", OPT_INT, &accum, "micro-batches per step", 1, 4096, 0},

@@ -68,7 +68,10 @@ char *run_cfg_to_json(const run_cfg *rc)
         cJSON_AddRawToObject(o, "seed", buf);
     else /* a JSON number would round it */
         cJSON_AddStringToObject(o, "seed", buf);
-    cJSON_AddNumberToObject(o, "max_steps", (double)rc->max_steps);
+    /* printed as an integer: cJSON prints numbers with 15 digits, which
+     * rounds counts above 10^15 (read back only up to 2^53) */
+    snprintf(buf, sizeof buf, "%lld", rc->max_steps);
+    cJSON_AddRawToObject(o, "max_steps", buf);
     cJSON_AddNumberToObject(o, "num_workers", rc->num_workers);
     cJSON_AddBoolToObject(o, "hflip", rc->hflip);
     cJSON_AddBoolToObject(o, "random_crop", rc->random_crop);
@@ -292,7 +295,7 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
         {"data-path", OPT_STR, &data, "data: IDX/CIFAR folder or file, image folder, .npy", 1, 0, 0},
         {"output-dir", OPT_STR, &out, "where checkpoints, logs and pictures go", 1, 0, 0},
         {"epochs", OPT_INT, &rc->epochs, "epochs (schedule length)", 1, 1000000, 0},
-        {"max-steps", OPT_U64, &rc->max_steps, "stop after this many optimizer steps", 1, 0, 0},
+        {"max-steps", OPT_U64, &rc->max_steps, "stop after this many optimizer steps", 0, 9007199254740992.0, 0},
         {"batch-size", OPT_INT, &rc->batch_size, "images per micro-batch", 1, 65536, 0},
         {"accum-iter", OPT_INT, &rc->accum_iter, "micro-batches per optimizer step", 1, 4096, 0},
         {"blr", OPT_FLOAT, &rc->blr, "base lr: lr = blr * effective batch / 256", 0, 10, 0},
