@@ -334,28 +334,12 @@ double maec_classifier_lr_scale(const maec_classifier *c, int i, double layer_de
 
 int maec_classifier_set_meta(maec_classifier *c, const char *key, const char *value)
 {
-    for (int i = 0; i < c->nmeta; i++) {
-        if (!strcmp(c->meta_key[i], key)) {
-            char *v = strdup(value);
-            if (!v) return MAEC_ENOMEM;
-            free(c->meta_val[i]);
-            c->meta_val[i] = v;
-            return 0;
-        }
-    }
-    if (c->nmeta == 16) return MAEC_EINVAL;
-    c->meta_key[c->nmeta] = strdup(key);
-    c->meta_val[c->nmeta] = strdup(value);
-    if (!c->meta_key[c->nmeta] || !c->meta_val[c->nmeta]) return MAEC_ENOMEM;
-    c->nmeta++;
-    return 0;
+    return meta_set(c->meta_key, c->meta_val, &c->nmeta, key, value);
 }
 
 const char *maec_classifier_get_meta(const maec_classifier *c, const char *key)
 {
-    for (int i = 0; i < c->nmeta; i++)
-        if (!strcmp(c->meta_key[i], key)) return c->meta_val[i];
-    return NULL;
+    return meta_get(c->meta_key, c->meta_val, c->nmeta, key);
 }
 
 /* ------------------------------------------------------------ load / save */
@@ -489,23 +473,7 @@ int maec_classifier_load(const char *path, const maec_config *hint, const maec_c
         rc = clf_alloc(&c, &opts, &m, err);
         if (rc) rc = prefix_path(err, rc, path);
     }
-    for (int i = 0; !rc && i < m->ntensors; i++) {
-        const maec_tensor_info *t = &m->info[i];
-        int k = st_find(&f, t->name);
-        if (k < 0) {
-            rc = maec_fail(err, MAEC_EFORMAT, "%s: missing tensor '%s'", path, t->name);
-            break;
-        }
-        const st_entry *e = &f.e[k];
-        int same = e->ndim == t->ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
-        if (!same) {
-            rc = maec_fail(err, MAEC_ESHAPE, "%s: tensor '%s' does not have the shape this model needs", path,
-                           t->name);
-            break;
-        }
-        rc = st_read_f32(&f, k, m->params + t->offset, err);
-    }
+    if (!rc) rc = load_tensor_table(&f, m->info, m->ntensors, m->params, 0, err);
     for (int k = 0; !rc && k < f.n; k++)
         if (maec_classifier_find(m, f.e[k].name) < 0)
             rc = maec_fail(err, MAEC_EFORMAT, "%s: unexpected tensor '%s' for this classifier", path, f.e[k].name);

@@ -349,30 +349,72 @@ static int infer_config(const st_file *f, const maec_config *hint, maec_config *
     return 0;
 }
 
-int maec_model_set_meta(maec_model *m, const char *key, const char *value)
+int meta_set(char **keys, char **vals, int *n, const char *key, const char *value)
 {
-    for (int i = 0; i < m->nmeta; i++) {
-        if (!strcmp(m->meta_key[i], key)) {
+    for (int i = 0; i < *n; i++) {
+        if (!strcmp(keys[i], key)) {
             char *v = strdup(value);
             if (!v) return MAEC_ENOMEM;
-            free(m->meta_val[i]);
-            m->meta_val[i] = v;
+            free(vals[i]);
+            vals[i] = v;
             return 0;
         }
     }
-    if (m->nmeta == 16) return MAEC_EINVAL;
-    m->meta_key[m->nmeta] = strdup(key);
-    m->meta_val[m->nmeta] = strdup(value);
-    if (!m->meta_key[m->nmeta] || !m->meta_val[m->nmeta]) return MAEC_ENOMEM;
-    m->nmeta++;
+    if (*n == 16) return MAEC_EINVAL;
+    char *k = strdup(key), *v = strdup(value);
+    if (!k || !v) {
+        free(k);
+        free(v);
+        return MAEC_ENOMEM;
+    }
+    keys[*n] = k;
+    vals[*n] = v;
+    (*n)++;
     return 0;
+}
+
+const char *meta_get(char *const *keys, char *const *vals, int n, const char *key)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(keys[i], key)) return vals[i];
+    return NULL;
+}
+
+int maec_model_set_meta(maec_model *m, const char *key, const char *value)
+{
+    return meta_set(m->meta_key, m->meta_val, &m->nmeta, key, value);
 }
 
 const char *maec_model_get_meta(const maec_model *m, const char *key)
 {
-    for (int i = 0; i < m->nmeta; i++)
-        if (!strcmp(m->meta_key[i], key)) return m->meta_val[i];
-    return NULL;
+    return meta_get(m->meta_key, m->meta_val, m->nmeta, key);
+}
+
+int load_tensor_table(st_file *f, const maec_tensor_info *info, int n, float *params,
+                      int fixed_optional, maec_error *err)
+{
+    for (int i = 0; i < n; i++) {
+        const maec_tensor_info *t = &info[i];
+        int k = st_find(f, t->name);
+        if (k < 0) {
+            if (fixed_optional && !t->trainable) continue;
+            return maec_fail(err, MAEC_EFORMAT, "%s: missing tensor '%s'", f->path, t->name);
+        }
+        const st_entry *e = &f->e[k];
+        int same = e->ndim == t->ndim;
+        for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
+        if (!same) {
+            char want[64] = "", got[64] = "";
+            for (int d = 0; d < t->ndim; d++)
+                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)t->shape[d]);
+            for (int d = 0; d < e->ndim && d < 6; d++)
+                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)e->shape[d]);
+            return maec_fail(err, MAEC_ESHAPE, "%s: tensor '%s' has shape [%s], expected [%s]", f->path, t->name, got, want);
+        }
+        int rc = st_read_f32(f, k, params + t->offset, err);
+        if (rc) return rc;
+    }
+    return 0;
 }
 
 static const char *OPT_M = "optimizer.exp_avg.", *OPT_V = "optimizer.exp_avg_sq.";
@@ -415,28 +457,7 @@ static int load_impl(const char *path, const maec_config *hint, maec_model **out
     maec_model *m = NULL;
     if (!rc) rc = model_alloc(&c, &m, err);
     /* every tensor of the model, with its shape; nothing extra */
-    for (int i = 0; !rc && i < m->ntensors; i++) {
-        const maec_tensor_info *t = &m->info[i];
-        int k = st_find(&f, t->name);
-        if (k < 0) {
-            if (!t->trainable) continue; /* fixed embeddings may be left out */
-            rc = maec_fail(err, MAEC_EFORMAT, "%s: missing tensor '%s'", path, t->name);
-            break;
-        }
-        const st_entry *e = &f.e[k];
-        int same = e->ndim == t->ndim;
-        for (int d = 0; same && d < t->ndim; d++) same = e->shape[d] == t->shape[d];
-        if (!same) {
-            char want[64] = "", got[64] = "";
-            for (int d = 0; d < t->ndim; d++)
-                snprintf(want + strlen(want), sizeof want - strlen(want), "%s%lld", d ? "," : "", (long long)t->shape[d]);
-            for (int d = 0; d < e->ndim && d < 6; d++)
-                snprintf(got + strlen(got), sizeof got - strlen(got), "%s%lld", d ? "," : "", (long long)e->shape[d]);
-            rc = maec_fail(err, MAEC_ESHAPE, "%s: tensor '%s' has shape [%s], expected [%s]", path, t->name, got, want);
-            break;
-        }
-        rc = st_read_f32(&f, k, m->params + t->offset, err);
-    }
+    if (!rc) rc = load_tensor_table(&f, m->info, m->ntensors, m->params, 1, err);
     for (int k = 0; !rc && k < f.n; k++) {
         const char *nm = f.e[k].name;
         if (!strncmp(nm, OPT_M, strlen(OPT_M)) || !strncmp(nm, OPT_V, strlen(OPT_V))) {

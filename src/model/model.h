@@ -2,6 +2,7 @@
  * gradients and the two AdamW moments) with named views. */
 #ifndef MAEC_MODEL_H
 #define MAEC_MODEL_H
+#include "io/safetensors.h"
 #include "maec.h"
 
 /* one ViT block's parameters (pointers into a buffer) */
@@ -41,6 +42,16 @@ int model_alloc(const maec_config *cfg, maec_model **out, maec_error *err);
 void model_init(maec_model *m, uint64_t seed);
 /* Heads are not fixed by the tensors: guess for the paper's widths, else 0. */
 int default_heads(int width);
+
+/* The parts of loading and metadata that the MAE and the classifier share.
+ * meta_set: set or replace key in a list of at most 16 (copies both). */
+int meta_set(char **keys, char **vals, int *n, const char *key, const char *value);
+const char *meta_get(char *const *keys, char *const *vals, int n, const char *key);
+/* Read every tensor of the table info[0..n) from f into params + offset,
+ * checking each shape; a tensor that is not trainable may be missing when
+ * fixed_optional (the fixed position embeddings). */
+int load_tensor_table(st_file *f, const maec_tensor_info *info, int n, float *params,
+                      int fixed_optional, maec_error *err);
 
 /* masking: ids_keep [B,K], ids_restore [B,L], mask [B,L] from noise [B,L] */
 void mask_from_noise(const float *noise, int B, int L, int K, int *ids_keep, int *ids_restore,
