@@ -59,7 +59,7 @@ static int set_value(const char *cmd, cli_opt *o, const char *v)
         if (*v == 0 || *end || errno || x < -2147483647L || x > 2147483647L ||
             (o->min <= o->max && (x < o->min || x > o->max))) {
             if (o->min <= o->max)
-                cli_error("%s: --%s wants an integer in [%g, %g], got '%s'", cmd, o->name, o->min, o->max, v);
+                cli_error("%s: --%s wants an integer in [%.0f, %.0f], got '%s'", cmd, o->name, o->min, o->max, v);
             else
                 cli_error("%s: --%s wants an integer, got '%s'", cmd, o->name, v);
             return -1;
