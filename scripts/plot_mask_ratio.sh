@@ -22,7 +22,7 @@ set ylabel 'test top-1 (%)'
 set xtics (0.25, 0.5, 0.75, 0.9)
 set xrange [0.2:0.95]
 set grid
-set key bottom left
+set key below horizontal
 plot $PLOT
 GP
 echo "wrote $OUT"

@@ -7,12 +7,15 @@
 #   pretrain  the MAE (fmnist-mini, 10 epochs) every other row uses
 #   raw       logistic regression on raw pixels (linprobe --raw-pixels)
 #   knn       MAE k-NN
-#   lin       MAE linear probe (features once, then the probe)
+#   lin       MAE linear probe (features once, then the probe; blr 0.1, 1, 4)
+#   lin-mean  the same on the mean of the patch tokens, and its k-NN
 #   lin-rand  linear probe of a randomly initialized encoder
 #   ft        MAE full fine-tuning
 #   scratch   the same ViT trained from scratch, same budget
 #   ft2, ft1  MAE partial fine-tuning (last 2 / 1 blocks)
 #   mask      linear probe vs mask ratio (0.25/0.5/0.75/0.9, short pretraining)
+#   pretrain30, lin30  the same MAE pretrained 3x longer (30 epochs), then its
+#             k-NN and linear probes (class token and mean of patch tokens)
 cd "$(dirname "$0")/.." || exit 1
 MAEC=${MAEC:-./build/maec}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
@@ -36,7 +39,7 @@ row() { # ROW: run it unless done
     local r=$1
     [ -e $R/$r.done ] && { echo "skip $r (done)"; return 0; }
     echo "== $r ($(date +%H:%M))"
-    if "row_$r"; then touch $R/$r.done; tail -2 $R/$r.log; else echo "row $r failed: see $R/$r.log"; fi
+    if "row_$r"; then touch $R/$r.done; tail -2 $R/$r.log 2>/dev/null; else echo "row $r failed: see $R/$r.log"; fi
 }
 
 row_pretrain() {
@@ -57,6 +60,18 @@ row_lin() {
     for blr in 0.1 1 4; do
         run lin-blr$blr $MAEC linprobe --train-features $R/feat/mae_train.npy --test-features $R/feat/mae_test.npy \
             --output-dir $R/lin-blr$blr --blr $blr $LIN || return 1
+    done
+}
+row_lin-mean() { # the same with the mean of the patch tokens (after the final norm)
+    if [ ! -s $R/feat/mae_mean_test.npy ]; then
+        run lin-mean-embed bash -c "$MAEC embed --model $MAE --data-path $DATA --split train --feature mean --out $R/feat/mae_mean_train.npy $J &&
+            $MAEC embed --model $MAE --data-path $DATA --split test --feature mean --out $R/feat/mae_mean_test.npy $J" || return 1
+    fi
+    run knn-mean $MAEC knn --train-features $R/feat/mae_mean_train.npy --test-features $R/feat/mae_mean_test.npy \
+        --output-dir $R/knn-mean || return 1
+    for blr in 0.1 1 4; do
+        run lin-mean-blr$blr $MAEC linprobe --train-features $R/feat/mae_mean_train.npy --test-features $R/feat/mae_mean_test.npy \
+            --output-dir $R/lin-mean-blr$blr --blr $blr $LIN || return 1
     done
 }
 row_lin-rand() {
@@ -99,5 +114,25 @@ row_mask() {
     bash scripts/plot_mask_ratio.sh $dat docs/mask_ratio.png
 }
 
-ROWS=${*:-pretrain raw knn lin lin-rand ft scratch mask ft2 ft1}
+row_pretrain30() {
+    run pretrain30 $MAEC pretrain --model fmnist-mini --data-path $DATA --output-dir runs/mae30 --epochs 30 \
+        --warmup-epochs 2 --batch-size 128 --blr 1e-3 --norm-pix-loss --seed 0 $J --log-every 100 --recon-every 10
+}
+row_lin30() {
+    local M30=runs/mae30/model.safetensors
+    for f in cls mean; do
+        if [ ! -s $R/feat/mae30_${f}_test.npy ]; then
+            run lin30-$f-embed bash -c "$MAEC embed --model $M30 --data-path $DATA --split train --feature $f --out $R/feat/mae30_${f}_train.npy $J &&
+                $MAEC embed --model $M30 --data-path $DATA --split test --feature $f --out $R/feat/mae30_${f}_test.npy $J" || return 1
+        fi
+        run knn30-$f $MAEC knn --train-features $R/feat/mae30_${f}_train.npy --test-features $R/feat/mae30_${f}_test.npy \
+            --output-dir $R/knn30-$f || return 1
+        for blr in 1 4; do
+            run lin30-$f-blr$blr $MAEC linprobe --train-features $R/feat/mae30_${f}_train.npy \
+                --test-features $R/feat/mae30_${f}_test.npy --output-dir $R/lin30-$f-blr$blr --blr $blr $LIN || return 1
+        done
+    done
+}
+
+ROWS=${*:-pretrain raw knn lin lin-mean lin-rand ft scratch mask ft2 ft1 pretrain30 lin30}
 for r in $ROWS; do row $r; done
