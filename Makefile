@@ -73,8 +73,11 @@ demo: build/maec
 build/bench_step: bench/bench_step.c build/libmaec.a
 	$(CC) $(CFLAGS) -o $@ $< build/libmaec.a $(LDLIBS)
 
+build/gemm_shapes: bench/gemm_shapes.c build/libmaec.a
+	$(CC) $(CFLAGS) -o $@ $< build/libmaec.a $(LDLIBS)
+
 # ours against PyTorch (needs python3-torch): bash bench/run.sh
-bench: build/bench_step
+bench: build/bench_step build/gemm_shapes
 	bash bench/run.sh
 .PHONY: bench
 
@@ -118,7 +121,7 @@ fault-test: all
 FUZZ_CC ?= clang
 FUZZ_FLAGS ?= -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = $(FUZZ_FLAGS) -std=c11 -Wall -Wextra -fopenmp=libgomp -Iinclude -Isrc -Ifuzz -MMD -MP
-FUZZ_TARGETS := safetensors model_load npy idx cifar png jpeg imagefolder run_config model_config
+FUZZ_TARGETS := safetensors model_load classifier npy idx cifar png jpeg imagefolder run_config model_config
 FUZZ_LIB_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC) src/cli/run.c src/cli/cli.c)
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)

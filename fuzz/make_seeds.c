@@ -157,6 +157,31 @@ static void model_seeds(void)
     write_bytes(seed("safetensors", "dtypes.safetensors"), file, 8 + padded + sizeof data);
 }
 
+/* classifier files as `maec finetune` writes them, and an MAE model (which
+ * maec_classifier_load turns into a classifier) */
+static void classifier_seeds(void)
+{
+    maec_error err;
+    maec_config c = tiny_config(0, 0);
+    struct { int classes, pool; const char *name; } kinds[] = {
+        {3, 1, "global_pool.safetensors"}, {2, 0, "cls_token.safetensors"}, {0, 1, "features_only.safetensors"}};
+    for (int k = 0; k < 3; k++) {
+        maec_classifier_opts o;
+        maec_classifier_defaults(&o);
+        o.num_classes = kinds[k].classes;
+        o.global_pool = kinds[k].pool;
+        maec_classifier *m;
+        if (maec_classifier_create(&c, NULL, &o, (uint64_t)k + 1, &m, &err)) die("classifier", &err);
+        if (maec_classifier_save(m, seed("classifier", kinds[k].name), &err)) die("save", &err);
+        maec_classifier_free(m);
+    }
+    maec_model *m;
+    c = tiny_config(1, 0);
+    if (maec_model_create(&c, 4, &m, &err)) die("model", &err);
+    if (maec_model_save(m, seed("classifier", "mae_model.safetensors"), &err)) die("save", &err);
+    maec_model_free(m);
+}
+
 /* ------------------------------------------------------------ .npy */
 
 static void npy_u8(const char *path, const char *shape, const unsigned char *data, size_t n, int version)
@@ -377,6 +402,7 @@ int main(void)
     mkdir("build", 0755);
     mkdir("build/fuzz", 0755);
     model_seeds();
+    classifier_seeds();
     npy_seeds();
     idx_seeds();
     cifar_seeds();

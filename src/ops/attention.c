@@ -51,6 +51,7 @@ void attention_backward(float *dqkv, const float *dout, const float *qkv, const 
     float scale = 1.0f / sqrtf((float)hd);
     int ld = 3 * D;
     int nthr = omp_get_max_threads() < nscratch ? omp_get_max_threads() : nscratch;
+    (void)nthr; /* unused where OpenMP is off (the fuzz build) */
 #pragma omp parallel for schedule(static) collapse(2) num_threads(nthr)
     for (int b = 0; b < B; b++) {
         for (int h = 0; h < H; h++) {
