@@ -14,8 +14,9 @@
 #   scratch   the same ViT trained from scratch, same budget
 #   ft2, ft1  MAE partial fine-tuning (last 2 / 1 blocks)
 #   mask      linear probe vs mask ratio (0.25/0.5/0.75/0.9, short pretraining)
-#   pretrain30, lin30  the same MAE pretrained 3x longer (30 epochs), then its
-#             k-NN and linear probes (class token and mean of patch tokens)
+#   pretrain30, lin30, ft30  the same MAE pretrained 3x longer (30 epochs),
+#             then its k-NN and linear probes (class token and mean of patch
+#             tokens) and its full fine-tuning (the recipe of row ft)
 cd "$(dirname "$0")/.." || exit 1
 MAEC=${MAEC:-./build/maec}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
@@ -127,12 +128,18 @@ row_lin30() {
         fi
         run knn30-$f $MAEC knn --train-features $R/feat/mae30_${f}_train.npy --test-features $R/feat/mae30_${f}_test.npy \
             --output-dir $R/knn30-$f || return 1
-        for blr in 1 4; do
+        for blr in 0.1 1 4; do
             run lin30-$f-blr$blr $MAEC linprobe --train-features $R/feat/mae30_${f}_train.npy \
                 --test-features $R/feat/mae30_${f}_test.npy --output-dir $R/lin30-$f-blr$blr --blr $blr $LIN || return 1
         done
     done
 }
+row_ft30() { run ft30 $MAEC finetune --model runs/mae30/model.safetensors $FT --layer-decay 0.75 --output-dir $R/ft30; }
 
-ROWS=${*:-pretrain raw knn lin lin-mean lin-rand ft scratch mask ft2 ft1 pretrain30 lin30}
-for r in $ROWS; do row $r; done
+# one compound command, read whole before it runs: the script can be edited
+# while a long run of it goes on
+{
+    ROWS=${*:-pretrain raw knn lin lin-mean lin-rand ft scratch mask ft2 ft1 pretrain30 lin30 ft30}
+    for r in $ROWS; do row $r; done
+    exit 0
+}
