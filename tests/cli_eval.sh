@@ -4,17 +4,13 @@
 # knn, embed, linprobe (model and raw pixels), finetune (full, partial, from
 # scratch; same seed, same losses), and clean one-line errors on bad input.
 cd "$(dirname "$0")/.." || exit 1
-MAEC=./${MAEC_BUILD:-build}/maec
-DATA=/usr/share/datasets/fashion-mnist
-pass=0; fail=0
-ok()   { pass=$((pass+1)); }
-bad()  { fail=$((fail+1)); echo "FAIL: $*"; }
+. tests/lib.sh
 check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=$(mktemp -d /tmp/maec_cli_eval_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 export OMP_WAIT_POLICY=PASSIVE
 
-if [ ! -d "$DATA" ]; then echo "no $DATA (apt-get install dataset-fashion-mnist)"; echo "0 passed, 1 failed"; exit 1; fi
+need_data
 
 # a small IDX data set: the first 512 train and 256 test images
 D=$T/data; mkdir -p $D

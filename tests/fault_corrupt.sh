@@ -8,14 +8,10 @@
 # config files and embedded configurations nested 100000 deep are refused,
 # not a stack overflow (cJSON stops at CJSON_NESTING_LIMIT, 1000).
 cd "$(dirname "$0")/.." || exit 1
-MAEC=./${MAEC_BUILD:-build}/maec
-DATA=/usr/share/datasets/fashion-mnist
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+. tests/lib.sh
 T=$(mktemp -d /tmp/maec_fault_corrupt_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-if [ ! -d "$DATA" ]; then echo "no $DATA"; echo "0 passed, 1 failed"; exit 1; fi
+need_data
 SEED=${FAULT_SEED:-$RANDOM}
 RANDOM=$SEED
 FLIPS=${FAULT_FLIPS:-40}

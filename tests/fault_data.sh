@@ -8,10 +8,7 @@
 # start: deleting or overwriting it mid-run does not disturb the run, and a
 # later --resume says clearly that the data is gone.
 cd "$(dirname "$0")/.." || exit 1
-MAEC=./${MAEC_BUILD:-build}/maec
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+. tests/lib.sh
 T=$(mktemp -d /tmp/maec_fault_data_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --batch-size 32 --epochs 1000 --warmup-epochs 0.01 --blr 1.5e-3 --log-every 1 --threads 1 --seed 3 --recon-every 0 --recon-images 0 --save-every 20"

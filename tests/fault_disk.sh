@@ -7,15 +7,11 @@
 # a run never stopped). A
 # disk already full when a run starts gives a clear error too.
 cd "$(dirname "$0")/.." || exit 1
-MAEC=./${MAEC_BUILD:-build}/maec
-DATA=/usr/share/datasets/fashion-mnist
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+. tests/lib.sh
 T=$(mktemp -d /tmp/maec_fault_disk_XXXXXX)
 cleanup() { mountpoint -q "$T/full" 2>/dev/null && umount "$T/full"; rm -rf "$T"; }
 trap cleanup EXIT
-if [ ! -d "$DATA" ]; then echo "no $DATA"; echo "0 passed, 1 failed"; exit 1; fi
+need_data
 SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --batch-size 32 --epochs 1 --warmup-epochs 0.01 --blr 1.5e-3 --log-every 1 --threads 1 --num-workers 1 --seed 3 --recon-every 0 --recon-images 0"
 
 # the size of one checkpoint of this model

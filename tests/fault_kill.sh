@@ -7,14 +7,10 @@
 # is resumed to completion, and its losses, step by step, must equal those of
 # a run never interrupted. FAULT_KILLS (20) and FAULT_SEED (random) change it.
 cd "$(dirname "$0")/.." || exit 1
-MAEC=./${MAEC_BUILD:-build}/maec
-DATA=/usr/share/datasets/fashion-mnist
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+. tests/lib.sh
 T=$(mktemp -d /tmp/maec_fault_kill_XXXXXX)
 [ -n "$FAULT_KEEP" ] && echo "  keeping $T" || trap 'rm -rf "$T"' EXIT
-if [ ! -d "$DATA" ]; then echo "no $DATA"; echo "0 passed, 1 failed"; exit 1; fi
+need_data
 KILLS=${FAULT_KILLS:-20}
 SEED=${FAULT_SEED:-$RANDOM}
 RANDOM=$SEED

@@ -9,18 +9,15 @@
 # and anything suppressed is printed.
 cd "$(dirname "$0")/.." || exit 1
 B=${MAEC_BUILD:-build/asan}
+. tests/lib.sh
 MAEC=./$B/maec
-DATA=/usr/share/datasets/fashion-mnist
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
 T=$(mktemp -d /tmp/maec_fault_leaks_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 if ! nm "$MAEC" 2>/dev/null | grep -q __asan_init && ! ldd "$MAEC" 2>/dev/null | grep -q libasan; then
     echo "SKIP: $MAEC is not built with AddressSanitizer (make asan; MAEC_BUILD=build/asan)"
     echo "0 passed, 0 failed"; exit 0
 fi
-if [ ! -d "$DATA" ]; then echo "no $DATA"; echo "0 passed, 1 failed"; exit 1; fi
+need_data
 cat > "$T/lsan.supp" <<'SUPP'
 leak:libgomp.so
 leak:libopenblas

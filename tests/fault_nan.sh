@@ -5,14 +5,10 @@
 # or model from the poisoned step, keep the last good checkpoint (it loads),
 # and `--resume` from it must finish with the losses of a run never stopped.
 cd "$(dirname "$0")/.." || exit 1
-MAEC=./${MAEC_BUILD:-build}/maec
-DATA=/usr/share/datasets/fashion-mnist
-pass=0; fail=0
-ok()  { pass=$((pass+1)); }
-bad() { fail=$((fail+1)); echo "FAIL: $*"; }
+. tests/lib.sh
 T=$(mktemp -d /tmp/maec_fault_nan_XXXXXX)
 trap 'rm -rf "$T"' EXIT
-if [ ! -d "$DATA" ]; then echo "no $DATA"; echo "0 passed, 1 failed"; exit 1; fi
+need_data
 SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --batch-size 32 --epochs 1 --warmup-epochs 0.01 --blr 1.5e-3 --log-every 1 --threads 1 --num-workers 1 --seed 3 --recon-every 0 --save-every 4"
 losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl" | cut -d: -f2; }
 
