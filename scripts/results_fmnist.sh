@@ -17,6 +17,7 @@
 #   pretrain30, lin30, ft30  the same MAE pretrained 3x longer (30 epochs),
 #             then its k-NN and linear probes (class token and mean of patch
 #             tokens) and its full fine-tuning (the recipe of row ft)
+#   ft30x30   the 30-epoch MAE fine-tuned for 30 epochs (not in the default list)
 cd "$(dirname "$0")/.." || exit 1
 MAEC=${MAEC:-./build/maec}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
@@ -135,6 +136,9 @@ row_lin30() {
     done
 }
 row_ft30() { run ft30 $MAEC finetune --model runs/mae30/model.safetensors $FT --layer-decay 0.75 --output-dir $R/ft30; }
+# the 30-epoch MAE fine-tuned three times longer too (30 epochs, 2 warm-up)
+FT_LONG=${FT/--epochs 10 --warmup-epochs 1/--epochs 30 --warmup-epochs 2}
+row_ft30x30() { run ft30x30 $MAEC finetune --model runs/mae30/model.safetensors $FT_LONG --layer-decay 0.75 --output-dir $R/ft30x30; }
 
 # one compound command, read whole before it runs: the script can be edited
 # while a long run of it goes on
