@@ -8,11 +8,13 @@
  * For every linear layer of the MAE (patch embedding, the encoder's and the
  * decoder's qkv, proj, fc1, fc2, decoder embedding and prediction) the three
  * products of a step, as maec calls them: forward out = x W^T (NT), input
- * gradient dx = dy W (NN), weight gradient dW = dy^T x (TN). Each is timed
- * alone (repeated for at least 0.3 s); the total is weighted by how often
- * the step runs it. Attention's per-head products are left out (under 5% of
+ * gradient dx = dy W (NN), weight gradient dW = dy^T x (TN), each both
+ * threaded by OpenBLAS and split between the threads by hand the way
+ * src/ops/linear.c does it. Each is timed alone (repeated for at least
+ * 0.3 s); the total is weighted by how often the step runs it. Attention's per-head products are left out (under 5% of
  * the FLOPs for these presets). Threads: OMP_NUM_THREADS. */
 #include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -26,29 +28,68 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
-/* GFLOP/s of C[M,N] (+)= op(A) op(B) with maec's layouts: kind 0 NT, 1 NN, 2 TN */
-static double gemm_rate(int kind, int M, int N, int K)
+/* the kth of nt equal parts of n: [lo(t), lo(t + 1)) */
+static int lo(int n, int t, int nt) { return (int)((long long)n * t / nt); }
+
+static float *part; /* the other threads' partial sums of a split weight gradient */
+
+/* C[M,N] (+)= op(A) op(B) in maec's three layouts (0 forward NT, 1 input
+ * gradient NN, 2 weight gradient TN), threaded by OpenBLAS (split 0) or split
+ * between threads by hand as src/ops/linear.c does (split 1): rows for 0 and
+ * 1, the summed-over rows K for 2 with partial sums added in thread order */
+static void product(int kind, int split, int M, int N, int K, const float *A, const float *B, float *C)
+{
+    if (!split) {
+        if (kind == 0) /* A [M,K], B [N,K] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 1.0f, C, N);
+        else if (kind == 1) /* A [M,K], B [K,N] */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
+        else /* A [K,M], B [K,N] */
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, A, M, B, N, 1.0f, C, N);
+        return;
+    }
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), nt = omp_get_num_threads();
+        int m0 = lo(M, t, nt), m1 = lo(M, t + 1, nt), k0 = lo(K, t, nt), k1 = lo(K, t + 1, nt);
+        if (kind == 0)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m1 - m0, N, K, 1.0f, A + (size_t)m0 * K, K, B, K,
+                        1.0f, C + (size_t)m0 * N, N);
+        else if (kind == 1)
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m1 - m0, N, K, 1.0f, A + (size_t)m0 * K, K, B,
+                        N, 0.0f, C + (size_t)m0 * N, N);
+        else {
+            float *dst = t == 0 ? C : part + (size_t)(t - 1) * M * N;
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, k1 - k0, 1.0f, A + (size_t)k0 * M, M,
+                        B + (size_t)k0 * N, N, t == 0 ? 1.0f : 0.0f, dst, N);
+#pragma omp barrier
+            size_t n = (size_t)M * N, i0 = n * t / nt, i1 = n * (t + 1) / nt;
+            for (int u = 1; u < nt; u++) {
+                const float *p = part + (size_t)(u - 1) * n;
+                for (size_t i = i0; i < i1; i++) C[i] += p[i];
+            }
+        }
+    }
+}
+
+/* GFLOP/s of product(kind, split) */
+static double gemm_rate(int kind, int split, int M, int N, int K)
 {
     float *A = malloc((size_t)M * K * sizeof(float)), *B = malloc((size_t)K * N * sizeof(float));
     float *C = calloc((size_t)M * N, sizeof(float));
-    if (!A || !B || !C) {
+    float *P = realloc(part, (size_t)M * N * (size_t)omp_get_max_threads() * sizeof(float));
+    if (!A || !B || !C || !P) {
         fprintf(stderr, "gemm_shapes: out of memory\n");
         exit(1);
     }
+    part = P;
     for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.01f;
     for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.01f;
     double t = 0;
     long reps = 1;
     for (;;) {
         double t0 = now();
-        for (long r = 0; r < reps; r++) {
-            if (kind == 0) /* A [M,K], B [N,K] */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 1.0f, C, N);
-            else if (kind == 1) /* A [M,K], B [K,N] */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, N, K, 1.0f, A, K, B, N, 0.0f, C, N);
-            else /* A [K,M], B [K,N] */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, M, N, K, 1.0f, A, M, B, N, 1.0f, C, N);
-        }
+        for (long r = 0; r < reps; r++) product(kind, split, M, N, K, A, B, C);
         t = now() - t0;
         if (t > 0.3) break;
         reps *= 2;
@@ -91,30 +132,41 @@ int main(int argc, char **argv)
         {"dec fc2", Md, c.mlp_ratio * E, E, c.dec_depth, 1},
         {"dec pred", Md, E, P, 1, 1},
     };
-    double sq = gemm_rate(1, 2048, 2048, 2048);
-    printf("%s, batch %d: square sgemm (2048^3) %.1f GFLOP/s\n\n", preset, B, sq);
+    double sq = gemm_rate(1, 0, 2048, 2048, 2048);
+    printf("%s, batch %d, %d threads: square sgemm (2048^3) %.1f GFLOP/s\n\n", preset, B,
+           omp_get_max_threads(), sq);
+    printf("Each product's rate as a share of square sgemm, threaded by OpenBLAS / split between\n"
+           "threads by hand (as maec runs them from 2 threads on)\n\n");
     printf("| layer | rows x in -> out | forward | input grad | weight grad |\n|---|---|---|---|---|\n");
-    double flops = 0, secs = 0;
+    double flops = 0, secs[2] = {0, 0};
     for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++) {
         const layer *l = &ls[i];
         if (l->count == 0) continue;
         double f = 2.0 * l->rows * l->in * l->out * l->count;
-        double fw = gemm_rate(0, l->rows, l->out, l->in);
-        double dx = l->need_dx ? gemm_rate(1, l->rows, l->in, l->out) : 0;
-        double dw = gemm_rate(2, l->out, l->in, l->rows);
         flops += f * (2 + l->need_dx);
-        secs += f / fw + (l->need_dx ? f / dx : 0) + f / dw;
-        printf("| %s (x%d) | %d x %d -> %d | %.0f%% | ", l->name, l->count, l->rows, l->in, l->out,
-               100 * fw / sq);
-        if (l->need_dx) printf("%.0f%% | ", 100 * dx / sq);
-        else printf("- | ");
-        printf("%.0f%% |\n", 100 * dw / sq);
+        printf("| %s (x%d) | %d x %d -> %d |", l->name, l->count, l->rows, l->in, l->out);
+        for (int kind = 0; kind < 3; kind++) {
+            if (kind == 1 && !l->need_dx) {
+                printf(" - |");
+                continue;
+            }
+            int M = kind == 2 ? l->out : l->rows, N = kind == 0 ? l->out : l->in;
+            int K = kind == 0 ? l->in : kind == 1 ? l->out : l->rows;
+            double r[2];
+            for (int sp = 0; sp < 2; sp++) {
+                r[sp] = gemm_rate(kind, sp, M, N, K);
+                secs[sp] += f / r[sp];
+            }
+            printf(" %.0f%% / %.0f%% |", 100 * r[0] / sq, 100 * r[1] / sq);
+        }
+        printf("\n");
     }
-    double eff = flops / secs; /* secs summed FLOP / (GFLOP/s): already GFLOP/s */
-    double sq2 = gemm_rate(1, 2048, 2048, 2048);
+    double sq2 = gemm_rate(1, 0, 2048, 2048, 2048);
     printf("\nsquare sgemm again at the end: %.1f GFLOP/s (a large change means a busy machine: "
            "run again)\n", sq2);
-    printf("all products of a step: %.1f GFLOP/s, %.0f%% of square sgemm "
-           "(the step's ceiling if nothing else took time)\n", eff, 100 * eff / sq);
+    for (int sp = 0; sp < 2; sp++) /* secs: FLOP / (GFLOP/s) summed, so flops / secs is GFLOP/s */
+        printf("all products of a step, %s: %.1f GFLOP/s, %.0f%% of square sgemm\n",
+               sp ? "split by hand" : "threaded by OpenBLAS", flops / secs[sp], 100 * flops / secs[sp] / sq);
+    printf("(the step's ceiling if nothing else took time)\n");
     return 0;
 }

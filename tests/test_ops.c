@@ -1,5 +1,7 @@
 /* The ops on their own: GELU's vectorized erf against the C library's erf in
- * double, layer norm and attention gradients by finite differences. */
+ * double; the linear layer's products, split between threads by hand,
+ * against sums in double at 1, 2 and 3 threads. */
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -40,8 +42,91 @@ static void test_gelu(void)
     free(cdf);
 }
 
+static float frand(unsigned *s)
+{
+    *s = *s * 1664525u + 1013904223u;
+    return (float)((*s >> 8) & 0xffff) / 65536.0f - 0.5f;
+}
+
+/* out = x W^T + b, dx = dy W, dW += dy^T x, db += colsum dy, in double */
+static void test_linear(void)
+{
+    enum { M = 1037, K = 48, N = 40 };
+    unsigned s = 7;
+    float *x = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * N * K);
+    float *b = malloc(sizeof(float) * N), *dy = malloc(sizeof(float) * M * N);
+    float *w0 = malloc(sizeof(float) * N * K), *b0 = malloc(sizeof(float) * N);
+    double *ro = calloc((size_t)M * N, sizeof(double)), *rdx = calloc((size_t)M * K, sizeof(double));
+    double *rdw = calloc((size_t)N * K, sizeof(double)), *rdb = calloc(N, sizeof(double));
+    float *out = malloc(sizeof(float) * M * N), *dx = malloc(sizeof(float) * M * K);
+    float *dw = malloc(sizeof(float) * N * K), *db = malloc(sizeof(float) * N);
+    float *keep_dw = malloc(sizeof(float) * N * K);
+    for (int i = 0; i < M * K; i++) x[i] = frand(&s);
+    for (int i = 0; i < N * K; i++) w[i] = frand(&s), w0[i] = frand(&s);
+    for (int i = 0; i < N; i++) b[i] = frand(&s), b0[i] = frand(&s);
+    for (int i = 0; i < M * N; i++) dy[i] = frand(&s);
+    for (int m = 0; m < M; m++)
+        for (int n = 0; n < N; n++) {
+            double a = b[n];
+            for (int k = 0; k < K; k++) a += (double)x[m * K + k] * w[n * K + k];
+            ro[m * N + n] = a;
+        }
+    for (int m = 0; m < M; m++)
+        for (int k = 0; k < K; k++) {
+            double a = 0;
+            for (int n = 0; n < N; n++) a += (double)dy[m * N + n] * w[n * K + k];
+            rdx[m * K + k] = a;
+        }
+    for (int n = 0; n < N; n++) {
+        rdb[n] = b0[n];
+        for (int m = 0; m < M; m++) rdb[n] += dy[m * N + n];
+        for (int k = 0; k < K; k++) {
+            double a = w0[n * K + k];
+            for (int m = 0; m < M; m++) a += (double)dy[m * N + n] * x[m * K + k];
+            rdw[n * K + k] = a;
+        }
+    }
+    int saved = omp_get_max_threads();
+    for (int nt = 1; nt <= 3; nt++) {
+        omp_set_num_threads(nt);
+        for (int full = 1; full >= 0; full--) { /* the full product, then without dx and bias */
+            linear_forward(out, x, w, full ? b : NULL, M, K, N);
+            memcpy(dw, w0, sizeof(float) * N * K);
+            memcpy(db, b0, sizeof(float) * N);
+            linear_backward(full ? dx : NULL, dw, full ? db : NULL, dy, x, w, M, K, N);
+            double eo = 0, ex = 0, ew = 0, eb = 0;
+            for (int i = 0; i < M * N; i++) {
+                double r = ro[i] - (full ? 0 : b[i % N]);
+                eo = fmax(eo, fabs(out[i] - r));
+            }
+            for (int i = 0; i < M * K && full; i++) ex = fmax(ex, fabs(dx[i] - rdx[i]));
+            for (int i = 0; i < N * K; i++) ew = fmax(ew, fabs(dw[i] - rdw[i]));
+            for (int i = 0; i < N && full; i++) eb = fmax(eb, fabs(db[i] - rdb[i]));
+            if (!full)
+                for (int i = 0; i < N; i++) eb = fmax(eb, fabs(db[i] - b0[i]));
+            /* sums of 40-48 products of terms below 0.5 (out, dx); of 1037 (dw, db) */
+            CHECK(eo < 1e-5 && ex < 1e-5, "linear, %d threads%s: forward %.2g, input grad %.2g", nt,
+                  full ? "" : ", no bias", eo, ex);
+            CHECK(ew < 1e-4 && eb < 1e-4, "linear, %d threads%s: weight grad %.2g, bias grad %.2g",
+                  nt, full ? "" : ", no bias", ew, eb);
+            if (full) {
+                memcpy(keep_dw, dw, sizeof(float) * N * K);
+                memcpy(dw, w0, sizeof(float) * N * K);
+                memcpy(db, b0, sizeof(float) * N);
+                linear_backward(dx, dw, db, dy, x, w, M, K, N);
+                CHECK(!memcmp(keep_dw, dw, sizeof(float) * N * K),
+                      "linear, %d threads: the weight gradient is the same bits on a second run", nt);
+            }
+        }
+    }
+    omp_set_num_threads(saved);
+    free(x), free(w), free(b), free(dy), free(w0), free(b0), free(ro), free(rdx), free(rdw);
+    free(rdb), free(out), free(dx), free(dw), free(db), free(keep_dw);
+}
+
 int main(void)
 {
     test_gelu();
+    test_linear();
     TEST_END();
 }
