@@ -13,13 +13,13 @@ static void test_gelu(void)
     int n = 200001;
     float *x = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
     float *d = malloc(n * sizeof(float)), *one = malloc(n * sizeof(float));
-    float *cdf = malloc(n * sizeof(float));
+    float *deriv = malloc(n * sizeof(float));
     for (int i = 0; i < n; i++) {
         x[i] = -20.0f + 40.0f * i / (n - 1);
         one[i] = 1.0f;
     }
-    gelu_forward(y, cdf, x, (size_t)n);
-    gelu_backward(d, x, cdf, one, (size_t)n);
+    gelu_forward(y, deriv, x, (size_t)n);
+    gelu_backward(d, deriv, one, (size_t)n);
     double worst = 0, worst_d = 0;
     for (int i = 0; i < n; i++) {
         double xv = x[i];
@@ -39,7 +39,7 @@ static void test_gelu(void)
     free(y);
     free(d);
     free(one);
-    free(cdf);
+    free(deriv);
 }
 
 static float frand(unsigned *s)

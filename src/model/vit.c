@@ -26,9 +26,8 @@ void carve_block(arena *a, block_acts *ba, int B, int T, int D, int H, int Hd)
     ba->ln2 = TAKE(a, BT * D);
     ba->m2 = TAKE(a, BT);
     ba->r2 = TAKE(a, BT);
-    ba->fc1 = TAKE(a, BT * Hd);
     ba->gelu = TAKE(a, BT * Hd);
-    ba->cdf = TAKE(a, BT * Hd);
+    ba->dgelu = TAKE(a, BT * Hd);
     ba->x_out = TAKE(a, BT * D);
 }
 
@@ -52,8 +51,8 @@ void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int 
     if (keep_attn) scale_rows(a->x_mid, keep_attn, B, T, D); /* drop path */
     add_inplace(a->x_mid, x_in, (size_t)M * D);
     layernorm_forward(a->ln2, a->m2, a->r2, a->x_mid, p->n2w, p->n2b, M, D);
-    linear_forward(a->fc1, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
-    gelu_forward(a->gelu, a->cdf, a->fc1, (size_t)M * Hd);
+    linear_forward(a->gelu, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
+    gelu_forward(a->gelu, a->dgelu, a->gelu, (size_t)M * Hd); /* in place */
     linear_forward(a->x_out, a->gelu, p->fc2w, p->fc2b, M, Hd, D);
     if (keep_mlp) scale_rows(a->x_out, keep_mlp, B, T, D); /* drop path */
     add_inplace(a->x_out, a->x_mid, (size_t)M * D);
@@ -78,7 +77,7 @@ void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, co
         dbranch = dtmp;
     }
     linear_backward(s->dfc, g->fc2w, g->fc2b, dbranch, a->gelu, p->fc2w, M, Hd, D);
-    gelu_backward(s->dfc, a->fc1, a->cdf, s->dfc, (size_t)M * Hd);
+    gelu_backward(s->dfc, a->dgelu, s->dfc, (size_t)M * Hd);
     linear_backward(dtmp, g->fc1w, g->fc1b, s->dfc, a->ln2, p->fc1w, M, D, Hd);
     layernorm_backward(dx, g->n2w, g->n2b, dtmp, a->x_mid, p->n2w, a->m2, a->r2, M, D);
     dbranch = dx;

@@ -18,7 +18,7 @@ void *take(arena *a, size_t n, size_t elem);
 
 /* one block's saved activations, rows = B*T */
 typedef struct {
-    float *ln1, *m1, *r1, *qkv, *att, *attn_out, *x_mid, *ln2, *m2, *r2, *fc1, *gelu, *cdf, *x_out;
+    float *ln1, *m1, *r1, *qkv, *att, *attn_out, *x_mid, *ln2, *m2, *r2, *gelu, *dgelu, *x_out;
 } block_acts;
 
 /* backward scratch shared by all blocks */

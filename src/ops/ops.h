@@ -21,13 +21,13 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int M, int D);
 
-/* out[n] = x * Phi(x), the exact (erf) GELU, and cdf[n] = Phi(x) for the
- * backward pass; gelu_scalar for one value */
+/* out[n] = x * Phi(x), the exact (erf) GELU (out may alias inp), and
+ * deriv[n] = GELU'(x) = Phi(x) + x phi(x) for the backward pass; gelu_scalar
+ * for one value */
 float gelu_scalar(float x);
-void gelu_forward(float *out, float *cdf, const float *inp, size_t n);
-/* dinp[n] = dout * GELU'(inp) = dout * (Phi(x) + x phi(x)), with Phi(x) saved
- * by the forward pass in cdf (dinp may alias dout) */
-void gelu_backward(float *dinp, const float *inp, const float *cdf, const float *dout, size_t n);
+void gelu_forward(float *out, float *deriv, const float *inp, size_t n);
+/* dinp[n] = dout * deriv, deriv saved by the forward pass (dinp may alias dout) */
+void gelu_backward(float *dinp, const float *deriv, const float *dout, size_t n);
 
 /* Multi-head self-attention core (no projections).
  * qkv [B,T,3D] laid out per token as (3, H, hd); out [B,T,D] as (H, hd);
