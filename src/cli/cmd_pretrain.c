@@ -348,7 +348,8 @@ int cmd_pretrain(int argc, char **argv)
         /* As official, steps are grouped within an epoch: step s takes the
          * micro-batches from (s % spe) * accum of epoch s / spe on; when
          * accum does not divide an epoch, its last bpe % accum micro-batches
-         * are skipped (official adds their gradients to the next step). */
+         * are skipped. Official runs them, but the zero_grad at the start of
+         * its next epoch drops their gradients: the updates are the same. */
         int64_t ep_i = step / spe, it0 = (step % spe) * rc.accum_iter;
         int64_t pos_e, pos_b;
         maec_loader_position(ld, &pos_e, &pos_b);
