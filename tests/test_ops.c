@@ -124,9 +124,62 @@ static void test_linear(void)
     free(rdb), free(out), free(dx), free(dw), free(db), free(keep_dw);
 }
 
+/* layer norm's gradients against sums in double: rows split between 1-3
+ * threads, and a row too wide for the one-pass path */
+static void test_layernorm(int M, int D)
+{
+    unsigned s = 11;
+    size_t n = (size_t)M * D;
+    float *x = malloc(n * sizeof(float)), *dy = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
+    float *dx = malloc(n * sizeof(float)), *w = malloc(D * sizeof(float)), *b = malloc(D * sizeof(float));
+    float *dw = malloc(D * sizeof(float)), *db = malloc(D * sizeof(float));
+    float *mean = malloc(M * sizeof(float)), *rstd = malloc(M * sizeof(float));
+    double *rdx = malloc(n * sizeof(double)), *rdw = calloc(D, sizeof(double)), *rdb = calloc(D, sizeof(double));
+    for (size_t i = 0; i < n; i++) x[i] = 3.0f * frand(&s) + 1.0f, dy[i] = frand(&s);
+    for (int i = 0; i < D; i++) w[i] = 1.0f + frand(&s), b[i] = frand(&s);
+    for (int m = 0; m < M; m++) {
+        const float *xr = x + (size_t)m * D, *g = dy + (size_t)m * D;
+        double mu = 0, v = 0, sg = 0, sgx = 0;
+        for (int i = 0; i < D; i++) mu += xr[i];
+        mu /= D;
+        for (int i = 0; i < D; i++) v += (xr[i] - mu) * (xr[i] - mu);
+        double rs = 1.0 / sqrt(v / D + 1e-6);
+        for (int i = 0; i < D; i++) {
+            double xh = (xr[i] - mu) * rs;
+            sg += (double)g[i] * w[i];
+            sgx += (double)g[i] * w[i] * xh;
+            rdw[i] += g[i] * xh;
+            rdb[i] += g[i];
+        }
+        for (int i = 0; i < D; i++) {
+            double xh = (xr[i] - mu) * rs;
+            /* dx starts at 1: the backward adds into it */
+            rdx[(size_t)m * D + i] = 1.0 + (g[i] * w[i] - sg / D - xh * sgx / D) * rs;
+        }
+    }
+    int saved = omp_get_max_threads();
+    for (int nt = 1; nt <= 3; nt++) {
+        omp_set_num_threads(nt);
+        layernorm_forward(y, mean, rstd, x, w, b, M, D);
+        for (size_t i = 0; i < n; i++) dx[i] = 1.0f;
+        for (int i = 0; i < D; i++) dw[i] = db[i] = 0.0f;
+        layernorm_backward(dx, dw, db, dy, x, w, mean, rstd, M, D);
+        double ex = 0, ew = 0;
+        for (size_t i = 0; i < n; i++) ex = fmax(ex, fabs(dx[i] - rdx[i]));
+        for (int i = 0; i < D; i++) ew = fmax(ew, fmax(fabs(dw[i] - rdw[i]), fabs(db[i] - rdb[i])));
+        CHECK(ex < 2e-5 && ew < 1e-4, "layer norm %d x %d, %d threads: input grad %.2g, weight/bias grad %.2g",
+              M, D, nt, ex, ew);
+    }
+    omp_set_num_threads(saved);
+    free(x), free(dy), free(y), free(dx), free(w), free(b), free(dw), free(db), free(mean), free(rstd);
+    free(rdx), free(rdw), free(rdb);
+}
+
 int main(void)
 {
     test_gelu();
     test_linear();
+    test_layernorm(301, 192);
+    test_layernorm(3, 4100);
     TEST_END();
 }
