@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ops/ops.h"
+#include "ops/vmath.h"
 #include "test.h"
 
 static void test_gelu(void)
@@ -175,8 +176,22 @@ static void test_layernorm(int M, int D)
     free(rdx), free(rdw), free(rdb);
 }
 
+/* the vectorizable exp (softmax, GELU) against exp in double */
+static void test_exp(void)
+{
+    double worst = 0;
+    for (int i = 0; i <= 1000000; i++) {
+        float x = -87.0f + 175.0f * (float)i / 1000000.0f;
+        double ref = exp((double)x), e = fabs(exp_vec(x) - ref) / ref;
+        if (e > worst) worst = e;
+    }
+    printf("  exp: worst relative error %.2e on [-87, 88]\n", worst);
+    CHECK(worst < 4e-7, "exp_vec relative error %.3g", worst);
+}
+
 int main(void)
 {
+    test_exp();
     test_gelu();
     test_linear();
     test_layernorm(301, 192);

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ops.h"
+#include "vmath.h"
 
 /* For each (batch, head): S = Q K^T * scale, P = softmax(S) by rows,
  * O = P V. Q, K, V are strided views into qkv (row stride 3D). */
@@ -26,8 +27,9 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
                 float mx = row[0];
                 for (int j = 1; j < T; j++) mx = row[j] > mx ? row[j] : mx;
                 float s = 0.0f;
+#pragma omp simd reduction(+ : s)
                 for (int j = 0; j < T; j++) {
-                    row[j] = expf(row[j] - mx);
+                    row[j] = exp_vec(row[j] - mx);
                     s += row[j];
                 }
                 float inv = 1.0f / s;

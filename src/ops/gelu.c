@@ -7,32 +7,12 @@
  * computes no exponential; tests/test_ops.c holds it against erff and PyTorch's
  * fixtures hold the whole model to 1e-5. */
 #include <math.h>
-#include <stdint.h>
-#include <string.h>
 
 #include "ops.h"
+#include "vmath.h"
 
 #define INV_SQRT2 0.70710678118654752440f
 #define INV_SQRT_2PI 0.39894228040143267794f
-
-/* e^x for x in [-87, 88], about 2 ulp */
-static inline float exp_vec(float x)
-{
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
-    float p = 1.0f / 720;
-    p = p * r + 1.0f / 120;
-    p = p * r + 1.0f / 24;
-    p = p * r + 1.0f / 6;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    int32_t bits = ((int32_t)n + 127) << 23;
-    float s;
-    memcpy(&s, &bits, sizeof s);
-    return p * s;
-}
 
 /* Phi(x) = P(N(0,1) <= x) = erfc(-x / sqrt 2) / 2, and e = exp(-x^2 / 2),
  * which the derivative needs too */
