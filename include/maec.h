@@ -252,6 +252,18 @@ int maec_classifier_load(const char *path, const maec_config *hint,
 /* Weights under timm's names, the encoder configuration and the classifier
  * settings in __metadata__, written atomically. */
 int maec_classifier_save(const maec_classifier *c, const char *path, maec_error *err);
+/* A fine-tuning checkpoint: the weights, the AdamW moments of the trainable
+ * tensors ("optimizer.exp_avg.<name>", "optimizer.exp_avg_sq.<name>"), the
+ * step and a run-state string (run_json, may be NULL), atomically with a
+ * checksum. maec_classifier_load reads its weights and ignores the rest;
+ * maec_classifier_checkpoint_load reads it all (o: as for
+ * maec_classifier_load, with the tune_blocks of the run that wrote it;
+ * *run_json malloc'd, NULL if none). */
+int maec_classifier_checkpoint_save(const maec_classifier *c, const char *path,
+                                    const char *run_json, maec_error *err);
+int maec_classifier_checkpoint_load(const char *path, const maec_config *hint,
+                                    const maec_classifier_opts *o, maec_classifier **out,
+                                    char **run_json, maec_error *err);
 void maec_classifier_free(maec_classifier *c);
 
 const maec_config *maec_classifier_config(const maec_classifier *c);

@@ -81,6 +81,31 @@ $MAEC finetune --model $M $FT --tune-blocks 0 --mixup 0 --cutmix 0 --output-dir 
 check '[ $? -eq 0 ]' "finetune --tune-blocks 0 failed"
 $MAEC finetune --model $M $FT --from-scratch --output-dir $T/fts > $T/fts.log 2>&1
 check '[ $? -eq 0 ] && grep -q "from scratch" $T/fts.log' "finetune --from-scratch failed: $(tail -2 $T/fts.log)"
+# finetune --resume: a run stopped after 5 steps (--max-steps), or by
+# SIGTERM, and resumed ends with the same weights, bit for bit, as one run;
+# partial fine-tuning too (its checkpoint holds the moments of what learns)
+FR="--data-path $D --warmup-epochs 0.2 --batch-size 32 --log-every 4 $J"
+for tb in "" "--tune-blocks 1"; do
+    $MAEC finetune --model $M $FR --epochs 2 $tb --output-dir $T/fr1 > /dev/null 2>&1
+    $MAEC finetune --model $M $FR --epochs 2 $tb --max-steps 5 --output-dir $T/fr2 > /dev/null 2>&1
+    check '[ -s $T/fr2/checkpoint.safetensors ]' "finetune $tb --max-steps 5 wrote no checkpoint"
+    $MAEC finetune --resume $T/fr2 --max-steps 0 > $T/fr2.log 2>&1
+    check '[ $? -eq 0 ] && grep -q "resuming .* at step 5 of 32" $T/fr2.log' "finetune --resume $tb failed: $(tail -2 $T/fr2.log)"
+    check 'cmp -s $T/fr1/model.safetensors $T/fr2/model.safetensors' "finetune $tb: stopped and resumed, other weights than one run"
+    # evaluations at step 5 (where the first part stopped), then after epochs 1 and 2
+    check '[ "$(grep -c "\"epoch\":[0-9]*,\"test_top1\"" $T/fr2/metrics.jsonl)" -eq 3 ]' "finetune --resume $tb: metrics.jsonl not continued"
+    rm -rf $T/fr1 $T/fr2
+done
+$MAEC finetune --model $M $FR --epochs 400 --output-dir $T/fr3 > $T/fr3.log 2>&1 &
+pid=$!
+for i in $(seq 100); do [ -s $T/fr3/checkpoint.safetensors ] && break; sleep 0.2; done
+kill -TERM $pid; wait $pid; rc=$?
+check '[ $rc -eq 143 ] && grep -q "continue with: maec finetune --resume" $T/fr3.log' "finetune: SIGTERM gave exit $rc: $(tail -1 $T/fr3.log)"
+$MAEC finetune --resume $T/fr3/checkpoint.safetensors --max-steps 200 > $T/fr3b.log 2>&1
+check '[ $? -eq 0 ] && grep -q "\"final\":true" $T/fr3/metrics.jsonl' "finetune --resume after SIGTERM failed: $(tail -2 $T/fr3b.log)"
+out=$($MAEC finetune --resume $T/fr3 2>&1)
+check '[ $? -eq 0 ] && echo "$out" | grep -q "already ran its 200 steps"' "finetune --resume of a finished run: $out"
+
 # the fine-tuned file (timm names) feeds knn and embed (its pre-logits)
 out=$($MAEC knn --model $T/ft/model.safetensors --data-path $D --k 5 $J 2>&1)
 check '[ $? -eq 0 ]' "knn on a fine-tuned model failed: $out"
@@ -119,6 +144,9 @@ expect_err "finetune, unknown preset" $MAEC finetune --model vit-tiny-99 $FT --o
 expect_err "finetune, corrupt model" $MAEC finetune --model $T/bad.safetensors $FT --output-dir $T/x
 mkdir -p $T/nolabels; cp $D/train-images-idx3-ubyte $D/t10k-images-idx3-ubyte $T/nolabels/
 expect_err "finetune, no labels" $MAEC finetune --model $M --data-path $T/nolabels --batch-size 32 --output-dir $T/x
+expect_err "finetune --resume, changed flag" $MAEC finetune --resume $T/fr3 --blr 0.1
+expect_err "finetune --resume, no checkpoint" $MAEC finetune --resume $T/nothing
+expect_err "finetune --resume, an MAE file" $MAEC finetune --resume $M
 expect_err "pretrain, bad knn-every" $MAEC pretrain $SMALL --data-path $D --output-dir $T/x --knn-every -1
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

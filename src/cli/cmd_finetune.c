@@ -10,16 +10,141 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+
 #include "cli.h"
 #include "eval_common.h"
+#include "io/safetensors.h"
 #include "util.h"
 
 static volatile sig_atomic_t g_stop;
 static void on_signal(int s) { g_stop = s; }
 
+/* the value of --NAME (or --NAME=value) in argv, else NULL */
+static const char *find_flag(int argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2) || strncmp(a + 2, name, n)) continue;
+        if (a[2 + n] == '=') return a + 3 + n;
+        if (a[2 + n] == 0) return i + 1 < argc ? argv[i + 1] : "";
+    }
+    return NULL;
+}
+
+/* "--name=value" for an option that was given, as its variable holds it now */
+static char *opt_arg(const cli_opt *o)
+{
+    char v[64];
+    const char *val = v;
+    switch (o->kind) {
+    case OPT_STR: val = *(const char **)o->dst; break;
+    case OPT_INT: snprintf(v, sizeof v, "%d", *(int *)o->dst); break;
+    case OPT_FLOAT: snprintf(v, sizeof v, "%.9g", (double)*(float *)o->dst); break;
+    case OPT_DOUBLE: snprintf(v, sizeof v, "%.17g", *(double *)o->dst); break;
+    case OPT_BOOL: val = *(int *)o->dst ? "true" : "false"; break;
+    case OPT_U64: snprintf(v, sizeof v, "%llu", (unsigned long long)*(uint64_t *)o->dst); break;
+    }
+    size_t len = strlen(o->name) + strlen(val) + 4;
+    char *a = malloc(len);
+    if (a) snprintf(a, len, "--%s=%s", o->name, val);
+    return a;
+}
+
+/* The run state saved in a fine-tuning checkpoint: every flag the run was
+ * given, as --name=value (all but --resume and --output-dir, which are where
+ * the checkpoint is), whether the encoder was randomly initialized, and the
+ * last test top-1. NULL when out of memory. */
+static char *run_state_json(const cli_opt *opts, int nopts, int random_init, double top1)
+{
+    cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "args");
+    int ok = r && a;
+    for (int k = 0; ok && k < nopts; k++) {
+        if (!opts[k].seen || !strcmp(opts[k].name, "resume") || !strcmp(opts[k].name, "output-dir")) continue;
+        char *s = opt_arg(&opts[k]);
+        cJSON *item = s ? cJSON_CreateString(s) : NULL;
+        ok = item && cJSON_AddItemToArray(a, item);
+        free(s);
+    }
+    ok = ok && cJSON_AddBoolToObject(r, "random_init", random_init) && cJSON_AddNumberToObject(r, "top1", top1);
+    char *js = ok ? cJSON_PrintUnformatted(r) : NULL;
+    cJSON_Delete(r);
+    return js;
+}
+
+/* --resume R (a run's folder or its checkpoint file): the checkpoint's path,
+ * its folder, and the flags of the run from its run state (*argv_out: an
+ * array of *argc_out malloc'd strings) */
+static int read_resume(const char *r, char **ckpt, char **dir, char ***argv_out, int *argc_out,
+                       int *random_init, double *top1, maec_error *err)
+{
+    struct stat st;
+    size_t n = strlen(r) + 32;
+    *ckpt = malloc(n), *dir = malloc(n);
+    *argv_out = NULL, *argc_out = 0;
+    if (!*ckpt || !*dir) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    if (stat(r, &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(*dir, n, "%s", r);
+        snprintf(*ckpt, n, "%s/checkpoint.safetensors", r);
+    } else {
+        snprintf(*ckpt, n, "%s", r);
+        snprintf(*dir, n, "%s", r);
+        char *slash = strrchr(*dir, '/');
+        if (slash) *slash = 0;
+        else snprintf(*dir, n, ".");
+    }
+    st_file f;
+    int rc = st_open(*ckpt, &f, err);
+    if (rc) return rc;
+    const char *js = st_meta(&f, "maec_run");
+    cJSON *j = js ? cJSON_Parse(js) : NULL;
+    const cJSON *a = j ? cJSON_GetObjectItemCaseSensitive(j, "args") : NULL;
+    const cJSON *ri = j ? cJSON_GetObjectItemCaseSensitive(j, "random_init") : NULL;
+    const cJSON *t1 = j ? cJSON_GetObjectItemCaseSensitive(j, "top1") : NULL;
+    if (!cJSON_IsArray(a) || !cJSON_IsBool(ri) || !cJSON_IsNumber(t1))
+        rc = maec_fail(err, MAEC_EFORMAT, "%s: not a fine-tuning checkpoint (no run state)", *ckpt);
+    int na = rc ? 0 : cJSON_GetArraySize(a);
+    if (!rc && !(*argv_out = calloc((size_t)na + 1, sizeof(char *))))
+        rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
+    for (int i = 0; !rc && i < na; i++) {
+        const cJSON *s = cJSON_GetArrayItem(a, i);
+        if (!cJSON_IsString(s))
+            rc = maec_fail(err, MAEC_EFORMAT, "%s: run state: args must be strings", *ckpt);
+        else if (!((*argv_out)[i] = strdup(s->valuestring)))
+            rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
+        else
+            (*argc_out)++;
+    }
+    if (!rc) {
+        *random_init = cJSON_IsTrue(ri);
+        *top1 = t1->valuedouble;
+    }
+    cJSON_Delete(j);
+    st_close(&f);
+    return rc;
+}
+
+static int save_ft_checkpoint(const maec_classifier *c, const char *path, const cli_opt *opts, int nopts,
+                              int random_init, double top1, maec_error *err)
+{
+    char *js = run_state_json(opts, nopts, random_init, top1);
+    if (!js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    int rc = maec_classifier_checkpoint_save(c, path, js, err);
+    free(js);
+    return rc;
+}
+
+static void free_args(char **a, int n)
+{
+    for (int i = 0; a && i < n; i++) free(a[i]);
+    free(a);
+}
+
 int cmd_finetune(int argc, char **argv)
 {
-    const char *model = NULL, *data = NULL, *out = NULL;
+    const char *model = NULL, *data = NULL, *out = NULL, *resume = NULL;
     maec_config hint;
     memset(&hint, 0, sizeof hint);
     int epochs = 50, batch = 64, accum = 1, threads = 0, workers = 1, tune = -1, scratch = 0, cls_token = 0;
@@ -58,22 +183,56 @@ int cmd_finetune(int argc, char **argv)
         {"seed", OPT_U64, &seed, "seed: head init, data order, augmentation, mixup, drop path", 1, 0, 0},
         {"threads", OPT_INT, &threads, "compute threads (default: all cores)", 1, 1024, 0},
         {"num-workers", OPT_INT, &workers, "data loader threads", 0, 256, 0},
+        {"resume", OPT_STR, &resume, "continue a run (its folder or checkpoint) with its own flags; "
+         "only --threads, --num-workers and --max-steps may be given with it", 1, 0, 0},
     };
-    int npos, r = cli_parse("finetune", "--model M --data-path P --output-dir D [options]", argc, argv, opts,
-                            (int)(sizeof opts / sizeof opts[0]), NULL, 0, &npos);
-    if (r) return r < 0 ? 2 : 0;
-    if (!model) model = "fmnist-mini", scratch = 1; /* the supervised baseline */
-    if (!data || !out) {
+    const int nopts = (int)(sizeof opts / sizeof opts[0]);
+    const char *usage = "--model M --data-path P --output-dir D [options] | --resume D";
+    char *ckpt = NULL, *rdir = NULL, **rargv = NULL;
+    int rargc = 0, resumed_random = 0, npos, r;
+    double resumed_top1 = -1;
+    if (find_flag(argc, argv, "help") || !find_flag(argc, argv, "resume")) {
+        r = cli_parse("finetune", usage, argc, argv, opts, nopts, NULL, 0, &npos);
+    } else {
+        /* the run's own flags first, then the few that may change */
+        maec_error e = {0};
+        r = read_resume(find_flag(argc, argv, "resume"), &ckpt, &rdir, &rargv, &rargc, &resumed_random,
+                        &resumed_top1, &e);
+        if (r) {
+            cli_fail(&e);
+            r = -1;
+        }
+        if (!r && (r = cli_parse("finetune", usage, rargc, rargv, opts, nopts, NULL, 0, &npos)) == 0) {
+            int saved_seen[sizeof opts / sizeof opts[0]];
+            for (int k = 0; k < nopts; k++) saved_seen[k] = opts[k].seen, opts[k].seen = 0;
+            r = cli_parse("finetune", usage, argc, argv, opts, nopts, NULL, 0, &npos);
+            for (int k = 0; !r && k < nopts; k++) {
+                const char *nm = opts[k].name;
+                if (opts[k].seen && strcmp(nm, "resume") && strcmp(nm, "threads") && strcmp(nm, "num-workers") &&
+                    strcmp(nm, "max-steps")) {
+                    cli_error("finetune: --resume continues a run with its own flags; --%s cannot change "
+                              "(only --threads, --num-workers and --max-steps can)", nm);
+                    r = -1;
+                }
+                opts[k].seen |= saved_seen[k];
+            }
+            out = rdir;
+        }
+    }
+    if (!r && !model) model = "fmnist-mini", scratch = 1; /* the supervised baseline */
+    if (!r && (!data || !out)) {
         cli_error("finetune: --data-path and --output-dir are required");
-        return 2;
-    }
-    if (warmup > epochs) {
+        r = -1;
+    } else if (!r && warmup > epochs) {
         cli_error("finetune: --warmup-epochs %g is longer than --epochs %d", (double)warmup, epochs);
-        return 2;
-    }
-    if ((mixup > 0 || cutmix > 0) && batch % 2) {
+        r = -1;
+    } else if (!r && (mixup > 0 || cutmix > 0) && batch % 2) {
         cli_error("finetune: mixup/cutmix need an even --batch-size, got %d", batch);
-        return 2;
+        r = -1;
+    }
+    if (r) {
+        free(ckpt), free(rdir), free_args(rargv, rargc);
+        return r < 0 ? 2 : 0;
     }
     maec_set_threads(threads);
     maec_error err = {0};
@@ -85,6 +244,8 @@ int cmd_finetune(int argc, char **argv)
     int *labels = NULL;
     FILE *mf = NULL;
     int rc = 0, random_init = 0, status = 1;
+    double top1 = -1;
+    char ckpt_path[2100];
     if ((rc = maec_dataset_open(data, "train", &train, &err))) goto fail;
     if ((rc = maec_dataset_open(data, "test", &test, &err))) goto fail;
     int K = maec_dataset_num_classes(train);
@@ -103,7 +264,13 @@ int cmd_finetune(int argc, char **argv)
      * own init (std 0.02) when training from scratch */
     int is_file = access(model, F_OK) == 0;
     o.head_init_std = (scratch || !is_file) ? 0.02f : 2e-5f;
-    if ((rc = eval_load_model(model, &hint, &o, seed, scratch, &c, &random_init, &err))) goto fail;
+    if (ckpt) {
+        if ((rc = maec_classifier_checkpoint_load(ckpt, &hint, &o, &c, NULL, &err))) goto fail;
+        random_init = resumed_random;
+        top1 = resumed_top1;
+    } else if ((rc = eval_load_model(model, &hint, &o, seed, scratch, &c, &random_init, &err))) {
+        goto fail;
+    }
     const maec_config *mc = maec_classifier_config(c);
     if (tune > mc->depth) {
         maec_fail(&err, MAEC_EINVAL, "--tune-blocks %d: the encoder has %d blocks", tune, mc->depth);
@@ -111,7 +278,9 @@ int cmd_finetune(int argc, char **argv)
     }
     float mean[3], std[3];
     const char *meta = maec_classifier_get_meta(c, "maec_data");
-    if ((rc = eval_normalization(random_init ? NULL : meta, train, mc->in_chans, mean, std, &err))) goto fail;
+    /* a resumed run finds the normalization its first part chose in the checkpoint */
+    if ((rc = eval_normalization(random_init && !ckpt ? NULL : meta, train, mc->in_chans, mean, std, &err)))
+        goto fail;
     {
         char nb[256];
         snprintf(nb, sizeof nb, "{\"mean\":[%.9g,%.9g,%.9g],\"std\":[%.9g,%.9g,%.9g]}", (double)mean[0],
@@ -127,11 +296,11 @@ int cmd_finetune(int argc, char **argv)
         maec_fail(&err, MAEC_EIO, "cannot create %s: %s", out, strerror(errno));
         goto fail;
     }
-    if (!(mf = eval_open_metrics(out, 1, &err))) goto fail;
+    if (!(mf = eval_open_metrics(out, !ckpt, &err))) goto fail;
     {
         char p[2100];
         snprintf(p, sizeof p, "%s/command.txt", out);
-        FILE *f = fopen(p, "w");
+        FILE *f = fopen(p, ckpt ? "a" : "w");
         if (f) {
             fprintf(f, "maec finetune");
             for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
@@ -184,10 +353,25 @@ int cmd_finetune(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    double t0 = eval_now(), tlog = t0, loss_sum = 0, top1 = -1;
+    double t0 = eval_now(), tlog = t0, loss_sum = 0;
     int loss_n = 0;
     int tty = isatty(fileno(stdout));
-    for (int64_t step = 0; step < total && !g_stop;) {
+    snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.safetensors", out);
+    int64_t step = maec_classifier_step(c);
+    if (ckpt) {
+        if (step >= total) {
+            printf("finetune: %s already ran its %lld steps (test top-1 %.2f%%); --max-steps continues it\n", out,
+                   (long long)step, 100 * top1);
+            status = 0;
+            goto done;
+        }
+        /* the loader where an uninterrupted run would be */
+        int64_t micro = step * accum;
+        if ((rc = maec_loader_seek(ld, micro / bpe, micro % bpe, &err))) goto fail;
+        printf("finetune: resuming %s at step %lld of %lld\n", ckpt, (long long)step, (long long)total);
+        fflush(stdout);
+    }
+    while (step < total && !g_stop) {
         int64_t micro = step * accum;
         float lr_now = (float)maec_lr_at((double)micro / bpe, lr_peak, min_lr, warmup, epochs);
         maec_classifier_zero_grad(c);
@@ -248,12 +432,12 @@ int cmd_finetune(int argc, char **argv)
             snprintf(p, sizeof p, "%s/model.safetensors", out);
             if ((rc = maec_classifier_save(c, p, &err))) goto fail;
         }
+        if (epoch_end && (rc = save_ft_checkpoint(c, ckpt_path, opts, nopts, random_init, top1, &err))) goto fail;
     }
     if (g_stop) {
-        char p[2100];
-        snprintf(p, sizeof p, "%s/model.safetensors", out);
-        maec_classifier_save(c, p, &err);
-        printf("\nstopped by signal %d; weights so far in %s (no resume for finetune)\n", (int)g_stop, p);
+        if ((rc = save_ft_checkpoint(c, ckpt_path, opts, nopts, random_init, top1, &err))) goto fail;
+        printf("\nstopped by signal %d at step %lld; continue with: maec finetune --resume %s\n", (int)g_stop,
+               (long long)step, out);
         status = 128 + g_stop;
         goto done;
     }
@@ -273,5 +457,6 @@ done:
     maec_classifier_free(c);
     maec_dataset_free(train);
     maec_dataset_free(test);
+    free(ckpt), free(rdir), free_args(rargv, rargc);
     return status;
 }

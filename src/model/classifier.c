@@ -350,36 +350,36 @@ static int is_reserved(const char *k)
            !strcmp(k, "crc32") || !strcmp(k, "maec_run") || !strcmp(k, "step");
 }
 
-int maec_classifier_save(const maec_classifier *c, const char *path, maec_error *err)
+static int clf_save(const maec_classifier *c, const char *path, const char *run_json, int with_opt,
+                    maec_error *err)
 {
-    st_tensor *t = calloc((size_t)c->ntensors, sizeof *t);
     char *cfg = maec_config_to_json(&c->cfg);
-    if (!t || !cfg) {
-        free(t);
-        free(cfg);
-        return maec_fail(err, MAEC_ENOMEM, "out of memory");
-    }
-    for (int i = 0; i < c->ntensors; i++) {
-        const maec_tensor_info *ti = &c->info[i];
-        t[i].name = ti->name;
-        t[i].ndim = ti->ndim;
-        for (int d = 0; d < 4; d++) t[i].shape[d] = ti->shape[d];
-        t[i].data = c->params + ti->offset;
-    }
+    if (!cfg) return maec_fail(err, MAEC_ENOMEM, "out of memory");
     char cl[128];
     snprintf(cl, sizeof cl, "{\"num_classes\":%d,\"global_pool\":%s}", c->opts.num_classes,
              c->opts.global_pool ? "true" : "false");
-    const char *keys[24], *vals[24];
+    const char *keys[20], *vals[20];
     int nk = 0;
     keys[nk] = "format", vals[nk++] = "pt";
     keys[nk] = "maec_config", vals[nk++] = cfg;
     keys[nk] = "maec_classifier", vals[nk++] = cl;
-    for (int i = 0; i < c->nmeta; i++)
+    for (int i = 0; i < c->nmeta && nk < 20; i++)
         if (!is_reserved(c->meta_key[i])) keys[nk] = c->meta_key[i], vals[nk++] = c->meta_val[i];
-    int rc = st_save(path, t, c->ntensors, keys, vals, nk, err);
-    free(t);
+    int rc = save_tensor_file(path, c->info, c->ntensors, c->params, with_opt ? c->adam_m : NULL,
+                              with_opt ? c->adam_v : NULL, c->step, run_json, keys, vals, nk, err);
     free(cfg);
     return rc;
+}
+
+int maec_classifier_save(const maec_classifier *c, const char *path, maec_error *err)
+{
+    return clf_save(c, path, NULL, 0, err);
+}
+
+int maec_classifier_checkpoint_save(const maec_classifier *c, const char *path, const char *run_json,
+                                    maec_error *err)
+{
+    return clf_save(c, path, run_json, 1, err);
 }
 
 /* the encoder's configuration of a classifier file: __metadata__ first, then
@@ -446,10 +446,12 @@ static int prefix_path(maec_error *err, int rc, const char *path)
     return maec_fail(err, rc, "%s: %s", path, msg);
 }
 
-int maec_classifier_load(const char *path, const maec_config *hint, const maec_classifier_opts *o,
-                         uint64_t seed, maec_classifier **out, maec_error *err)
+/* with_opt: a checkpoint of maec_classifier_checkpoint_save, moments and step included */
+static int clf_load(const char *path, const maec_config *hint, const maec_classifier_opts *o,
+                    uint64_t seed, maec_classifier **out, char **run_json, int with_opt, maec_error *err)
 {
     *out = NULL;
+    if (run_json) *run_json = NULL;
     maec_classifier_opts opts;
     if (o) opts = *o;
     else maec_classifier_defaults(&opts);
@@ -457,6 +459,10 @@ int maec_classifier_load(const char *path, const maec_config *hint, const maec_c
     int rc = st_open(path, &f, err);
     if (rc) return rc;
     int is_clf = st_find(&f, "head.weight") >= 0 || st_find(&f, "fc_norm.weight") >= 0;
+    if (with_opt && !is_clf) {
+        st_close(&f);
+        return maec_fail(err, MAEC_EFORMAT, "%s: not a fine-tuning checkpoint (no classifier head)", path);
+    }
     if (!is_clf) {
         st_close(&f);
         maec_model *m;
@@ -475,8 +481,10 @@ int maec_classifier_load(const char *path, const maec_config *hint, const maec_c
     }
     if (!rc) rc = load_tensor_table(&f, m->info, m->ntensors, m->params, 0, err);
     for (int k = 0; !rc && k < f.n; k++)
-        if (maec_classifier_find(m, f.e[k].name) < 0)
+        if (!opt_state_base(f.e[k].name) && maec_classifier_find(m, f.e[k].name) < 0)
             rc = maec_fail(err, MAEC_EFORMAT, "%s: unexpected tensor '%s' for this classifier", path, f.e[k].name);
+    if (!rc) rc = check_opt_state(&f, m->info, m->ntensors, err);
+    if (!rc && with_opt) rc = read_opt_state(&f, m->info, m->ntensors, m->adam_m, m->adam_v, &m->step, run_json, err);
     for (int i = 0; !rc && i < f.nmeta; i++)
         if (!is_reserved(f.meta_key[i])) maec_classifier_set_meta(m, f.meta_key[i], f.meta_val[i]);
     st_close(&f);
@@ -486,6 +494,24 @@ int maec_classifier_load(const char *path, const maec_config *hint, const maec_c
     }
     *out = m;
     return 0;
+}
+
+int maec_classifier_load(const char *path, const maec_config *hint, const maec_classifier_opts *o,
+                         uint64_t seed, maec_classifier **out, maec_error *err)
+{
+    return clf_load(path, hint, o, seed, out, NULL, 0, err);
+}
+
+int maec_classifier_checkpoint_load(const char *path, const maec_config *hint,
+                                    const maec_classifier_opts *o, maec_classifier **out,
+                                    char **run_json, maec_error *err)
+{
+    int rc = clf_load(path, hint, o, 0, out, run_json, 1, err);
+    if (rc && run_json) {
+        free(*run_json);
+        *run_json = NULL;
+    }
+    return rc;
 }
 
 /* ------------------------------------------------------------ workspace */

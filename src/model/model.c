@@ -419,6 +419,105 @@ int load_tensor_table(st_file *f, const maec_tensor_info *info, int n, float *pa
 
 static const char *OPT_M = "optimizer.exp_avg.", *OPT_V = "optimizer.exp_avg_sq.";
 
+const char *opt_state_base(const char *name)
+{
+    if (!strncmp(name, OPT_M, strlen(OPT_M))) return name + strlen(OPT_M);
+    if (!strncmp(name, OPT_V, strlen(OPT_V))) return name + strlen(OPT_V);
+    return NULL;
+}
+
+static int find_info(const maec_tensor_info *info, int n, const char *name)
+{
+    for (int i = 0; i < n; i++)
+        if (!strcmp(info[i].name, name)) return i;
+    return -1;
+}
+
+int check_opt_state(const st_file *f, const maec_tensor_info *info, int n, maec_error *err)
+{
+    for (int k = 0; k < f->n; k++) {
+        const char *base = opt_state_base(f->e[k].name);
+        if (!base) continue;
+        int t = find_info(info, n, base);
+        if (t < 0 || f->e[k].count != info[t].size)
+            return maec_fail(err, MAEC_EFORMAT, "%s: optimizer state '%s' does not fit the model", f->path,
+                             f->e[k].name);
+    }
+    return 0;
+}
+
+int read_opt_state(st_file *f, const maec_tensor_info *info, int n, float *adam_m, float *adam_v,
+                   int64_t *step, char **run_json, maec_error *err)
+{
+    char nm[300];
+    for (int i = 0; i < n; i++) {
+        const maec_tensor_info *t = &info[i];
+        if (!t->trainable) continue;
+        for (int which = 0; which < 2; which++) {
+            snprintf(nm, sizeof nm, "%s%s", which ? OPT_V : OPT_M, t->name);
+            int k = st_find(f, nm);
+            if (k < 0)
+                return maec_fail(err, MAEC_EFORMAT, "%s: not a checkpoint (no optimizer state '%s')", f->path, nm);
+            int rc = st_read_f32(f, k, (which ? adam_v : adam_m) + t->offset, err);
+            if (rc) return rc;
+        }
+    }
+    const char *st = st_meta(f, "step");
+    char *end = NULL;
+    long long v = st ? strtoll(st, &end, 10) : -1;
+    if (!st || *end || v < 0) return maec_fail(err, MAEC_EFORMAT, "%s: checkpoint has no valid step", f->path);
+    *step = v;
+    if (run_json) {
+        const char *r = st_meta(f, "maec_run");
+        if (r && !(*run_json = strdup(r))) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    return 0;
+}
+
+int save_tensor_file(const char *path, const maec_tensor_info *info, int n, const float *params,
+                     const float *adam_m, const float *adam_v, int64_t step, const char *run_json,
+                     const char **keys, const char **vals, int nk, maec_error *err)
+{
+    int with_opt = adam_m && adam_v, maxt = n * 3;
+    st_tensor *t = calloc((size_t)maxt, sizeof *t);
+    char *names = calloc((size_t)maxt, 300);
+    if (!t || !names || nk > 20) {
+        free(t);
+        free(names);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    int k = 0;
+    for (int pass = 0; pass < (with_opt ? 3 : 1); pass++) {
+        const float *buf = pass == 0 ? params : pass == 1 ? adam_m : adam_v;
+        for (int i = 0; i < n; i++) {
+            const maec_tensor_info *ti = &info[i];
+            if (pass > 0 && !ti->trainable) continue;
+            if (pass == 0) {
+                t[k].name = ti->name;
+            } else {
+                char *nm = names + (size_t)k * 300;
+                snprintf(nm, 300, "%s%s", pass == 1 ? OPT_M : OPT_V, ti->name);
+                t[k].name = nm;
+            }
+            t[k].ndim = ti->ndim;
+            for (int d = 0; d < 4; d++) t[k].shape[d] = ti->shape[d];
+            t[k++].data = buf + ti->offset;
+        }
+    }
+    const char *K[24], *V[24];
+    char stepbuf[32];
+    for (int i = 0; i < nk; i++) K[i] = keys[i], V[i] = vals[i];
+    if (with_opt) {
+        snprintf(stepbuf, sizeof stepbuf, "%lld", (long long)step);
+        K[nk] = "step", V[nk++] = stepbuf;
+        if (run_json) K[nk] = "maec_run", V[nk++] = run_json;
+    }
+    int rc = st_save(path, t, k, K, V, nk, err);
+    free(t);
+    free(names);
+    return rc;
+}
+
 static int is_reserved_meta(const char *k)
 {
     return !strcmp(k, "format") || !strcmp(k, "maec_config") || !strcmp(k, "crc32") ||
@@ -460,44 +559,12 @@ static int load_impl(const char *path, const maec_config *hint, maec_model **out
     if (!rc) rc = load_tensor_table(&f, m->info, m->ntensors, m->params, 1, err);
     for (int k = 0; !rc && k < f.n; k++) {
         const char *nm = f.e[k].name;
-        if (!strncmp(nm, OPT_M, strlen(OPT_M)) || !strncmp(nm, OPT_V, strlen(OPT_V))) {
-            const char *base = nm + strlen(!strncmp(nm, OPT_M, strlen(OPT_M)) ? OPT_M : OPT_V);
-            int t = maec_model_find(m, base);
-            if (t < 0 || f.e[k].count != m->info[t].size)
-                rc = maec_fail(err, MAEC_EFORMAT, "%s: optimizer state '%s' does not fit the model", path, nm);
-            continue;
-        }
+        if (opt_state_base(nm)) continue; /* checked by check_opt_state */
         if (maec_model_find(m, nm) < 0)
             rc = maec_fail(err, MAEC_EFORMAT, "%s: unexpected tensor '%s' for this model", path, nm);
     }
-    if (!rc && with_opt) {
-        char nm[300];
-        for (int i = 0; !rc && i < m->ntensors; i++) {
-            const maec_tensor_info *t = &m->info[i];
-            if (!t->trainable) continue;
-            for (int which = 0; !rc && which < 2; which++) {
-                snprintf(nm, sizeof nm, "%s%s", which ? OPT_V : OPT_M, t->name);
-                int k = st_find(&f, nm);
-                if (k < 0)
-                    rc = maec_fail(err, MAEC_EFORMAT, "%s: not a checkpoint (no optimizer state '%s')", path, nm);
-                else
-                    rc = st_read_f32(&f, k, (which ? m->adam_v : m->adam_m) + t->offset, err);
-            }
-        }
-        const char *st = st_meta(&f, "step");
-        if (!rc) {
-            char *end = NULL;
-            long long v = st ? strtoll(st, &end, 10) : -1;
-            if (!st || *end || v < 0)
-                rc = maec_fail(err, MAEC_EFORMAT, "%s: checkpoint has no valid step", path);
-            else
-                m->step = v;
-        }
-        if (!rc && run_json) {
-            const char *r = st_meta(&f, "maec_run");
-            *run_json = r ? strdup(r) : NULL;
-        }
-    }
+    if (!rc) rc = check_opt_state(&f, m->info, m->ntensors, err);
+    if (!rc && with_opt) rc = read_opt_state(&f, m->info, m->ntensors, m->adam_m, m->adam_v, &m->step, run_json, err);
     for (int i = 0; !rc && i < f.nmeta; i++)
         if (!is_reserved_meta(f.meta_key[i])) maec_model_set_meta(m, f.meta_key[i], f.meta_val[i]);
     st_close(&f);
@@ -524,49 +591,16 @@ int maec_checkpoint_load(const char *path, const maec_config *hint, maec_model *
 static int save_impl(const maec_model *m, const char *path, const char *run_json, int with_opt,
                      maec_error *err)
 {
-    int maxt = m->ntensors * 3;
-    st_tensor *t = calloc((size_t)maxt, sizeof *t);
-    char *names = calloc((size_t)maxt, 300);
     char *cfg = maec_config_to_json(&m->cfg);
-    if (!t || !cfg || !names) {
-        free(t);
-        free(cfg);
-        free(names);
-        return maec_fail(err, MAEC_ENOMEM, "out of memory");
-    }
-    int k = 0;
-    for (int pass = 0; pass < (with_opt ? 3 : 1); pass++) {
-        const float *buf = pass == 0 ? m->params : pass == 1 ? m->adam_m : m->adam_v;
-        for (int i = 0; i < m->ntensors; i++) {
-            const maec_tensor_info *ti = &m->info[i];
-            if (pass > 0 && !ti->trainable) continue;
-            if (pass == 0) {
-                t[k].name = ti->name;
-            } else {
-                char *nm = names + (size_t)k * 300;
-                snprintf(nm, 300, "%s%s", pass == 1 ? OPT_M : OPT_V, ti->name);
-                t[k].name = nm;
-            }
-            t[k].ndim = ti->ndim;
-            for (int d = 0; d < 4; d++) t[k].shape[d] = ti->shape[d];
-            t[k++].data = buf + ti->offset;
-        }
-    }
-    const char *keys[24], *vals[24];
-    char stepbuf[32];
+    if (!cfg) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    const char *keys[20], *vals[20];
     int nk = 0;
     keys[nk] = "format", vals[nk++] = "maec";
     keys[nk] = "maec_config", vals[nk++] = cfg;
-    if (with_opt) {
-        snprintf(stepbuf, sizeof stepbuf, "%lld", (long long)m->step);
-        keys[nk] = "step", vals[nk++] = stepbuf;
-        if (run_json) keys[nk] = "maec_run", vals[nk++] = run_json;
-    }
-    for (int i = 0; i < m->nmeta; i++) keys[nk] = m->meta_key[i], vals[nk++] = m->meta_val[i];
-    int rc = st_save(path, t, k, keys, vals, nk, err);
-    free(t);
+    for (int i = 0; i < m->nmeta && nk < 20; i++) keys[nk] = m->meta_key[i], vals[nk++] = m->meta_val[i];
+    int rc = save_tensor_file(path, m->info, m->ntensors, m->params, with_opt ? m->adam_m : NULL,
+                              with_opt ? m->adam_v : NULL, m->step, run_json, keys, vals, nk, err);
     free(cfg);
-    free(names);
     return rc;
 }
 

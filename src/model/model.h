@@ -52,6 +52,22 @@ const char *meta_get(char *const *keys, char *const *vals, int n, const char *ke
  * fixed_optional (the fixed position embeddings). */
 int load_tensor_table(st_file *f, const maec_tensor_info *info, int n, float *params,
                       int fixed_optional, maec_error *err);
+/* Checkpoints' optimizer state: tensors "optimizer.exp_avg.<name>" and
+ * "optimizer.exp_avg_sq.<name>" for every trainable tensor, metadata "step"
+ * and "maec_run". opt_state_base: <name> of such a tensor, else NULL.
+ * check_opt_state: every such tensor of f names a tensor of info, with its
+ * size. read_opt_state: all of them (an error if one is missing), the step
+ * and, if run_json, a malloc'd copy of "maec_run" (NULL when absent). */
+const char *opt_state_base(const char *name);
+int check_opt_state(const st_file *f, const maec_tensor_info *info, int n, maec_error *err);
+int read_opt_state(st_file *f, const maec_tensor_info *info, int n, float *adam_m, float *adam_v,
+                   int64_t *step, char **run_json, maec_error *err);
+/* Write info's tensors from params, and with adam_m and adam_v the optimizer
+ * state, step and run_json (if not NULL) too; keys/vals: the caller's
+ * metadata (at most 20). Atomic, with a checksum (st_save). */
+int save_tensor_file(const char *path, const maec_tensor_info *info, int n, const float *params,
+                     const float *adam_m, const float *adam_v, int64_t step, const char *run_json,
+                     const char **keys, const char **vals, int nk, maec_error *err);
 
 /* masking: ids_keep [B,K], ids_restore [B,L], mask [B,L] from noise [B,L] */
 void mask_from_noise(const float *noise, int B, int L, int K, int *ids_keep, int *ids_restore,
