@@ -18,6 +18,9 @@
 #             then its k-NN and linear probes (class token and mean of patch
 #             tokens) and its full fine-tuning (the recipe of row ft)
 #   ft30x30   the 30-epoch MAE fine-tuned for 30 epochs (not in the default list)
+#   pretrain100, ft100, scratch50  (not in the default list) a 100-epoch MAE,
+#             fine-tuned for 50 epochs, and the same ViT from scratch for 50
+#             epochs; hours each on 2 cores, so each resumes where it stopped
 cd "$(dirname "$0")/.." || exit 1
 MAEC=${MAEC:-./build/maec}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
@@ -139,6 +142,36 @@ row_ft30() { run ft30 $MAEC finetune --model runs/mae30/model.safetensors $FT --
 # the 30-epoch MAE fine-tuned three times longer too (30 epochs, 2 warm-up)
 FT_LONG=${FT/--epochs 10 --warmup-epochs 1/--epochs 30 --warmup-epochs 2}
 row_ft30x30() { run ft30x30 $MAEC finetune --model runs/mae30/model.safetensors $FT_LONG --layer-decay 0.75 --output-dir $R/ft30x30; }
+
+# A longer budget, run across several sittings: each row resumes its run
+# when a checkpoint is there (a stopped row is not marked done), and each
+# sitting logs to its own file ($R/<row>-MMDD-HHMM.log).
+row_pretrain100() {
+    local log=pretrain100-$(date +%m%d-%H%M)
+    if ls runs/mae100/checkpoint-*.safetensors > /dev/null 2>&1; then
+        run $log $MAEC pretrain --resume runs/mae100 $J
+    else
+        run $log $MAEC pretrain --model fmnist-mini --data-path $DATA --output-dir runs/mae100 --epochs 100 \
+            --warmup-epochs 5 --batch-size 128 --blr 1e-3 --norm-pix-loss --seed 0 $J --log-every 100 --recon-every 20
+    fi
+}
+FT50=${FT/--epochs 10 --warmup-epochs 1/--epochs 50 --warmup-epochs 5}
+row_ft100() {
+    local log=ft100-$(date +%m%d-%H%M)
+    if [ -s $R/ft100/checkpoint.safetensors ]; then
+        run $log $MAEC finetune --resume $R/ft100 $J
+    else
+        run $log $MAEC finetune --model runs/mae100/model.safetensors $FT50 --layer-decay 0.75 --output-dir $R/ft100
+    fi
+}
+row_scratch50() {
+    local log=scratch50-$(date +%m%d-%H%M)
+    if [ -s $R/scratch50/checkpoint.safetensors ]; then
+        run $log $MAEC finetune --resume $R/scratch50 $J
+    else
+        run $log $MAEC finetune --model fmnist-mini $FT50 --layer-decay 1 --output-dir $R/scratch50
+    fi
+}
 
 # one compound command, read whole before it runs: the script can be edited
 # while a long run of it goes on
