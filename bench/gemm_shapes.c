@@ -136,7 +136,7 @@ int main(int argc, char **argv)
     printf("%s, batch %d, %d threads: square sgemm (2048^3) %.1f GFLOP/s\n\n", preset, B,
            omp_get_max_threads(), sq);
     printf("Each product's rate as a share of square sgemm, threaded by OpenBLAS / split between\n"
-           "threads by hand (as maec runs them from 2 threads on)\n\n");
+           "threads by hand (as maec runs them from 2 threads on when rows >= 2 x the wider side of the weight)\n\n");
     printf("| layer | rows x in -> out | forward | input grad | weight grad |\n|---|---|---|---|---|\n");
     double flops = 0, secs[2] = {0, 0};
     for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++) {
