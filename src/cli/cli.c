@@ -111,13 +111,38 @@ static int set_value(const char *cmd, cli_opt *o, const char *v)
     return -1;
 }
 
+static int is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }
+
+int cli_wants_help(int argc, char **argv)
+{
+    for (int i = 0; i < argc; i++)
+        if (is_help(argv[i])) return 1;
+    return 0;
+}
+
+const char *cli_find(int argc, char **argv, const char *name)
+{
+    size_t n = strlen(name);
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        if (strncmp(a, "--", 2)) continue;
+        a += 2;
+        size_t k = 0;
+        while (k < n && a[k] && (a[k] == name[k] || (a[k] == '_' && name[k] == '-'))) k++;
+        if (k != n) continue;
+        if (a[k] == '=') return a + k + 1;
+        if (a[k] == 0 && i + 1 < argc) return argv[i + 1];
+    }
+    return NULL;
+}
+
 int cli_parse(const char *cmd, const char *usage, int argc, char **argv, cli_opt *opts,
               int nopts, char **pos, int maxpos, int *npos)
 {
     *npos = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
-        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+        if (is_help(a)) {
             print_usage(cmd, usage, opts, nopts);
             return 1;
         }

@@ -21,6 +21,11 @@ typedef struct {
  * on --help prints usage and returns 1. */
 int cli_parse(const char *cmd, const char *usage, int argc, char **argv, cli_opt *opts,
               int nopts, char **pos, int maxpos, int *npos);
+/* Before parsing: the value of --name (as '--name value' or '--name=value',
+ * '_' for '-' allowed) in argv, NULL if absent or without a value; whether
+ * --help or -h is there. */
+const char *cli_find(int argc, char **argv, const char *name);
+int cli_wants_help(int argc, char **argv);
 /* print "maec: error: ..." */
 void cli_error(const char *fmt, ...);
 int cli_fail(const maec_error *err);

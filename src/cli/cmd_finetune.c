@@ -21,19 +21,6 @@
 static volatile sig_atomic_t g_stop;
 static void on_signal(int s) { g_stop = s; }
 
-/* the value of --NAME (or --NAME=value) in argv, else NULL */
-static const char *find_flag(int argc, char **argv, const char *name)
-{
-    size_t n = strlen(name);
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2) || strncmp(a + 2, name, n)) continue;
-        if (a[2 + n] == '=') return a + 3 + n;
-        if (a[2 + n] == 0) return i + 1 < argc ? argv[i + 1] : "";
-    }
-    return NULL;
-}
-
 /* "--name=value" for an option that was given, as its variable holds it now */
 static char *opt_arg(const cli_opt *o)
 {
@@ -191,12 +178,13 @@ int cmd_finetune(int argc, char **argv)
     char *ckpt = NULL, *rdir = NULL, **rargv = NULL;
     int rargc = 0, resumed_random = 0, npos, r;
     double resumed_top1 = -1;
-    if (find_flag(argc, argv, "help") || !find_flag(argc, argv, "resume")) {
+    const char *resume_at = cli_find(argc, argv, "resume");
+    if (cli_wants_help(argc, argv) || !resume_at) {
         r = cli_parse("finetune", usage, argc, argv, opts, nopts, NULL, 0, &npos);
     } else {
         /* the run's own flags first, then the few that may change */
         maec_error e = {0};
-        r = read_resume(find_flag(argc, argv, "resume"), &ckpt, &rdir, &rargv, &rargc, &resumed_random,
+        r = read_resume(resume_at, &ckpt, &rdir, &rargv, &rargc, &resumed_random,
                         &resumed_top1, &e);
         if (r) {
             cli_fail(&e);

@@ -247,22 +247,6 @@ int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err)
 }
 
 /* the value of --name in argv ("--name v" or "--name=v"), or NULL */
-static const char *prescan(int argc, char **argv, const char *name)
-{
-    size_t n = strlen(name);
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i];
-        if (strncmp(a, "--", 2)) continue;
-        a += 2;
-        size_t k = 0;
-        while (k < n && a[k] && (a[k] == name[k] || (a[k] == '_' && name[k] == '-'))) k++;
-        if (k != n) continue;
-        if (a[k] == '=') return a + k + 1;
-        if (a[k] == 0 && i + 1 < argc) return argv[i + 1];
-    }
-    return NULL;
-}
-
 static int parse_triple(const char *s, float *out)
 {
     float v[3];
@@ -375,8 +359,8 @@ int run_cfg_from_args(const char *cmd, int argc, char **argv, run_cfg *rc, int *
     run_cfg_defaults(rc);
     *threads = 0;
     *resume = NULL;
-    const char *config = prescan(argc, argv, "config");
-    const char *preset = prescan(argc, argv, "model");
+    const char *config = cli_find(argc, argv, "config");
+    const char *preset = cli_find(argc, argv, "model");
     if (config) {
         char *js;
         size_t len;
