@@ -478,10 +478,11 @@ int save_tensor_file(const char *path, const maec_tensor_info *info, int n, cons
                      const float *adam_m, const float *adam_v, int64_t step, const char *run_json,
                      const char **keys, const char **vals, int nk, maec_error *err)
 {
+    if (nk > 20) return maec_fail(err, MAEC_EINVAL, "%s: %d metadata entries, at most 20", path, nk);
     int with_opt = adam_m && adam_v, maxt = n * 3;
     st_tensor *t = calloc((size_t)maxt, sizeof *t);
     char *names = calloc((size_t)maxt, 300);
-    if (!t || !names || nk > 20) {
+    if (!t || !names) {
         free(t);
         free(names);
         return maec_fail(err, MAEC_ENOMEM, "out of memory");

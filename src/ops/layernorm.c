@@ -36,7 +36,7 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 }
 
 /* the input gradient of rows [m0, m1); their weight and bias gradients
- * summed into aw, ab */
+ * summed into aw, ab unless these are NULL */
 static void ln_rows(float *dinp, float *aw, float *ab, const float *dout, const float *inp,
                     const float *w, const float *mean, const float *rstd, int m0, int m1, int D)
 {
@@ -56,11 +56,12 @@ static void ln_rows(float *dinp, float *aw, float *ab, const float *dout, const 
         sum_gx /= D;
 #pragma omp simd
         for (int i = 0; i < D; i++) {
-            float g = dy[i] * w[i];
             float xh = (x[i] - mu) * rs;
-            dx[i] += (g - sum_g - xh * sum_gx) * rs;
-            aw[i] += dy[i] * xh;
-            ab[i] += dy[i];
+            dx[i] += (dy[i] * w[i] - sum_g - xh * sum_gx) * rs;
+            if (aw) {
+                aw[i] += dy[i] * xh;
+                ab[i] += dy[i];
+            }
         }
     }
 }
@@ -94,23 +95,7 @@ void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, co
     }
     /* input gradient by rows, then the parameter gradients by columns */
 #pragma omp parallel for schedule(static)
-    for (int m = 0; m < M; m++) {
-        const float *x = inp + (size_t)m * D, *dy = dout + (size_t)m * D;
-        float *dx = dinp + (size_t)m * D;
-        float mu = mean[m], rs = rstd[m];
-        float sum_g = 0.0f, sum_gx = 0.0f;
-        for (int i = 0; i < D; i++) {
-            float g = dy[i] * w[i];
-            sum_g += g;
-            sum_gx += g * (x[i] - mu) * rs;
-        }
-        sum_g /= D;
-        sum_gx /= D;
-        for (int i = 0; i < D; i++) {
-            float g = dy[i] * w[i], xh = (x[i] - mu) * rs;
-            dx[i] += (g - sum_g - xh * sum_gx) * rs;
-        }
-    }
+    for (int m = 0; m < M; m++) ln_rows(dinp, NULL, NULL, dout, inp, w, mean, rstd, m, m + 1, D);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < D; i++) {
         float aw = 0.0f, ab = 0.0f;

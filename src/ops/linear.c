@@ -3,9 +3,9 @@
  * With more than one thread, a product of many rows and a small weight is
  * split between the threads by hand and each part run by a single-threaded
  * sgemm (OpenBLAS's OpenMP build runs single-threaded inside a parallel
- * region): the forward and input
- * gradient by rows, the weight gradient by the rows it sums over, into one
- * buffer per thread added in thread order at the end. OpenBLAS's own
+ * region): the forward and input gradient by rows, the weight gradient by
+ * the rows it sums over, into one buffer per thread added in thread order at
+ * the end. OpenBLAS's own
  * threading of these shapes (a few thousand rows, 128 to 768 wide) reached
  * 50-75% of its square-matrix rate on the weight gradients and 63-88% on the
  * input gradients at two threads; split this way, 70-90% and 81-91%
