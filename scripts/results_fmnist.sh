@@ -146,31 +146,28 @@ row_ft30x30() { run ft30x30 $MAEC finetune --model runs/mae30/model.safetensors 
 # A longer budget, run across several sittings: each row resumes its run
 # when a checkpoint is there (a stopped row is not marked done), and each
 # sitting logs to its own file ($R/<row>-MMDD-HHMM.log).
+# resumable ROW CHECKPOINT DIR SUBCOMMAND ARGS...: continue the run in DIR
+# (maec SUBCOMMAND --resume DIR) when CHECKPOINT (a glob) is there, else
+# start it with ARGS
+resumable() {
+    local row=$1 ck=$2 dir=$3 cmd=$4; shift 4
+    local log=$row-$(date +%m%d-%H%M)
+    if ls $ck > /dev/null 2>&1; then run $log $MAEC $cmd --resume $dir $J
+    else run $log $MAEC $cmd "$@"; fi
+}
 row_pretrain100() {
-    local log=pretrain100-$(date +%m%d-%H%M)
-    if ls runs/mae100/checkpoint-*.safetensors > /dev/null 2>&1; then
-        run $log $MAEC pretrain --resume runs/mae100 $J
-    else
-        run $log $MAEC pretrain --model fmnist-mini --data-path $DATA --output-dir runs/mae100 --epochs 100 \
-            --warmup-epochs 5 --batch-size 128 --blr 1e-3 --norm-pix-loss --seed 0 $J --log-every 100 --recon-every 20
-    fi
+    resumable pretrain100 'runs/mae100/checkpoint-*.safetensors' runs/mae100 pretrain --model fmnist-mini \
+        --data-path $DATA --output-dir runs/mae100 --epochs 100 --warmup-epochs 5 --batch-size 128 --blr 1e-3 \
+        --norm-pix-loss --seed 0 $J --log-every 100 --recon-every 20
 }
 FT50=${FT/--epochs 10 --warmup-epochs 1/--epochs 50 --warmup-epochs 5}
 row_ft100() {
-    local log=ft100-$(date +%m%d-%H%M)
-    if [ -s $R/ft100/checkpoint.safetensors ]; then
-        run $log $MAEC finetune --resume $R/ft100 $J
-    else
-        run $log $MAEC finetune --model runs/mae100/model.safetensors $FT50 --layer-decay 0.75 --output-dir $R/ft100
-    fi
+    resumable ft100 $R/ft100/checkpoint.safetensors $R/ft100 finetune --model runs/mae100/model.safetensors \
+        $FT50 --layer-decay 0.75 --output-dir $R/ft100
 }
 row_scratch50() {
-    local log=scratch50-$(date +%m%d-%H%M)
-    if [ -s $R/scratch50/checkpoint.safetensors ]; then
-        run $log $MAEC finetune --resume $R/scratch50 $J
-    else
-        run $log $MAEC finetune --model fmnist-mini $FT50 --layer-decay 1 --output-dir $R/scratch50
-    fi
+    resumable scratch50 $R/scratch50/checkpoint.safetensors $R/scratch50 finetune --model fmnist-mini $FT50 \
+        --layer-decay 1 --output-dir $R/scratch50
 }
 
 # one compound command, read whole before it runs: the script can be edited
