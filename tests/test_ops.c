@@ -8,6 +8,7 @@
 #include "ops/ops.h"
 #include "ops/vmath.h"
 #include "test.h"
+#include "util.h"
 
 static void test_gelu(void)
 {
@@ -43,17 +44,14 @@ static void test_gelu(void)
     free(deriv);
 }
 
-static float frand(unsigned *s)
-{
-    *s = *s * 1664525u + 1013904223u;
-    return (float)((*s >> 8) & 0xffff) / 65536.0f - 0.5f;
-}
+/* uniform in [-0.5, 0.5), from the project's generator */
+static float frand(uint64_t *s) { return rng_uniform(s) - 0.5f; }
 
 /* out = x W^T + b, dx = dy W, dW += dy^T x, db += colsum dy, in double */
 static void test_linear(void)
 {
     enum { M = 1037, K = 48, N = 40 };
-    unsigned s = 7;
+    uint64_t s = 7;
     float *x = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * N * K);
     float *b = malloc(sizeof(float) * N), *dy = malloc(sizeof(float) * M * N);
     float *w0 = malloc(sizeof(float) * N * K), *b0 = malloc(sizeof(float) * N);
@@ -129,7 +127,7 @@ static void test_linear(void)
  * threads, and a row too wide for the one-pass path */
 static void test_layernorm(int M, int D)
 {
-    unsigned s = 11;
+    uint64_t s = 11;
     size_t n = (size_t)M * D;
     float *x = malloc(n * sizeof(float)), *dy = malloc(n * sizeof(float)), *y = malloc(n * sizeof(float));
     float *dx = malloc(n * sizeof(float)), *w = malloc(D * sizeof(float)), *b = malloc(D * sizeof(float));
