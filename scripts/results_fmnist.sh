@@ -18,6 +18,12 @@
 #             then its k-NN and linear probes (class token and mean of patch
 #             tokens) and its full fine-tuning (the recipe of row ft)
 #   ft30x30   the 30-epoch MAE fine-tuned for 30 epochs (not in the default list)
+#   val       (not in the default list) the fine-tuning recipe chosen on a
+#             held-out split: the first 50,000 training images against the
+#             last 10,000 (runs/val, made with head/tail), test split unused
+#   ft30x30nc, scratch30nc  (not in the default list) the recipe row val
+#             chose (no random crop) for 30 epochs: the 30-epoch MAE
+#             fine-tuned, and the same ViT from scratch; each resumes
 #   pretrain100, ft100, scratch50  (not in the default list) a 100-epoch MAE,
 #             fine-tuned for 50 epochs, and the same ViT from scratch for 50
 #             epochs; hours each on 2 cores, so each resumes where it stopped
@@ -143,6 +149,34 @@ row_ft30() { run ft30 $MAEC finetune --model runs/mae30/model.safetensors $FT --
 FT_LONG=${FT/--epochs 10 --warmup-epochs 1/--epochs 30 --warmup-epochs 2}
 row_ft30x30() { run ft30x30 $MAEC finetune --model runs/mae30/model.safetensors $FT_LONG --layer-decay 0.75 --output-dir $R/ft30x30; }
 
+# Recipe choice without the test split: runs/val holds the first 50,000
+# training images as its train split and the last 10,000 as its test split
+# (IDX files cut with head/tail; the headers written by printf).
+idx_header() { # MAGIC_TYPE_DIMS COUNT [ROWS COLS]: an IDX header, big-endian
+    local v
+    for v in "$@"; do printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((v >> 24 & 255)) $((v >> 16 & 255)) $((v >> 8 & 255)) $((v & 255)); done
+}
+make_val() {
+    local d=runs/val ti=$DATA/train-images-idx3-ubyte.gz tl=$DATA/train-labels-idx1-ubyte.gz
+    [ -s $d/t10k-labels-idx1-ubyte ] && return 0
+    mkdir -p $d
+    { printf "$(idx_header 2051 50000 28 28)"; zcat $ti | tail -c +17 | head -c $((50000 * 784)); } > $d/train-images-idx3-ubyte &&
+    { printf "$(idx_header 2051 10000 28 28)"; zcat $ti | tail -c +$((17 + 50000 * 784)); } > $d/t10k-images-idx3-ubyte &&
+    { printf "$(idx_header 2049 50000)"; zcat $tl | tail -c +9 | head -c 50000; } > $d/train-labels-idx1-ubyte &&
+    { printf "$(idx_header 2049 10000)"; zcat $tl | tail -c +$((9 + 50000)); } > $d/t10k-labels-idx1-ubyte
+}
+# the 30-epoch MAE fine-tuned for 10 epochs on runs/val, with the crop of
+# row ft (area 0.5-1) and without any crop (flips only); the two run side by
+# side, a thread each
+row_val() {
+    make_val || return 1
+    local V="${FT/--data-path $DATA/--data-path runs/val} --layer-decay 0.75 --model runs/mae30/model.safetensors"
+    V=${V/--threads 2/--threads 1}
+    run val-crop05 $MAEC finetune $V --output-dir $R/val-crop05 &
+    run val-nocrop $MAEC finetune ${V/--crop-min 0.5/--no-random-crop} --output-dir $R/val-nocrop &
+    wait %1 && wait %2
+}
+
 # A longer budget, run across several sittings: each row resumes its run
 # when a checkpoint is there (a stopped row is not marked done), and each
 # sitting logs to its own file ($R/<row>-MMDD-HHMM.log).
@@ -159,6 +193,16 @@ row_pretrain100() {
     resumable pretrain100 'runs/mae100/checkpoint-*.safetensors' runs/mae100 pretrain --model fmnist-mini \
         --data-path $DATA --output-dir runs/mae100 --epochs 100 --warmup-epochs 5 --batch-size 128 --blr 1e-3 \
         --norm-pix-loss --seed 0 $J --log-every 100 --recon-every 20
+}
+# the recipe row val chose: flips, no random crop; 30 epochs (2 warm-up)
+FT_NC=${FT_LONG/--crop-min 0.5/--no-random-crop}
+row_ft30x30nc() {
+    resumable ft30x30nc $R/ft30x30nc/checkpoint.safetensors $R/ft30x30nc finetune \
+        --model runs/mae30/model.safetensors $FT_NC --layer-decay 0.75 --output-dir $R/ft30x30nc
+}
+row_scratch30nc() {
+    resumable scratch30nc $R/scratch30nc/checkpoint.safetensors $R/scratch30nc finetune --model fmnist-mini \
+        $FT_NC --layer-decay 1 --output-dir $R/scratch30nc
 }
 FT50=${FT/--epochs 10 --warmup-epochs 1/--epochs 50 --warmup-epochs 5}
 row_ft100() {
