@@ -26,7 +26,8 @@
 #             fine-tuned, and the same ViT from scratch; each resumes
 #   pretrain100, ft100, scratch50  (not in the default list) a 100-epoch MAE,
 #             fine-tuned for 50 epochs, and the same ViT from scratch for 50
-#             epochs; hours each on 2 cores, so each resumes where it stopped
+#             epochs (both with the recipe row val chose); hours each on 2
+#             cores, so each resumes where it stopped
 cd "$(dirname "$0")/.." || exit 1
 MAEC=${MAEC:-./build/maec}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
@@ -205,6 +206,7 @@ row_scratch30nc() {
         $FT_NC --layer-decay 1 --output-dir $R/scratch30nc
 }
 FT50=${FT/--epochs 10 --warmup-epochs 1/--epochs 50 --warmup-epochs 5}
+FT50=${FT50/--crop-min 0.5/--no-random-crop}  # the recipe row val chose
 row_ft100() {
     resumable ft100 $R/ft100/checkpoint.safetensors $R/ft100 finetune --model runs/mae100/model.safetensors \
         $FT50 --layer-decay 0.75 --output-dir $R/ft100
