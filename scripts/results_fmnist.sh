@@ -152,19 +152,16 @@ row_ft30x30() { run ft30x30 $MAEC finetune --model runs/mae30/model.safetensors 
 
 # Recipe choice without the test split: runs/val holds the first 50,000
 # training images as its train split and the last 10,000 as its test split
-# (IDX files cut with head/tail; the headers written by printf).
-idx_header() { # MAGIC_TYPE_DIMS COUNT [ROWS COLS]: an IDX header, big-endian
-    local v
-    for v in "$@"; do printf '\\x%02x\\x%02x\\x%02x\\x%02x' $((v >> 24 & 255)) $((v >> 16 & 255)) $((v >> 8 & 255)) $((v & 255)); done
-}
+# (cut_idx of scripts/idx.sh).
+. scripts/idx.sh
 make_val() {
-    local d=runs/val ti=$DATA/train-images-idx3-ubyte.gz tl=$DATA/train-labels-idx1-ubyte.gz
+    local d=runs/val
     [ -s $d/t10k-labels-idx1-ubyte ] && return 0
-    mkdir -p $d
-    { printf "$(idx_header 2051 50000 28 28)"; zcat $ti | tail -c +17 | head -c $((50000 * 784)); } > $d/train-images-idx3-ubyte &&
-    { printf "$(idx_header 2051 10000 28 28)"; zcat $ti | tail -c +$((17 + 50000 * 784)); } > $d/t10k-images-idx3-ubyte &&
-    { printf "$(idx_header 2049 50000)"; zcat $tl | tail -c +9 | head -c 50000; } > $d/train-labels-idx1-ubyte &&
-    { printf "$(idx_header 2049 10000)"; zcat $tl | tail -c +$((9 + 50000)); } > $d/t10k-labels-idx1-ubyte
+    mkdir -p $d &&
+    cut_idx $DATA/train-images-idx3-ubyte.gz $d/train-images-idx3-ubyte 0 50000 784 16 &&
+    cut_idx $DATA/train-images-idx3-ubyte.gz $d/t10k-images-idx3-ubyte 50000 10000 784 16 &&
+    cut_idx $DATA/train-labels-idx1-ubyte.gz $d/train-labels-idx1-ubyte 0 50000 1 8 &&
+    cut_idx $DATA/train-labels-idx1-ubyte.gz $d/t10k-labels-idx1-ubyte 50000 10000 1 8
 }
 # the 30-epoch MAE fine-tuned for 10 epochs on runs/val, with the crop of
 # row ft (area 0.5-1) and without any crop (flips only); the two run side by
@@ -173,9 +170,9 @@ row_val() {
     make_val || return 1
     local V="${FT/--data-path $DATA/--data-path runs/val} --layer-decay 0.75 --model runs/mae30/model.safetensors"
     V=${V/--threads 2/--threads 1}
-    run val-crop05 $MAEC finetune $V --output-dir $R/val-crop05 &
-    run val-nocrop $MAEC finetune ${V/--crop-min 0.5/--no-random-crop} --output-dir $R/val-nocrop &
-    wait %1 && wait %2
+    run val-crop05 $MAEC finetune $V --output-dir $R/val-crop05 & local p1=$!
+    run val-nocrop $MAEC finetune ${V/--crop-min 0.5/--no-random-crop} --output-dir $R/val-nocrop & local p2=$!
+    wait $p1 && wait $p2
 }
 
 # A longer budget, run across several sittings: each row resumes its run

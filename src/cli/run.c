@@ -246,7 +246,6 @@ int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err)
     return r;
 }
 
-/* the value of --name in argv ("--name v" or "--name=v"), or NULL */
 static int parse_triple(const char *s, float *out)
 {
     float v[3];
