@@ -92,7 +92,7 @@ bench: build/bench_step build/gemm_shapes
 # process, the tests' own or a `maec` they start, fails the target: reports
 # are written under $(ASAN_BUILD)/reports and looked for at the end.
 ASAN_BUILD ?= build/asan
-ASAN_FLAGS ?= -O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+ASAN_FLAGS ?= -O1 -g $(ARCH) -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 ASAN_RUN = ASAN_OPTIONS=detect_leaks=0:log_path=$(CURDIR)/$(ASAN_BUILD)/reports/asan \
     UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1:log_path=$(CURDIR)/$(ASAN_BUILD)/reports/ubsan \
     MAEC_BUILD=$(ASAN_BUILD)
