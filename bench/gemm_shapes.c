@@ -20,7 +20,6 @@
 #include <time.h>
 
 #include "maec.h"
-#include "ops/gemm.h"
 
 static double now(void)
 {
@@ -40,15 +39,6 @@ static float *part; /* the other threads' partial sums of a split weight gradien
  * 1, the summed-over rows K for 2 with partial sums added in thread order */
 static void product(int kind, int split, int M, int N, int K, const float *A, const float *B, float *C)
 {
-    if (split == 2) { /* our own products (src/ops/gemm.c) */
-        if (kind == 0)
-            gemm_forward(C, NULL, A, B, NULL, M, K, N);
-        else if (kind == 1)
-            gemm_input_grad(C, A, B, M, N, K);
-        else
-            gemm_weight_grad(C, NULL, A, B, K, N, M);
-        return;
-    }
     if (!split) {
         if (kind == 0) /* A [M,K], B [N,K] */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, A, K, B, K, 1.0f, C, N);
@@ -148,8 +138,7 @@ int main(int argc, char **argv)
     printf("Each product's rate as a share of square sgemm, threaded by OpenBLAS / split between\n"
            "threads by hand (as maec runs them from 2 threads on when rows >= 2 x the wider side of the weight)\n\n");
     printf("| layer | rows x in -> out | forward | input grad | weight grad |\n|---|---|---|---|---|\n");
-    double flops = 0, secs[3] = {0, 0, 0};
-    int nv = gemm_available() ? 3 : 2;
+    double flops = 0, secs[2] = {0, 0};
     for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++) {
         const layer *l = &ls[i];
         if (l->count == 0) continue;
@@ -163,23 +152,21 @@ int main(int argc, char **argv)
             }
             int M = kind == 2 ? l->out : l->rows, N = kind == 0 ? l->out : l->in;
             int K = kind == 0 ? l->in : kind == 1 ? l->out : l->rows;
-            double r[3];
-            for (int sp = 0; sp < nv; sp++) {
+            double r[2];
+            for (int sp = 0; sp < 2; sp++) {
                 r[sp] = gemm_rate(kind, sp, M, N, K);
                 secs[sp] += f / r[sp];
             }
-            printf(" %.0f%% / %.0f%%", 100 * r[0] / sq, 100 * r[1] / sq);
-            if (nv == 3) printf(" / %.0f%%", 100 * r[2] / sq);
-            printf(" |");
+            printf(" %.0f%% / %.0f%% |", 100 * r[0] / sq, 100 * r[1] / sq);
         }
         printf("\n");
     }
     double sq2 = gemm_rate(1, 0, 2048, 2048, 2048);
     printf("\nsquare sgemm again at the end: %.1f GFLOP/s (a large change means a busy machine: "
            "run again)\n", sq2);
-    for (int sp = 0; sp < nv; sp++) /* secs: FLOP / (GFLOP/s) summed, so flops / secs is GFLOP/s */
+    for (int sp = 0; sp < 2; sp++) /* secs: FLOP / (GFLOP/s) summed, so flops / secs is GFLOP/s */
         printf("all products of a step, %s: %.1f GFLOP/s, %.0f%% of square sgemm\n",
-               sp == 2 ? "ours (gemm.c)" : sp ? "split by hand" : "threaded by OpenBLAS", flops / secs[sp], 100 * flops / secs[sp] / sq);
+               sp ? "split by hand" : "threaded by OpenBLAS", flops / secs[sp], 100 * flops / secs[sp] / sq);
     printf("(the step's ceiling if nothing else took time)\n");
     return 0;
 }

@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ops/gemm.h"
 #include "ops/ops.h"
 #include "ops/vmath.h"
 #include "test.h"
@@ -51,45 +50,13 @@ static void test_gelu(void)
 /* uniform in [-0.5, 0.5), from the project's generator */
 static float frand(uint64_t *s) { return rng_uniform(s) - 0.5f; }
 
-/* the linear layer's products through linear.c (direct 0), or straight
- * from gemm.c (direct 1: linear.c uses it only for many rows against the
- * weight, so its short and odd shapes are tested this way) */
-static void lin_fwd(int direct, float *out, const float *x, const float *w, const float *b, int M,
-                    int K, int N)
+/* out = x W^T + b, dx = dy W, dW += dy^T x, db += colsum dy, in double */
+static void test_linear(int M, int K, int N)
 {
-    if (direct)
-        gemm_forward(out, NULL, x, w, b, M, K, N);
-    else
-        linear_forward(out, x, w, b, M, K, N);
-}
-
-static void lin_gelu(int direct, float *out, float *der, const float *x, const float *w,
-                     const float *b, int M, int K, int N)
-{
-    if (direct)
-        gemm_forward(out, der, x, w, b, M, K, N);
-    else
-        linear_gelu_forward(out, der, x, w, b, M, K, N);
-}
-
-static void lin_bwd(int direct, float *dx, float *dw, float *db, const float *dy, const float *x,
-                    const float *w, int M, int K, int N)
-{
-    if (!direct) {
-        linear_backward(dx, dw, db, dy, x, w, M, K, N);
-        return;
-    }
-    if (dx) gemm_input_grad(dx, dy, w, M, K, N);
-    gemm_weight_grad(dw, db, dy, x, M, K, N);
-}
-
-/* out = x W^T + b, dx = dy W, dW += dy^T x, db += colsum dy, in double;
- * gemm.c's products give the same bits at 1, 2 and 3 threads; the GELU
- * fused into the forward product is gelu_forward's */
-static void test_linear(int direct, int M, int K, int N)
-{
-    if (direct && !gemm_available()) return;
     uint64_t s = 7;
+    /* float sums of K (forward), N (input grad) or M (weight grad) products
+     * of terms below 0.5: errors grow about as the square root of the count */
+    double tol_o = 2e-6 * sqrt(K), tol_x = 2e-6 * sqrt(N), tol_w = 3e-6 * sqrt(M);
     float *x = malloc(sizeof(float) * M * K), *w = malloc(sizeof(float) * N * K);
     float *b = malloc(sizeof(float) * N), *dy = malloc(sizeof(float) * M * N);
     float *w0 = malloc(sizeof(float) * N * K), *b0 = malloc(sizeof(float) * N);
@@ -98,13 +65,6 @@ static void test_linear(int direct, int M, int K, int N)
     float *out = malloc(sizeof(float) * M * N), *dx = malloc(sizeof(float) * M * K);
     float *dw = malloc(sizeof(float) * N * K), *db = malloc(sizeof(float) * N);
     float *keep_dw = malloc(sizeof(float) * N * K);
-    float *out1 = malloc(sizeof(float) * M * N), *dx1 = malloc(sizeof(float) * M * K);
-    float *dw1 = malloc(sizeof(float) * N * K), *act = malloc(sizeof(float) * M * N);
-    float *der = malloc(sizeof(float) * M * N), *act_ref = malloc(sizeof(float) * M * N);
-    float *der_ref = malloc(sizeof(float) * M * N);
-    /* float sums of K (forward), N (input grad) or M (weight grad) products
-     * of terms below 0.5: errors grow about as the square root of the count */
-    double tol_o = 2e-6 * sqrt(K), tol_x = 2e-6 * sqrt(N), tol_w = 3e-6 * sqrt(M);
     for (int i = 0; i < M * K; i++) x[i] = frand(&s);
     for (int i = 0; i < N * K; i++) w[i] = frand(&s), w0[i] = frand(&s);
     for (int i = 0; i < N; i++) b[i] = frand(&s), b0[i] = frand(&s);
@@ -134,10 +94,10 @@ static void test_linear(int direct, int M, int K, int N)
     for (int nt = 1; nt <= 3; nt++) {
         omp_set_num_threads(nt);
         for (int full = 1; full >= 0; full--) { /* the full product, then without dx and bias */
-            lin_fwd(direct, out, x, w, full ? b : NULL, M, K, N);
+            linear_forward(out, x, w, full ? b : NULL, M, K, N);
             memcpy(dw, w0, sizeof(float) * N * K);
             memcpy(db, b0, sizeof(float) * N);
-            lin_bwd(direct, full ? dx : NULL, dw, full ? db : NULL, dy, x, w, M, K, N);
+            linear_backward(full ? dx : NULL, dw, full ? db : NULL, dy, x, w, M, K, N);
             double eo = 0, ex = 0, ew = 0, eb = 0;
             for (int i = 0; i < M * N; i++) {
                 double r = ro[i] - (full ? 0 : b[i % N]);
@@ -148,38 +108,16 @@ static void test_linear(int direct, int M, int K, int N)
             for (int i = 0; i < N && full; i++) eb = fmax(eb, fabs(db[i] - rdb[i]));
             if (!full)
                 for (int i = 0; i < N; i++) eb = fmax(eb, fabs(db[i] - b0[i]));
-            /* tolerances: tol_o, tol_x, tol_w above */
-            CHECK(eo < tol_o && ex < tol_x, "linear%s %dx%dx%d, %d threads%s: forward %.2g, input grad %.2g",
-                  direct ? " (gemm.c)" : "", M, K, N, nt, full ? "" : ", no bias", eo, ex);
+            CHECK(eo < tol_o && ex < tol_x, "linear %dx%dx%d, %d threads%s: forward %.2g, input grad %.2g",
+                  M, K, N, nt, full ? "" : ", no bias", eo, ex);
             CHECK(ew < tol_w && eb < tol_w,
                   "linear %dx%dx%d, %d threads%s: weight grad %.2g, bias grad %.2g", M, K, N, nt,
                   full ? "" : ", no bias", ew, eb);
-            if (full && direct) {
-                if (nt == 1) {
-                    memcpy(out1, out, sizeof(float) * M * N);
-                    memcpy(dx1, dx, sizeof(float) * M * K);
-                    memcpy(dw1, dw, sizeof(float) * N * K);
-                } else {
-                    CHECK(!memcmp(out1, out, sizeof(float) * M * N) &&
-                              !memcmp(dx1, dx, sizeof(float) * M * K) &&
-                              !memcmp(dw1, dw, sizeof(float) * N * K),
-                          "linear %dx%dx%d: %d threads give the bits of one", M, K, N, nt);
-                }
-                lin_gelu(direct, act, der, x, w, b, M, K, N);
-                gelu_forward(act_ref, der_ref, out, (size_t)M * N);
-                double eg = 0, ed = 0;
-                for (int i = 0; i < M * N; i++) {
-                    eg = fmax(eg, fabs(act[i] - act_ref[i]));
-                    ed = fmax(ed, fabs(der[i] - der_ref[i]));
-                }
-                CHECK(eg == 0 && ed == 0, "linear %dx%dx%d + GELU, %d threads: off gelu_forward by %.2g, derivative %.2g",
-                      M, K, N, nt, eg, ed);
-            }
             if (full) {
                 memcpy(keep_dw, dw, sizeof(float) * N * K);
                 memcpy(dw, w0, sizeof(float) * N * K);
                 memcpy(db, b0, sizeof(float) * N);
-                lin_bwd(direct, dx, dw, db, dy, x, w, M, K, N);
+                linear_backward(dx, dw, db, dy, x, w, M, K, N);
                 CHECK(!memcmp(keep_dw, dw, sizeof(float) * N * K),
                       "linear %dx%dx%d, %d threads: the weight gradient is the same bits on a second run",
                       M, K, N, nt);
@@ -189,7 +127,6 @@ static void test_linear(int direct, int M, int K, int N)
     omp_set_num_threads(saved);
     free(x), free(w), free(b), free(dy), free(w0), free(b0), free(ro), free(rdx), free(rdw);
     free(rdb), free(out), free(dx), free(dw), free(db), free(keep_dw);
-    free(out1), free(dx1), free(dw1), free(act), free(der), free(act_ref), free(der_ref);
 }
 
 /* layer norm's gradients against sums in double: rows split between 1-3
@@ -260,17 +197,13 @@ int main(void)
 {
     test_exp();
     test_gelu();
-    /* through linear.c: many rows (gemm.c's on AVX-512), and few rows against
-     * a wide weight (OpenBLAS) */
-    test_linear(0, 1037, 48, 40);
-    test_linear(0, 29, 600, 33);
-    /* gemm.c straight: rows split between threads; short row blocks, a
-     * reduction longer than one block (512) and a part panel; a thin input
-     * (patch embedding); fewer rows than threads' worth, split by panels */
-    test_linear(1, 1037, 48, 40);
-    test_linear(1, 29, 600, 33);
-    test_linear(1, 300, 16, 192);
-    test_linear(1, 7, 192, 100);
+    /* rows split between threads by hand; few rows against a wide weight
+     * (OpenBLAS's own threads); a thin input (patch embedding); fewer rows
+     * than threads */
+    test_linear(1037, 48, 40);
+    test_linear(29, 600, 33);
+    test_linear(300, 16, 192);
+    test_linear(7, 192, 100);
     test_layernorm(301, 192);
     test_layernorm(3, 4100);
     TEST_END();

@@ -51,7 +51,8 @@ void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int 
     if (keep_attn) scale_rows(a->x_mid, keep_attn, B, T, D); /* drop path */
     add_inplace(a->x_mid, x_in, (size_t)M * D);
     layernorm_forward(a->ln2, a->m2, a->r2, a->x_mid, p->n2w, p->n2b, M, D);
-    linear_gelu_forward(a->gelu, a->dgelu, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
+    linear_forward(a->gelu, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
+    gelu_forward(a->gelu, a->dgelu, a->gelu, (size_t)M * Hd); /* in place */
     linear_forward(a->x_out, a->gelu, p->fc2w, p->fc2b, M, Hd, D);
     if (keep_mlp) scale_rows(a->x_out, keep_mlp, B, T, D); /* drop path */
     add_inplace(a->x_out, a->x_mid, (size_t)M * D);

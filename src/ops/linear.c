@@ -1,9 +1,5 @@
-/* Linear layers: out = inp W^T + b and its gradients.
+/* Linear layers: out = inp W^T + b and its gradients, on OpenBLAS.
  *
- * Where the CPU has AVX-512 and the rows are many against the weight, the
- * products are our own (gemm.c): they read the activations where they lie
- * and put the bias and the GELU into the product (see ours() below).
- * Elsewhere, or if its scratch cannot be had, OpenBLAS, as follows.
  * With more than one thread, a product of many rows and a small weight is
  * split between the threads by hand and each part run by a single-threaded
  * sgemm (OpenBLAS's OpenMP build runs single-threaded inside a parallel
@@ -20,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gemm.h"
 #include "ops.h"
 
 /* fewer rows than this per thread: leave the product to OpenBLAS */
@@ -40,8 +35,8 @@ static int split_threads(int M, int K, int N)
 
 static int part_lo(int M, int t, int nt) { return (int)((long long)M * t / nt); }
 
-static void blas_forward(float *out, const float *inp, const float *w, const float *b, int M,
-                         int K, int N)
+void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
+                    int N)
 {
     int nt = split_threads(M, K, N);
     if (nt == 1) {
@@ -99,8 +94,8 @@ static float *partials(size_t n)
     return part;
 }
 
-static void blas_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                          const float *w, int M, int K, int N)
+void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                     const float *w, int M, int K, int N)
 {
     int nt = split_threads(M, K, N);
     size_t wn = (size_t)N * K, stride = wn + (size_t)N;
@@ -151,43 +146,6 @@ static void blas_backward(float *dinp, float *dw, float *db, const float *dout, 
                 for (int j = 0; j < N; j++) db[j] += p[j];
             }
     }
-}
-
-/* Our products where the rows are many against the weight (the MAE on small
- * images: thousands of rows, weights 128-768 wide): each call packs the
- * weight, which pays only when the product is long against it. For ViT-B at
- * batch 8 (400 rows, weights up to 768 x 3072) OpenBLAS does better
- * (bench/gemm_shapes vit-base-16 8: all products 97% of square sgemm against
- * 79% for ours; fmnist-tiny 256: 86-90% for both, and the training step 3-5%
- * faster with ours, docs/PERF.md). */
-static int ours(int M, int K, int N)
-{
-    int wide = K > N ? K : N;
-    return gemm_available() && M >= 2 * wide;
-}
-
-void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
-                    int N)
-{
-    if (!ours(M, K, N) || gemm_forward(out, NULL, inp, w, b, M, K, N) != 0) blas_forward(out, inp, w, b, M, K, N);
-}
-
-void linear_gelu_forward(float *out, float *deriv, const float *inp, const float *w,
-                         const float *b, int M, int K, int N)
-{
-    if (ours(M, K, N) && gemm_forward(out, deriv, inp, w, b, M, K, N) == 0) return;
-    blas_forward(out, inp, w, b, M, K, N);
-    gelu_forward(out, deriv, out, (size_t)M * N);
-}
-
-void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                     const float *w, int M, int K, int N)
-{
-    if (!ours(M, K, N) || (dinp && gemm_input_grad(dinp, dout, w, M, K, N) != 0)) {
-        blas_backward(dinp, dw, db, dout, inp, w, M, K, N);
-        return;
-    }
-    gemm_weight_grad(dw, db, dout, inp, M, K, N);
 }
 
 void add_inplace(float *y, const float *x, size_t n)

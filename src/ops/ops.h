@@ -10,10 +10,6 @@
 /* out[M,N] = inp[M,K] @ w[N,K]^T + b[N] (b may be NULL) */
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
                     int N);
-/* the same, then out = GELU(out) in place and deriv[M,N] = GELU'(pre-activation)
- * (as gelu_forward, in one pass with the product where it can) */
-void linear_gelu_forward(float *out, float *deriv, const float *inp, const float *w,
-                         const float *b, int M, int K, int N);
 /* dinp[M,K] = dout @ w (if dinp); dw[N,K] += dout^T @ inp; db[N] += colsum(dout) (if db) */
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, int M, int K, int N);
