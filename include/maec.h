@@ -117,8 +117,12 @@ int maec_model_load(const char *path, const maec_config *hint,
 int maec_model_save(const maec_model *m, const char *path, maec_error *err);
 
 /* String metadata kept with the model and saved in the file's __metadata__
- * (for example "maec_data": the data normalization). Loading keeps every key
- * of the file. get returns NULL when absent. */
+ * (for example "maec_data": the data normalization): up to MAEC_META_MAX
+ * keys besides maec's own ("format", "maec_config", ...); set returns
+ * MAEC_EINVAL when that many are already there. Loading keeps the file's
+ * keys, its first MAEC_META_MAX past maec's own. get returns NULL when
+ * absent. */
+enum { MAEC_META_MAX = 16 };
 int maec_model_set_meta(maec_model *m, const char *key, const char *value);
 const char *maec_model_get_meta(const maec_model *m, const char *key);
 

@@ -163,6 +163,15 @@ static void run_case(const char *cs)
     char tmp[] = "/tmp/maec_test_XXXXXX";
     int fd = mkstemp(tmp);
     if (fd >= 0) close(fd);
+    /* metadata: MAEC_META_MAX keys fit, one more is refused, all come back */
+    int meta_ok = 1;
+    for (int i = 0; i < MAEC_META_MAX; i++) {
+        char k[16], v[16];
+        snprintf(k, sizeof k, "key%d", i), snprintf(v, sizeof v, "value%d", i);
+        meta_ok &= maec_model_set_meta(m, k, v) == 0;
+    }
+    CHECK(meta_ok && maec_model_set_meta(m, "one_more", "x") == MAEC_EINVAL,
+          "%s: %d metadata keys fit and the next is refused", cs, MAEC_META_MAX);
     CHECK(maec_model_save(m, tmp, &err) == 0, "%s: save: %s", cs, err.msg);
     maec_model *m2 = NULL;
     CHECK(maec_model_load(tmp, NULL, &m2, &err) == 0, "%s: reload: %s", cs, err.msg);
@@ -170,6 +179,10 @@ static void run_case(const char *cs)
         CHECK(memcmp(maec_model_config(m2), c, sizeof *c) == 0, "%s: configuration changed on reload", cs);
         CHECK(memcmp(maec_model_params(m2), maec_model_params(m), maec_model_num_floats(m) * 4) == 0,
               "%s: parameters changed on reload", cs);
+        const char *v0 = maec_model_get_meta(m2, "key0"), *vl = maec_model_get_meta(m2, "key15");
+        CHECK(v0 && vl && !strcmp(v0, "value0") && !strcmp(vl, "value15") &&
+                  !maec_model_get_meta(m2, "one_more"),
+              "%s: metadata back on reload", cs);
     }
     maec_model_free(m2);
     unlink(tmp);

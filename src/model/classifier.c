@@ -358,12 +358,12 @@ static int clf_save(const maec_classifier *c, const char *path, const char *run_
     char cl[128];
     snprintf(cl, sizeof cl, "{\"num_classes\":%d,\"global_pool\":%s}", c->opts.num_classes,
              c->opts.global_pool ? "true" : "false");
-    const char *keys[20], *vals[20];
+    const char *keys[3 + MAEC_META_MAX], *vals[3 + MAEC_META_MAX];
     int nk = 0;
     keys[nk] = "format", vals[nk++] = "pt";
     keys[nk] = "maec_config", vals[nk++] = cfg;
     keys[nk] = "maec_classifier", vals[nk++] = cl;
-    for (int i = 0; i < c->nmeta && nk < 20; i++)
+    for (int i = 0; i < c->nmeta; i++)
         if (!is_reserved(c->meta_key[i])) keys[nk] = c->meta_key[i], vals[nk++] = c->meta_val[i];
     int rc = save_tensor_file(path, c->info, c->ntensors, c->params, with_opt ? c->adam_m : NULL,
                               with_opt ? c->adam_v : NULL, c->step, run_json, keys, vals, nk, err);

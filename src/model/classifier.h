@@ -27,7 +27,7 @@ struct maec_classifier {
     clf_views p, g;
     int64_t step;
     int nmeta;
-    char *meta_key[16], *meta_val[16];
+    char *meta_key[MAEC_META_MAX], *meta_val[MAEC_META_MAX];
 };
 
 /* first block that learns: 0 for full fine-tuning, depth - K for --tune-blocks K */

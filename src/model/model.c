@@ -360,7 +360,7 @@ int meta_set(char **keys, char **vals, int *n, const char *key, const char *valu
             return 0;
         }
     }
-    if (*n == 16) return MAEC_EINVAL;
+    if (*n == MAEC_META_MAX) return MAEC_EINVAL;
     char *k = strdup(key), *v = strdup(value);
     if (!k || !v) {
         free(k);
@@ -594,11 +594,11 @@ static int save_impl(const maec_model *m, const char *path, const char *run_json
 {
     char *cfg = maec_config_to_json(&m->cfg);
     if (!cfg) return maec_fail(err, MAEC_ENOMEM, "out of memory");
-    const char *keys[20], *vals[20];
+    const char *keys[2 + MAEC_META_MAX], *vals[2 + MAEC_META_MAX];
     int nk = 0;
     keys[nk] = "format", vals[nk++] = "maec";
     keys[nk] = "maec_config", vals[nk++] = cfg;
-    for (int i = 0; i < m->nmeta && nk < 20; i++) keys[nk] = m->meta_key[i], vals[nk++] = m->meta_val[i];
+    for (int i = 0; i < m->nmeta; i++) keys[nk] = m->meta_key[i], vals[nk++] = m->meta_val[i];
     int rc = save_tensor_file(path, m->info, m->ntensors, m->params, with_opt ? m->adam_m : NULL,
                               with_opt ? m->adam_v : NULL, m->step, run_json, keys, vals, nk, err);
     free(cfg);

@@ -33,7 +33,7 @@ struct maec_model {
     mae_views p, g;     /* views into params and grads */
     int64_t step;
     int nmeta;
-    char *meta_key[16], *meta_val[16];
+    char *meta_key[MAEC_META_MAX], *meta_val[MAEC_META_MAX];
 };
 
 /* Build the tensor table and views for cfg; parameters zero. */
