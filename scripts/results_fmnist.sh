@@ -28,6 +28,9 @@
 #             fine-tuned for 50 epochs, and the same ViT from scratch for 50
 #             epochs (both with the recipe row val chose); hours each on 2
 #             cores, so each resumes where it stopped
+#   ft100x30nc  (not in the default list) the 100-epoch MAE fine-tuned with
+#             the recipe and budget of ft30x30nc (30 epochs), against
+#             scratch30nc; resumes
 cd "$(dirname "$0")/.." || exit 1
 MAEC=${MAEC:-./build/maec}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
@@ -201,6 +204,10 @@ row_ft30x30nc() {
 row_scratch30nc() {
     resumable scratch30nc $R/scratch30nc/checkpoint.safetensors $R/scratch30nc finetune --model fmnist-mini \
         $FT_NC --layer-decay 1 --output-dir $R/scratch30nc
+}
+row_ft100x30nc() {
+    resumable ft100x30nc $R/ft100x30nc/checkpoint.safetensors $R/ft100x30nc finetune \
+        --model runs/mae100/model.safetensors $FT_NC --layer-decay 0.75 --output-dir $R/ft100x30nc
 }
 FT50=${FT/--epochs 10 --warmup-epochs 1/--epochs 50 --warmup-epochs 5}
 FT50=${FT50/--crop-min 0.5/--no-random-crop}  # the recipe row val chose
