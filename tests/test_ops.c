@@ -38,6 +38,15 @@ static void test_gelu(void)
         if (ed > worst_d) worst_d = ed;
     }
     printf("  gelu: worst |err|/|x| %.2e, worst derivative error %.2e\n", worst, worst_d);
+    /* an infinity stays one, a NaN stays NaN (the training loop's NaN check
+     * relies on it), on 16 lanes and on one value */
+    float sp[17], so[17], sd[17];
+    for (int i = 0; i < 17; i++) sp[i] = i % 2 ? INFINITY : NAN;
+    gelu_forward(so, sd, sp, 17);
+    int special_ok = 1;
+    for (int i = 0; i < 17; i++) special_ok &= i % 2 ? so[i] == INFINITY : isnan(so[i]);
+    special_ok &= gelu_scalar(INFINITY) == INFINITY && isnan(gelu_scalar(NAN));
+    CHECK(special_ok, "gelu of inf is inf and of NaN is NaN");
     CHECK(worst < 4e-7, "gelu forward error %.3g", worst);
     CHECK(worst_d < 1e-6, "gelu derivative error %.3g", worst_d);
     free(x);

@@ -33,7 +33,7 @@
 /* one value: GELU(x), and GELU'(x) into *deriv */
 static inline float gelu_one(float x, float *deriv)
 {
-    float z = fabsf(x) * GELU_INV_SQRT2;
+    float z = fminf(fabsf(x) * GELU_INV_SQRT2, 1e4f); /* Phi is 0 or 1 long before */
     float t = 1.0f / (1.0f + GELU_AS_P * z);
     float q = GELU_AS_A5;
     q = q * t + GELU_AS_A4;
@@ -71,7 +71,9 @@ static inline __m512 gelu_exp16(__m512 x)
 /* 16 lanes of gelu_one */
 static inline __m512 gelu16(__m512 x, __m512 *deriv)
 {
-    __m512 z = _mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(GELU_INV_SQRT2));
+    /* capped, as in gelu_one, so that the reciprocal of an infinity is not 0 * inf */
+    __m512 z = _mm512_min_ps(_mm512_mul_ps(_mm512_abs_ps(x), _mm512_set1_ps(GELU_INV_SQRT2)),
+                             _mm512_set1_ps(1e4f));
     __m512 d = _mm512_fmadd_ps(z, _mm512_set1_ps(GELU_AS_P), _mm512_set1_ps(1.0f));
     __m512 t = _mm512_rcp14_ps(d); /* then one Newton step: t (2 - d t) */
     t = _mm512_mul_ps(t, _mm512_fnmadd_ps(d, t, _mm512_set1_ps(2.0f)));
