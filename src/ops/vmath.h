@@ -6,12 +6,20 @@
 #include <stdint.h>
 #include <string.h>
 
+/* the reduction x = n ln 2 + r (ln 2 in two parts) and the range, shared
+ * with the 16-lane copy in gelu.c */
+#define VEXP_MIN -87.0f
+#define VEXP_MAX 88.0f
+#define VEXP_LOG2E 1.44269504088896341f
+#define VEXP_LN2_HI 0.693145751953125f
+#define VEXP_LN2_LO 1.428606765330187e-06f
+
 /* e^x for x in [-87, 88], about 2 ulp */
 static inline float exp_vec(float x)
 {
-    x = x < -87.0f ? -87.0f : x > 88.0f ? 88.0f : x;
-    float n = rintf(x * 1.44269504088896341f);
-    float r = x - n * 0.693145751953125f - n * 1.428606765330187e-06f;
+    x = x < VEXP_MIN ? VEXP_MIN : x > VEXP_MAX ? VEXP_MAX : x;
+    float n = rintf(x * VEXP_LOG2E);
+    float r = x - n * VEXP_LN2_HI - n * VEXP_LN2_LO;
     float p = 1.0f / 720;
     p = p * r + 1.0f / 120;
     p = p * r + 1.0f / 24;
