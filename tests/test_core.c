@@ -179,8 +179,11 @@ static void run_case(const char *cs)
         CHECK(memcmp(maec_model_config(m2), c, sizeof *c) == 0, "%s: configuration changed on reload", cs);
         CHECK(memcmp(maec_model_params(m2), maec_model_params(m), maec_model_num_floats(m) * 4) == 0,
               "%s: parameters changed on reload", cs);
-        const char *v0 = maec_model_get_meta(m2, "key0"), *vl = maec_model_get_meta(m2, "key15");
-        CHECK(v0 && vl && !strcmp(v0, "value0") && !strcmp(vl, "value15") &&
+        char kl[16], vl_want[16];
+        snprintf(kl, sizeof kl, "key%d", MAEC_META_MAX - 1);
+        snprintf(vl_want, sizeof vl_want, "value%d", MAEC_META_MAX - 1);
+        const char *v0 = maec_model_get_meta(m2, "key0"), *vl = maec_model_get_meta(m2, kl);
+        CHECK(v0 && vl && !strcmp(v0, "value0") && !strcmp(vl, vl_want) &&
                   !maec_model_get_meta(m2, "one_more"),
               "%s: metadata back on reload", cs);
     }
