@@ -20,6 +20,7 @@
 #include <time.h>
 
 #include "maec.h"
+#include "ops/ops.h"
 
 static double now(void)
 {
@@ -138,10 +139,8 @@ int main(int argc, char **argv)
     printf("Each product's rate as a share of square sgemm, threaded by OpenBLAS / split between\n"
            "threads by hand (as maec runs them from 2 threads on when rows >= 2 x the wider side of the weight)\n\n");
     printf("| layer | rows x in -> out | forward | input grad | weight grad |\n|---|---|---|---|---|\n");
-    /* and as maec runs them: split by hand only where src/ops/linear.c does
-     * (rows >= 128 per thread and >= twice the weight's wider side) */
+    /* and as maec runs them: split by hand only where src/ops/linear.c does */
     double flops = 0, secs[2] = {0, 0}, secs_maec = 0;
-    int nt = omp_get_max_threads();
     for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++) {
         const layer *l = &ls[i];
         if (l->count == 0) continue;
@@ -160,8 +159,7 @@ int main(int argc, char **argv)
                 r[sp] = gemm_rate(kind, sp, M, N, K);
                 secs[sp] += f / r[sp];
             }
-            int wide = l->in > l->out ? l->in : l->out;
-            secs_maec += f / r[nt > 1 && l->rows >= 128 * nt && l->rows >= 2 * wide];
+            secs_maec += f / r[linear_split_threads(l->rows, l->in, l->out) > 1];
             printf(" %.0f%% / %.0f%% |", 100 * r[0] / sq, 100 * r[1] / sq);
         }
         printf("\n");

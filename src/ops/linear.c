@@ -26,7 +26,7 @@ enum { SPLIT_MIN_ROWS = 128 };
  * large as the rows are many (ViT-B at batch 8: 400 rows, 768 x 3072),
  * OpenBLAS's own partition of it does better (bench/gemm_shapes: 98% of
  * square sgemm against 95%). */
-static int split_threads(int M, int K, int N)
+int linear_split_threads(int M, int K, int N)
 {
     if (omp_in_parallel()) return 1;
     int nt = omp_get_max_threads(), wide = K > N ? K : N;
@@ -38,7 +38,7 @@ static int part_lo(int M, int t, int nt) { return (int)((long long)M * t / nt); 
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
                     int N)
 {
-    int nt = split_threads(M, K, N);
+    int nt = linear_split_threads(M, K, N);
     if (nt == 1) {
         float beta = 0.0f;
         if (b) {
@@ -97,7 +97,7 @@ static float *partials(size_t n)
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, int M, int K, int N)
 {
-    int nt = split_threads(M, K, N);
+    int nt = linear_split_threads(M, K, N);
     size_t wn = (size_t)N * K, stride = wn + (size_t)N;
     float *buf = nt > 1 ? partials(stride * (size_t)(nt - 1)) : NULL;
     if (!buf) { /* one thread, or no memory for the partial sums: OpenBLAS threads it */

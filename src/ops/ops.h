@@ -10,6 +10,9 @@
 /* out[M,N] = inp[M,K] @ w[N,K]^T + b[N] (b may be NULL) */
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
                     int N);
+/* how many threads split a linear layer's products by hand (1: OpenBLAS
+ * threads them itself), for M rows of K inputs and N outputs */
+int linear_split_threads(int M, int K, int N);
 /* dinp[M,K] = dout @ w (if dinp); dw[N,K] += dout^T @ inp; db[N] += colsum(dout) (if db) */
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, int M, int K, int N);
