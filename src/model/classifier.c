@@ -382,54 +382,12 @@ int maec_classifier_checkpoint_save(const maec_classifier *c, const char *path, 
     return clf_save(c, path, run_json, 1, err);
 }
 
-/* the encoder's configuration of a classifier file: __metadata__ first, then
- * the shapes, then hint (heads) */
+/* the encoder's configuration of a classifier file (no decoder) and its head */
 static int clf_file_config(const st_file *f, const maec_config *hint, maec_config *c,
                            maec_classifier_opts *o, maec_error *err)
 {
-    memset(c, 0, sizeof *c);
-    c->mlp_ratio = 4;
-    c->mask_ratio = 0.75f;
-    const char *meta = st_meta(f, "maec_config");
-    if (meta && maec_config_from_json(c, meta, err)) {
-        char msg[sizeof err->msg];
-        snprintf(msg, sizeof msg, "%s", err->msg);
-        return maec_fail(err, MAEC_EFORMAT, "%s: __metadata__ maec_config: %s", f->path, msg);
-    }
-    int ipe = st_find(f, "patch_embed.proj.weight");
-    if (ipe < 0) return maec_fail(err, MAEC_EFORMAT, "%s: missing tensor 'patch_embed.proj.weight'", f->path);
-    const st_entry *pe = &f->e[ipe];
-    if (pe->ndim != 4 || pe->shape[2] != pe->shape[3] || pe->shape[0] < 1 || pe->shape[0] > 16384 ||
-        pe->shape[1] < 1 || pe->shape[1] > 64 || pe->shape[2] < 1 || pe->shape[2] > 1024)
-        return maec_fail(err, MAEC_EFORMAT, "%s: 'patch_embed.proj.weight' must be [D, C, p, p]", f->path);
-    c->dim = (int)pe->shape[0];
-    c->in_chans = (int)pe->shape[1];
-    c->patch = (int)pe->shape[2];
-    int depth = 0;
-    char nm[64];
-    for (;;) {
-        snprintf(nm, sizeof nm, "blocks.%d.norm1.weight", depth);
-        if (st_find(f, nm) < 0 || depth > 256) break;
-        depth++;
-    }
-    c->depth = depth;
-    if (c->img_h <= 0 || c->img_w <= 0) {
-        int ip = st_find(f, "pos_embed");
-        if (ip < 0 || f->e[ip].ndim != 3)
-            return maec_fail(err, MAEC_EFORMAT, "%s: missing tensor 'pos_embed'", f->path);
-        int64_t L = f->e[ip].shape[1] - 1, g = (int64_t)llround(sqrt((double)(L > 0 ? L : 0)));
-        if (L <= 0 || g * g != L)
-            return maec_fail(err, MAEC_EFORMAT, "%s: pos_embed is not a square grid of patches", f->path);
-        c->img_h = c->img_w = (int)(g * c->patch);
-    }
-    int ifc1 = st_find(f, "blocks.0.mlp.fc1.weight");
-    if (ifc1 >= 0 && f->e[ifc1].ndim == 2 && f->e[ifc1].shape[0] % c->dim == 0)
-        c->mlp_ratio = (int)(f->e[ifc1].shape[0] / c->dim);
-    if (hint && hint->heads > 0) c->heads = hint->heads;
-    if (c->heads <= 0) c->heads = default_heads(c->dim);
-    if (c->heads <= 0)
-        return maec_fail(err, MAEC_EINVAL, "%s: the number of heads for width %d is not in the file; pass --heads",
-                         f->path, c->dim);
+    int rc = encoder_config_from_file(f, hint, c, err);
+    if (rc) return rc;
     c->dec_dim = c->dec_depth = c->dec_heads = 0;
     c->mask_token_in_encoder = 0;
     int ih = st_find(f, "head.weight");

@@ -277,17 +277,15 @@ static int count_prefix(const st_file *f, const char *prefix, int *max_index)
     return count;
 }
 
-static int infer_config(const st_file *f, const maec_config *hint, maec_config *c, maec_error *err)
+int encoder_config_from_file(const st_file *f, const maec_config *hint, maec_config *c, maec_error *err)
 {
     const char *path = f->path;
     memset(c, 0, sizeof *c);
     c->mlp_ratio = 4;
     c->mask_ratio = 0.75;
     const char *meta = st_meta(f, "maec_config");
-    if (meta) {
-        int rc = maec_config_from_json(c, meta, err);
-        if (rc) return maec_fail(err, rc, "%s: __metadata__ maec_config: %s", path, err->msg);
-    }
+    if (meta && maec_config_from_json(c, meta, err))
+        return maec_fail(err, MAEC_EFORMAT, "%s: __metadata__ maec_config: %s", path, err->msg);
     int ipe = st_find(f, "patch_embed.proj.weight");
     if (ipe < 0) return maec_fail(err, MAEC_EFORMAT, "%s: missing tensor 'patch_embed.proj.weight'", path);
     const st_entry *pe = &f->e[ipe];
@@ -312,6 +310,21 @@ static int infer_config(const st_file *f, const maec_config *hint, maec_config *
             return maec_fail(err, MAEC_EFORMAT, "%s: %lld patches is not a square grid; give the image size", path, (long long)L);
         c->img_h = c->img_w = (int)(g * c->patch);
     }
+    int ifc1 = st_find(f, "blocks.0.mlp.fc1.weight");
+    if (ifc1 >= 0 && f->e[ifc1].ndim == 2 && f->e[ifc1].shape[0] % c->dim == 0)
+        c->mlp_ratio = (int)(f->e[ifc1].shape[0] / c->dim);
+    if (hint && hint->heads > 0) c->heads = hint->heads;
+    if (c->heads <= 0) c->heads = default_heads(c->dim);
+    if (c->heads <= 0)
+        return maec_fail(err, MAEC_EINVAL, "%s: the number of encoder heads for width %d is not in the file; pass --heads", path, c->dim);
+    return 0;
+}
+
+static int infer_config(const st_file *f, const maec_config *hint, maec_config *c, maec_error *err)
+{
+    const char *path = f->path;
+    int rc = encoder_config_from_file(f, hint, c, err);
+    if (rc) return rc;
     int maxd;
     int ndec = count_prefix(f, "decoder_", &maxd);
     if (st_find(f, "mask_token") >= 0) ndec++;
@@ -327,24 +340,17 @@ static int infer_config(const st_file *f, const maec_config *hint, maec_config *
         if (c->dec_depth < 1) return maec_fail(err, MAEC_EFORMAT, "%s: decoder tensors but no decoder_blocks", path);
     }
     c->mask_token_in_encoder = st_find(f, "encoder_mask_token") >= 0;
-    int ifc1 = st_find(f, "blocks.0.mlp.fc1.weight");
-    if (ifc1 >= 0 && f->e[ifc1].ndim == 2 && c->dim > 0 && f->e[ifc1].shape[0] % c->dim == 0)
-        c->mlp_ratio = (int)(f->e[ifc1].shape[0] / c->dim);
     if (hint) {
-        if (hint->heads > 0) c->heads = hint->heads;
         if (hint->dec_heads > 0) c->dec_heads = hint->dec_heads;
         if (hint->mask_ratio > 0) c->mask_ratio = hint->mask_ratio;
         if (hint->norm_pix_loss) c->norm_pix_loss = 1;
         if (hint->loss_on_all) c->loss_on_all = 1;
         if (hint->mask_strategy) c->mask_strategy = hint->mask_strategy;
     }
-    if (c->heads <= 0) c->heads = default_heads(c->dim);
     if (c->dec_depth > 0 && c->dec_heads <= 0) c->dec_heads = default_heads(c->dec_dim);
-    if (c->heads <= 0)
-        return maec_fail(err, MAEC_EINVAL, "%s: the number of encoder heads for width %d is not in the file; pass --heads", path, c->dim);
     if (c->dec_depth > 0 && c->dec_heads <= 0)
         return maec_fail(err, MAEC_EINVAL, "%s: the number of decoder heads for width %d is not in the file; pass --decoder-heads", path, c->dec_dim);
-    int rc = maec_config_check(c, err);
+    rc = maec_config_check(c, err);
     if (rc) return maec_fail(err, rc, "%s: %s", path, err->msg);
     return 0;
 }

@@ -44,7 +44,11 @@ void model_init(maec_model *m, uint64_t seed);
 int default_heads(int width);
 
 /* The parts of loading and metadata that the MAE and the classifier share.
+ * encoder_config_from_file: the encoder's configuration of a tensor file:
+ * __metadata__ "maec_config" first, then the tensors' shapes, then hint
+ * (image size, heads); the decoder fields are those of the metadata.
  * meta_set: set or replace key in a list of at most 16 (copies both). */
+int encoder_config_from_file(const st_file *f, const maec_config *hint, maec_config *c, maec_error *err);
 int meta_set(char **keys, char **vals, int *n, const char *key, const char *value);
 const char *meta_get(char *const *keys, char *const *vals, int n, const char *key);
 /* Read every tensor of the table info[0..n) from f into params + offset,
