@@ -28,6 +28,7 @@
 #             fine-tuned for 50 epochs, and the same ViT from scratch for 50
 #             epochs (both with the recipe row val chose); hours each on 2
 #             cores, so each resumes where it stopped
+#   lin100  (not in the default list) rows 3-4b for the 100-epoch MAE
 #   ft100x30nc  (not in the default list) the 100-epoch MAE fine-tuned with
 #             the recipe and budget of ft30x30nc (30 epochs), against
 #             scratch30nc; resumes
@@ -36,7 +37,7 @@ MAEC=${MAEC:-./build/maec}
 DATA=${DATA:-/usr/share/datasets/fashion-mnist}
 R=runs/results
 MAE=runs/mae10/model.safetensors
-J="--threads 2 --num-workers 1"
+J=${J:---threads 2 --num-workers 1}  # J="--threads 1 ..." to share the machine with another row
 export OMP_WAIT_POLICY=PASSIVE  # the machine is shared: do not spin
 mkdir -p $R $R/feat
 
@@ -133,21 +134,24 @@ row_pretrain30() {
     run pretrain30 $MAEC pretrain --model fmnist-mini --data-path $DATA --output-dir runs/mae30 --epochs 30 \
         --warmup-epochs 2 --batch-size 128 --blr 1e-3 --norm-pix-loss --seed 0 $J --log-every 100 --recon-every 10
 }
-row_lin30() {
-    local M30=runs/mae30/model.safetensors
+# k-NN and linear probes (blr 0.1, 1, 4) on the class token and on the mean
+# of the patch tokens of the MAE in runs/mae$1; features in $R/feat/mae$1_*
+lin_rows() {
+    local T=mae$1 M=runs/mae$1/model.safetensors
     for f in cls mean; do
-        if [ ! -s $R/feat/mae30_${f}_test.npy ]; then
-            run lin30-$f-embed bash -c "$MAEC embed --model $M30 --data-path $DATA --split train --feature $f --out $R/feat/mae30_${f}_train.npy $J &&
-                $MAEC embed --model $M30 --data-path $DATA --split test --feature $f --out $R/feat/mae30_${f}_test.npy $J" || return 1
+        if [ ! -s $R/feat/${T}_${f}_test.npy ]; then
+            run lin$1-$f-embed bash -c "$MAEC embed --model $M --data-path $DATA --split train --feature $f --out $R/feat/${T}_${f}_train.npy $J &&
+                $MAEC embed --model $M --data-path $DATA --split test --feature $f --out $R/feat/${T}_${f}_test.npy $J" || return 1
         fi
-        run knn30-$f $MAEC knn --train-features $R/feat/mae30_${f}_train.npy --test-features $R/feat/mae30_${f}_test.npy \
-            --output-dir $R/knn30-$f || return 1
+        run knn$1-$f $MAEC knn --train-features $R/feat/${T}_${f}_train.npy --test-features $R/feat/${T}_${f}_test.npy \
+            --output-dir $R/knn$1-$f || return 1
         for blr in 0.1 1 4; do
-            run lin30-$f-blr$blr $MAEC linprobe --train-features $R/feat/mae30_${f}_train.npy \
-                --test-features $R/feat/mae30_${f}_test.npy --output-dir $R/lin30-$f-blr$blr --blr $blr $LIN || return 1
+            run lin$1-$f-blr$blr $MAEC linprobe --train-features $R/feat/${T}_${f}_train.npy \
+                --test-features $R/feat/${T}_${f}_test.npy --output-dir $R/lin$1-$f-blr$blr --blr $blr $LIN || return 1
         done
     done
 }
+row_lin30() { lin_rows 30; }
 row_ft30() { run ft30 $MAEC finetune --model runs/mae30/model.safetensors $FT --layer-decay 0.75 --output-dir $R/ft30; }
 # the 30-epoch MAE fine-tuned three times longer too (30 epochs, 2 warm-up)
 FT_LONG=${FT/--epochs 10 --warmup-epochs 1/--epochs 30 --warmup-epochs 2}
@@ -215,6 +219,7 @@ row_ft100() {
     resumable ft100 $R/ft100/checkpoint.safetensors $R/ft100 finetune --model runs/mae100/model.safetensors \
         $FT50 --layer-decay 0.75 --output-dir $R/ft100
 }
+row_lin100() { lin_rows 100; }
 row_scratch50() {
     resumable scratch50 $R/scratch50/checkpoint.safetensors $R/scratch50 finetune --model fmnist-mini $FT50 \
         --layer-decay 1 --output-dir $R/scratch50
