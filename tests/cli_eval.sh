@@ -107,6 +107,20 @@ check '[ $? -eq 0 ]' "knn on a fine-tuned model failed: $out"
 check 'grep -q "\"fc_norm.weight\"" $T/ft/model.safetensors && grep -q "\"head.weight\"" $T/ft/model.safetensors && ! grep -q "\"norm.weight\"" $T/ft/model.safetensors && ! grep -q "\"mask_token\"" $T/ft/model.safetensors' \
       "fine-tuned model lacks timm names"
 
+# predict: the fine-tuned model's test top-1 is the one finetune reported;
+# logits [N, K] and labels to .npy; image files, one line each
+out=$($MAEC predict --model $T/ft/model.safetensors --data-path $D --out $T/pl.npy $J 2>&1)
+want=$(grep '"final"' $T/ft/metrics.jsonl | grep -o '"test_top1":[0-9.]*' | cut -d: -f2 | awk '{printf "%.2f", 100 * $1}')
+check '[ -n "$want" ] && [[ "$out" == *"(test): top-1 $want%, top-5 "* ]]' "predict: '$out', finetune's top-1 $want%"
+check '[ $(stat -c %s $T/pl.npy) -eq $((128 + 256 * 10 * 4)) ] && [ $(stat -c %s $T/pl_labels.npy) -eq $((128 + 256 * 4)) ]' \
+      "predict --out: wrong file sizes"
+$MAEC reconstruct --model $M --data-path $D --num-images 1 --scale 1 --out $T/one.png > /dev/null 2>&1
+out=$($MAEC predict --model $T/ft/model.safetensors $T/one.png $T/one.png --top-k 3 --threads 1 2>&1); rc=$?
+l1=$(echo "$out" | sed -n 1p)
+check '[ $rc -eq 0 ] && [ $(echo "$out" | wc -l) -eq 2 ] && [ "$l1" = "$(echo "$out" | sed -n 2p)" ] && [ $(echo "$l1" | grep -o "class [0-9]" | wc -l) -eq 3 ]' \
+      "predict on image files: '$out'"
+echo "  predict: $l1"
+
 # 6. bad input: one line 'maec: error: ...', non-zero exit
 expect_err() { # name, command...
     local name=$1; shift
@@ -142,6 +156,13 @@ expect_err "finetune, no labels" $MAEC finetune --model $M --data-path $T/nolabe
 expect_err "finetune --resume, changed flag" $MAEC finetune --resume $T/fr3 --blr 0.1
 expect_err "finetune --resume, no checkpoint" $MAEC finetune --resume $T/nothing
 expect_err "finetune --resume, an MAE file" $MAEC finetune --resume $M
+expect_err "predict, an MAE (no head)" $MAEC predict --model $M --data-path $D
+expect_err "predict, no input" $MAEC predict --model $T/ft/model.safetensors
+expect_err "predict, data and files" $MAEC predict --model $T/ft/model.safetensors --data-path $D $T/one.png
+expect_err "predict, no such image" $MAEC predict --model $T/ft/model.safetensors $T/none.png
+expect_err "predict, mean without std" $MAEC predict --model $T/ft/model.safetensors $T/one.png --mean 0.5
+expect_err "predict, std 0" $MAEC predict --model $T/ft/model.safetensors $T/one.png --mean 0.5 --std 0
+expect_err "predict, --out not .npy" $MAEC predict --model $T/ft/model.safetensors --data-path $D --out $T/x.txt
 expect_err "pretrain, bad knn-every" $MAEC pretrain $SMALL --data-path $D --output-dir $T/x --knn-every -1
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -81,6 +81,10 @@ expect_err "bad number" $MAEC pretrain --blr fast --data-path $DATA --output-dir
 expect_err "flag given twice" $MAEC pretrain --epochs 2 --epochs 3 --data-path $DATA --output-dir $T/x
 expect_err "unknown flag" $MAEC pretrain --epoch 2 --data-path $DATA --output-dir $T/x
 expect_err "bad strategy" $MAEC pretrain $SMALL --mask-strategy zigzag --data-path $DATA --output-dir $T/x
+expect_err "two means" $MAEC pretrain $SMALL --mean 0.5,0.4 --std 0.3 --data-path $DATA --output-dir $T/x
+expect_err "std without mean" $MAEC pretrain $SMALL --std 0.3 --data-path $DATA --output-dir $T/x
+expect_err "std 0" $MAEC pretrain $SMALL --mean 0.5 --std 0,1,1 --data-path $DATA --output-dir $T/x
+expect_err "mean not a number" $MAEC pretrain $SMALL --mean nan --std 1 --data-path $DATA --output-dir $T/x
 expect_err "width vs heads" $MAEC pretrain --model fmnist-mini --num-heads 5 --data-path $DATA --output-dir $T/x
 expect_err "resume, other model" $MAEC pretrain --resume $T/a --embed-dim 64
 expect_err "resume, nothing there" $MAEC pretrain --resume $T/empty

@@ -41,4 +41,5 @@ int cmd_knn(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_linprobe(int argc, char **argv);
 int cmd_finetune(int argc, char **argv);
+int cmd_predict(int argc, char **argv);
 #endif

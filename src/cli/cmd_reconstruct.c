@@ -67,16 +67,9 @@ int cmd_reconstruct(int argc, char **argv)
         memcpy(std, is, sizeof is);
     }
     parse_norm_json(maec_model_get_meta(m, "maec_data"), c->in_chans, mean, std);
-    if (mean_s || std_s) {
-        char js[512];
-        snprintf(js, sizeof js, "{\"mean\":[%s],\"std\":[%s]}", mean_s ? mean_s : "", std_s ? std_s : "");
-        if (parse_norm_json(js, c->in_chans, mean, std)) {
-            if (parse_norm_json(js, 1, mean, std)) {
-                cli_error("reconstruct: give both --mean and --std, as one number or one per channel (std > 0)");
-                goto done;
-            }
-            for (int k = 1; k < 3; k++) mean[k] = mean[0], std[k] = std[0];
-        }
+    if (parse_norm_flags(mean_s, std_s, mean, std)) {
+        cli_error("reconstruct: give both --mean and --std, each one number or three separated by commas (std > 0)");
+        goto done;
     }
     int B = data ? num : npos;
     size_t sz = (size_t)c->in_chans * c->img_h * c->img_w;

@@ -158,42 +158,75 @@ int eval_features(maec_classifier *c, maec_dataset *ds, int feature, const int s
     return 0;
 }
 
-int eval_top1(maec_classifier *c, maec_dataset *ds, const float *mean, const float *std, int batch, int workers,
-              double *top1, maec_error *err)
+/* the rank of logit y among lg[0..K): how many come before it, argmax order
+ * (greater, or equal at a lower index) */
+static int label_rank(const float *lg, int K, int y)
+{
+    int r = 0;
+    for (int k = 0; k < K; k++) r += lg[k] > lg[y] || (lg[k] == lg[y] && k < y);
+    return r;
+}
+
+int eval_classify(maec_classifier *c, maec_dataset *ds, const float *mean, const float *std, int batch,
+                  int workers, int topk, int64_t *correct1, int64_t *correctk, float **logits, int **labels,
+                  maec_error *err)
 {
     const maec_config *mc = maec_classifier_config(c);
     int shape[3] = {mc->in_chans, mc->img_h, mc->img_w};
     int K = maec_classifier_options(c)->num_classes;
     int64_t N = maec_dataset_size(ds);
     size_t img = (size_t)shape[0] * shape[1] * shape[2];
+    if (logits) *logits = NULL, *labels = NULL;
+    if (K < 1) return maec_fail(err, MAEC_EINVAL, "the model has no classifier head");
+    if (N < 1) return maec_fail(err, MAEC_EINVAL, "the data set is empty");
     float *images = malloc((size_t)batch * img * sizeof(float));
-    int *Y = malloc((size_t)batch * sizeof(int));
+    int *Y = malloc((size_t)(logits ? N : batch) * sizeof(int));
+    float *L = logits ? malloc((size_t)N * K * sizeof(float)) : NULL;
     maec_loader *ld = NULL;
     maec_clf_workspace *w = NULL;
     int rc = 0;
-    if (!images || !Y) rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
+    if (!images || !Y || (logits && !L)) rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
     if (!rc) rc = open_loader(ds, shape, mean, std, batch, workers, &ld, err);
     if (!rc) rc = maec_clf_workspace_create(c, batch, 0, &w, err);
-    int64_t done = 0, correct = 0;
+    int64_t done = 0, c1 = 0, ck = 0;
     while (!rc && done < N) {
-        int n;
-        rc = maec_loader_next(ld, images, Y, &n, err);
+        int n, *y = logits ? Y + done : Y;
+        rc = maec_loader_next(ld, images, y, &n, err);
         if (!rc) rc = maec_classifier_forward_backward(c, w, images, n, NULL, NULL, NULL, 0, 0, NULL, err);
         if (rc) break;
         const float *lg = maec_clf_ws_logits(w);
         for (int b = 0; b < n; b++) {
-            int best = 0;
-            for (int k = 1; k < K; k++)
-                if (lg[(size_t)b * K + k] > lg[(size_t)b * K + best]) best = k;
-            correct += best == Y[b];
+            if (y[b] < 0 || y[b] >= K) continue; /* unlabelled, or a class the head lacks: wrong */
+            int r = label_rank(lg + (size_t)b * K, K, y[b]);
+            c1 += r == 0;
+            ck += r < topk;
         }
+        if (L) memcpy(L + (size_t)done * K, lg, (size_t)n * K * sizeof(float));
         done += n;
     }
     maec_clf_workspace_free(w);
     maec_loader_free(ld);
     free(images);
-    free(Y);
-    if (!rc) *top1 = (double)correct / (double)N;
+    if (!rc) {
+        *correct1 = c1;
+        if (correctk) *correctk = ck;
+    }
+    if (rc || !logits) {
+        free(Y);
+        free(L);
+        return rc;
+    }
+    *logits = L;
+    *labels = Y;
+    return 0;
+}
+
+int eval_top1(maec_classifier *c, maec_dataset *ds, const float *mean, const float *std, int batch, int workers,
+              double *top1, maec_error *err)
+{
+    int64_t c1;
+    int rc = eval_classify(c, ds, mean, std, batch, workers, 1, &c1, NULL, NULL, NULL, err);
+    if (!rc) *top1 = (double)c1 / (double)maec_dataset_size(ds);
     return rc;
 }
 

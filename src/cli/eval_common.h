@@ -28,6 +28,14 @@ int eval_features(maec_classifier *c, maec_dataset *ds, int feature, const int s
                   const float *mean, const float *std, int batch, int workers, float **feat,
                   int **labels, int64_t *n, int *dim, maec_error *err);
 
+/* Every image of ds through the classifier, in order, no augmentation: how
+ * many have their label as the top-1 logit (*correct1) and among the topk
+ * largest (*correctk, if not NULL); an unlabelled image counts as wrong.
+ * logits != NULL: also every image's logits [N, K] and labels [N]
+ * (malloc'd). */
+int eval_classify(maec_classifier *c, maec_dataset *ds, const float *mean, const float *std, int batch,
+                  int workers, int topk, int64_t *correct1, int64_t *correctk, float **logits, int **labels,
+                  maec_error *err);
 /* Top-1 accuracy of the classifier on every image of ds (no augmentation). */
 int eval_top1(maec_classifier *c, maec_dataset *ds, const float *mean, const float *std, int batch,
               int workers, double *top1, maec_error *err);

@@ -16,6 +16,7 @@ static const subcommand commands[] = {
     {"knn", cmd_knn, "k-NN top-1 of the frozen encoder's features"},
     {"linprobe", cmd_linprobe, "linear probe (BatchNorm + linear, LARS) on frozen features"},
     {"finetune", cmd_finetune, "fine-tune (or train from scratch) a ViT classifier"},
+    {"predict", cmd_predict, "a fine-tuned classifier's classes for a data set or image files"},
     {"embed", cmd_embed, "write the frozen features of a split to .npy"},
     {"grad", cmd_grad, "one forward and backward pass: loss and every gradient"},
     {"init", cmd_init, "write a freshly initialized model"},

@@ -246,6 +246,7 @@ int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err)
     return r;
 }
 
+/* "a" or "a,b,c" into out[3] (one value serves every channel) */
 static int parse_triple(const char *s, float *out)
 {
     float v[3];
@@ -253,13 +254,25 @@ static int parse_triple(const char *s, float *out)
     int n = 0;
     while (n < 3) {
         v[n++] = strtof(s, &end);
-        if (end == s) return -1;
+        if (end == s || !isfinite(v[n - 1])) return -1;
         s = end;
         if (*s == ',') s++;
         else break;
     }
     if (*s || n == 2) return -1;
     for (int i = 0; i < 3; i++) out[i] = n == 1 ? v[0] : v[i];
+    return 0;
+}
+
+int parse_norm_flags(const char *mean_s, const char *std_s, float *mean, float *std)
+{
+    if (!mean_s && !std_s) return 0;
+    float m[3], s[3];
+    if (!mean_s || !std_s || parse_triple(mean_s, m) || parse_triple(std_s, s)) return -1;
+    for (int c = 0; c < 3; c++)
+        if (!(s[c] > 0)) return -1;
+    memcpy(mean, m, sizeof m);
+    memcpy(std, s, sizeof s);
     return 0;
 }
 
@@ -334,19 +347,10 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
         }
     }
     if (mean || std) {
-        if (!mean || !std) {
-            cli_error("%s: give both --mean and --std", cmd);
+        if (parse_norm_flags(mean, std, rc->mean, rc->std)) {
+            cli_error("%s: give both --mean and --std, each one number or three separated by commas (std > 0)", cmd);
             return -1;
         }
-        if (parse_triple(mean, rc->mean) || parse_triple(std, rc->std)) {
-            cli_error("%s: --mean and --std want one number or three separated by commas", cmd);
-            return -1;
-        }
-        for (int c = 0; c < 3; c++)
-            if (!(rc->std[c] > 0)) {
-                cli_error("%s: --std must be positive", cmd);
-                return -1;
-            }
         rc->have_norm = 1;
     }
     return 0;

@@ -30,6 +30,10 @@ int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err);
 void run_cfg_norm_json(const run_cfg *rc, char *buf, size_t len);
 /* parse mean/std back from that JSON (C values); 0 if found */
 int parse_norm_json(const char *js, int C, float *mean, float *std);
+/* --mean and --std as given ("0.5" or "0.485,0.456,0.406"): both or
+ * neither, std > 0. 0: mean[3], std[3] set (left alone when neither is
+ * given); -1: not so. */
+int parse_norm_flags(const char *mean_s, const char *std_s, float *mean, float *std);
 /* defaults, then --config FILE, then --model PRESET, then the other flags.
  * 0: ok; 1: --help shown; -1: error printed. */
 int run_cfg_from_args(const char *cmd, int argc, char **argv, run_cfg *rc, int *threads,
