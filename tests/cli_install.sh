@@ -22,6 +22,15 @@ int main(void) {
     for (int i = 0; i < 512; i++) x[i] = (float)(i % 13) / 13.0f;
     if (maec_forward_backward(m, ws, x, 2, NULL, &rng, 0, 1.0f, &loss, &err)) { printf("%s\n", err.msg); return 1; }
     printf("loss %.4f\n", loss);
+    /* the encoder as a classifier: logits and features, as an embedding program does */
+    maec_classifier_opts o; maec_classifier *cl; maec_clf_workspace *cw; float feat[2 * 64];
+    maec_classifier_defaults(&o);
+    if (maec_classifier_create(NULL, m, &o, 0, &cl, &err) || maec_clf_workspace_create(cl, 2, 0, &cw, &err) ||
+        maec_classifier_forward_backward(cl, cw, x, 2, NULL, NULL, NULL, 0, 0, NULL, &err) ||
+        maec_classifier_features(cl, cw, x, 2, MAEC_FEATURE_MEAN, feat, &err)) { printf("%s\n", err.msg); return 1; }
+    printf("logits %d classes, first %.4f; feature %.4f\n", maec_classifier_options(cl)->num_classes,
+           maec_clf_ws_logits(cw)[0], feat[0]);
+    maec_clf_workspace_free(cw); maec_classifier_free(cl);
     if (maec_model_load("/nonexistent.safetensors", NULL, &m, &err) == 0) return 1;
     printf("error: %s\n", err.msg);
     maec_workspace_free(ws); maec_model_free(m);
@@ -33,6 +42,7 @@ export PKG_CONFIG_PATH="$T/usr/lib/pkgconfig"
 cc -std=c11 -o "$T/embed_c" "$T/embed.c" $(pkg-config --cflags --libs maec) -Wl,-rpath,"$T/usr/lib" 2> "$T/cc.log"
 check '[ $? -eq 0 ]' "C program did not build: $(head -3 $T/cc.log)"
 check '"$T/embed_c" | grep -q "^loss"' "C program did not run"
+check '"$T/embed_c" | grep -q "^logits 10 classes"' "C program: no classifier logits: $("$T/embed_c" 2>&1 | tail -1)"
 c++ -o "$T/embed_cpp" -x c++ "$T/embed.cpp" $(pkg-config --cflags --libs maec) -Wl,-rpath,"$T/usr/lib" 2> "$T/cxx.log"
 check '[ $? -eq 0 ]' "C++ program did not build: $(head -3 $T/cxx.log)"
 check '"$T/embed_cpp" | grep -q "^loss"' "C++ program did not run"
