@@ -121,6 +121,21 @@ check '[ $rc -eq 0 ] && [ $(echo "$out" | wc -l) -eq 2 ] && [ "$l1" = "$(echo "$
       "predict on image files: '$out'"
 echo "  predict: $l1"
 
+# class names: fine-tuned on an image folder, the model keeps the folders'
+# names and predict prints them
+for split in train val; do for cl in boot shirt; do
+    mkdir -p $T/folder/$split/$cl
+    for i in 1 2 3 4; do
+        $MAEC reconstruct --model $M --data-path $D --num-images 1 --scale 1 --seed $i --out $T/folder/$split/$cl/$i.png > /dev/null 2>&1
+    done
+done; done
+$MAEC finetune --model $M --data-path $T/folder --epochs 1 --warmup-epochs 0 --batch-size 4 --mixup 0 --cutmix 0 \
+    --output-dir $T/ftf $J > $T/ftf.log 2>&1
+check '[ $? -eq 0 ] && grep -q "maec_classes" $T/ftf/model.safetensors' "finetune on an image folder kept no class names: $(tail -1 $T/ftf.log)"
+out=$($MAEC predict --model $T/ftf/model.safetensors $T/one.png --threads 1 2>&1)
+check '[[ "$out" == *": boot (0) "*", shirt (1) "* ]] || [[ "$out" == *": shirt (1) "*", boot (0) "* ]]' "predict did not name the classes: '$out'"
+echo "  predict: $out"
+
 # 6. bad input: one line 'maec: error: ...', non-zero exit
 expect_err() { # name, command...
     local name=$1; shift

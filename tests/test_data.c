@@ -230,6 +230,7 @@ static void test_idx(void)
     CHECK(maec_dataset_channels(ds) == 1, "idx channels");
     CHECK(maec_dataset_native_size(ds, &h, &w) == 0 && h == 4 && w == 3, "idx size %dx%d", h, w);
     CHECK(maec_dataset_num_classes(ds) == 3, "idx classes %d", maec_dataset_num_classes(ds));
+    CHECK(!maec_dataset_class_name(ds, 0), "idx files name no classes");
     CHECK(maec_dataset_label(ds, 4) == 1 && maec_dataset_label(ds, 5) == -1, "idx labels");
     maec_image im = {0};
     int exact = 1;
@@ -334,6 +335,8 @@ static void test_cifar(void)
         CHECK(maec_dataset_size(ds) == 5 && maec_dataset_channels(ds) == 3 &&
                   maec_dataset_num_classes(ds) == 10,
               "cifar10 size/channels/classes");
+        const char *n9 = maec_dataset_class_name(ds, 9);
+        CHECK(n9 && !strcmp(n9, "truck"), "cifar10 class 9 named '%s'", n9 ? n9 : "(none)");
         CHECK(maec_dataset_native_size(ds, &h, &w) == 0 && h == 32 && w == 32, "cifar 32x32");
         maec_image im = {0};
         int exact = 1;
@@ -516,6 +519,10 @@ static void test_decoders_and_folder(void)
         int labels_ok = 1, want[8] = {0, 0, 0, 1, 1, 1, 1, 2};
         for (int i = 0; i < 8; i++) labels_ok &= maec_dataset_label(ds, i) == want[i];
         CHECK(labels_ok, "folder labels in sorted order");
+        const char *n0 = maec_dataset_class_name(ds, 0), *n2 = maec_dataset_class_name(ds, 2);
+        CHECK(n0 && n2 && !strcmp(n0, "a_gray") && !strcmp(n2, "c_empty_not") && !maec_dataset_class_name(ds, 3) &&
+                  !maec_dataset_class_name(ds, -1),
+              "folder class names '%s', '%s'", n0 ? n0 : "(none)", n2 ? n2 : "(none)");
         /* index 4 is rgb.png (after photo.JPG: 'p' < 'r'); converted to gray luminance */
         rc = maec_dataset_get(ds, 4, &im, &err);
         float lum = 0.299f * img_v(2, 3, 0) / 255.0f + 0.587f * img_v(2, 3, 1) / 255.0f +

@@ -275,6 +275,7 @@ int cmd_finetune(int argc, char **argv)
                  (double)mean[1], (double)mean[2], (double)std[0], (double)std[1], (double)std[2]);
         maec_classifier_set_meta(c, "maec_data", nb);
     }
+    if ((rc = eval_save_class_names(c, train, &err))) goto fail;
     if (maec_dataset_size(train) < batch) {
         maec_fail(&err, MAEC_EINVAL, "%s has %lld images, fewer than one batch of %d", data,
                   (long long)maec_dataset_size(train), batch);

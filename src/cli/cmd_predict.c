@@ -68,9 +68,9 @@ static int write_logits(const char *out, const float *L, const int *Y, int64_t N
     return rc;
 }
 
-/* one line per image: its topk classes, most probable first, with their
- * softmax probabilities */
-static void print_top(const char *name, const float *lg, int K, int topk)
+/* one line per image: its topk classes (by name when the model keeps the
+ * names), most probable first, with their softmax probabilities */
+static void print_top(const char *name, const float *lg, int K, int topk, char *const *names)
 {
     double mx = lg[0], z = 0;
     for (int k = 1; k < K; k++) mx = lg[k] > mx ? lg[k] : mx;
@@ -83,7 +83,9 @@ static void print_top(const char *name, const float *lg, int K, int topk)
         for (int k = 0; k < K; k++)
             if (!taken[k] && (best < 0 || lg[k] > lg[best])) best = k;
         taken[best] = 1;
-        printf("%s class %d %.2f%%", t ? "," : "", best, 100 * exp(lg[best] - mx) / z);
+        double p = 100 * exp(lg[best] - mx) / z;
+        if (names) printf("%s %s (%d) %.2f%%", t ? "," : "", names[best], best, p);
+        else printf("%s class %d %.2f%%", t ? "," : "", best, p);
     }
     printf("\n");
 }
@@ -192,7 +194,9 @@ int cmd_predict(int argc, char **argv)
             memcpy(L + (size_t)i0 * K, maec_clf_ws_logits(w), (size_t)n * K * sizeof(float));
         }
         if (out && write_logits(out, L, NULL, npos, K, &err)) goto fail;
-        for (int i = 0; i < npos; i++) print_top(pos[i], L + (size_t)i * K, K, topk);
+        char **names = eval_class_names(c);
+        for (int i = 0; i < npos; i++) print_top(pos[i], L + (size_t)i * K, K, topk, names);
+        eval_free_names(names, K);
         if (out) printf("logits [%d, %d] -> %s\n", npos, K, out);
     }
     status = 0;

@@ -10,6 +10,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "run.h"
 #include "util.h"
 
@@ -267,4 +269,53 @@ int eval_knn_model(const maec_model *m, maec_dataset *train, const char *data_pa
     maec_dataset_free(test);
     maec_classifier_free(c);
     return rc;
+}
+
+int eval_save_class_names(maec_classifier *c, const maec_dataset *ds, maec_error *err)
+{
+    int K = maec_classifier_options(c)->num_classes;
+    if (K < 1 || maec_dataset_num_classes(ds) != K) return 0;
+    cJSON *a = cJSON_CreateArray();
+    for (int k = 0; a && k < K; k++) {
+        const char *name = maec_dataset_class_name(ds, k);
+        cJSON *v = name ? cJSON_CreateString(name) : NULL;
+        if (!v) {
+            cJSON_Delete(a);
+            return 0; /* a data set without names for every class: none kept */
+        }
+        cJSON_AddItemToArray(a, v);
+    }
+    char *js = a ? cJSON_PrintUnformatted(a) : NULL;
+    cJSON_Delete(a);
+    if (!js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    int rc = maec_classifier_set_meta(c, "maec_classes", js);
+    free(js);
+    return rc ? maec_fail(err, rc, "cannot keep the class names in the model") : 0;
+}
+
+char **eval_class_names(const maec_classifier *c)
+{
+    int K = maec_classifier_options(c)->num_classes;
+    const char *js = maec_classifier_get_meta(c, "maec_classes");
+    cJSON *a = js ? cJSON_Parse(js) : NULL;
+    char **names = NULL;
+    if (cJSON_IsArray(a) && K > 0 && cJSON_GetArraySize(a) == K && (names = calloc((size_t)K, sizeof *names))) {
+        for (int k = 0; k < K; k++) {
+            const cJSON *v = cJSON_GetArrayItem(a, k);
+            if (!cJSON_IsString(v) || !(names[k] = strdup(v->valuestring))) {
+                eval_free_names(names, K);
+                names = NULL;
+                break;
+            }
+        }
+    }
+    cJSON_Delete(a);
+    return names;
+}
+
+void eval_free_names(char **names, int K)
+{
+    if (!names) return;
+    for (int k = 0; k < K; k++) free(names[k]);
+    free(names);
 }

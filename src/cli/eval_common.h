@@ -51,6 +51,15 @@ int eval_knn(maec_classifier *c, maec_dataset *train, maec_dataset *test, int fe
 int eval_knn_model(const maec_model *m, maec_dataset *train, const char *data_path, const float *mean,
                    const float *std, int workers, double *top1, maec_error *err);
 
+/* The class names of ds (maec_dataset_class_name), when it has one for
+ * each of the classifier's classes, into its metadata "maec_classes" (a
+ * JSON array); 0, or an error when they cannot be kept. */
+int eval_save_class_names(maec_classifier *c, const maec_dataset *ds, maec_error *err);
+/* Those names back ([num_classes], malloc'd), or NULL when the model has
+ * none; eval_free_names frees them. */
+char **eval_class_names(const maec_classifier *c);
+void eval_free_names(char **names, int K);
+
 /* "cls" / "mean" -> MAEC_FEATURE_*; -1 if neither */
 int eval_feature_kind(const char *s);
 int eval_mkdir_p(const char *path);

@@ -99,6 +99,13 @@ static int load_records(maec_dataset *ds, const cifar_set *s, maec_error *err)
         free(labels);
         return rc;
     }
+    if (!s->hundred) { /* as batches.meta.txt of the CIFAR-10 binary release names them */
+        static const char *const names[10] = {"airplane", "automobile", "bird", "cat", "deer",
+                                              "dog", "frog", "horse", "ship", "truck"};
+        ds->class_names = calloc(10, sizeof(char *));
+        /* the names are an extra: without memory for them the data set still loads */
+        for (int c = 0; ds->class_names && c < 10; c++) ds->class_names[c] = strdup(names[c]);
+    }
     ds->format = s->hundred ? "cifar100" : "cifar10";
     ds->blob = pix;
     ds->u8 = pix;

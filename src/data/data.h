@@ -68,6 +68,9 @@ int64_t maec_dataset_size(const maec_dataset *ds);
 int maec_dataset_channels(const maec_dataset *ds);
 /* 0 when the data set has no labels */
 int maec_dataset_num_classes(const maec_dataset *ds);
+/* The name of class k: an image folder's class folder, CIFAR-10's ten
+ * names; NULL where the data set has none (IDX, CIFAR-100, .npy). */
+const char *maec_dataset_class_name(const maec_dataset *ds, int k);
 /* label of image i, -1 when none */
 int maec_dataset_label(const maec_dataset *ds, int64_t i);
 /* "idx", "cifar10", "cifar100", "imagefolder" or "npy" */

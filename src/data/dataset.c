@@ -64,6 +64,10 @@ void maec_dataset_free(maec_dataset *ds)
         for (int64_t i = 0; i < ds->n; i++) free(ds->files[i]);
         free(ds->files);
     }
+    if (ds->class_names) {
+        for (int k = 0; k < ds->num_classes; k++) free(ds->class_names[k]);
+        free(ds->class_names);
+    }
     free(ds->blob);
     free(ds->labels);
     free(ds->path);
@@ -136,6 +140,10 @@ int maec_dataset_open(const char *path, const char *split, maec_dataset **out,
 int64_t maec_dataset_size(const maec_dataset *ds) { return ds ? ds->n : 0; }
 int maec_dataset_channels(const maec_dataset *ds) { return ds ? ds->c : 0; }
 int maec_dataset_num_classes(const maec_dataset *ds) { return ds ? ds->num_classes : 0; }
+const char *maec_dataset_class_name(const maec_dataset *ds, int k)
+{
+    return ds && ds->class_names && k >= 0 && k < ds->num_classes ? ds->class_names[k] : NULL;
+}
 const char *maec_dataset_format(const maec_dataset *ds) { return ds ? ds->format : ""; }
 
 int maec_dataset_label(const maec_dataset *ds, int64_t i)

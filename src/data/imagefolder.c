@@ -172,6 +172,12 @@ int ds_open_folder(maec_dataset *ds, const char *root, int test, maec_error *err
         }
         if (rc) goto done;
         ds->num_classes = (int)classes.n;
+        /* the class folders' own names, in label order */
+        size_t bl = strlen(base) + 1;
+        for (size_t c = 0; c < classes.n; c++)
+            memmove(classes.v[c], classes.v[c] + bl, strlen(classes.v[c] + bl) + 1);
+        ds->class_names = classes.v;
+        memset(&classes, 0, sizeof classes);
     }
     if (files.n == 0) {
         rc = maec_fail(err, MAEC_EFORMAT, "%s: no images found (want <class>/*.png|*.jpg|*.jpeg)",

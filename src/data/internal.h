@@ -18,6 +18,7 @@ struct maec_dataset {
     int c, h, w;        /* h, w: 0 when sizes vary */
     int num_classes;    /* 0: no labels */
     int *labels;        /* [n] or NULL */
+    char **class_names; /* [num_classes] (malloc'd) or NULL */
 
     /* in-memory formats (idx, cifar, npy): n images of c*h*w values */
     void *blob;          /* what to free */
