@@ -365,6 +365,9 @@ static void test_cifar(void)
     mkdirs("c100");
     write_cifar(at("c100/train.bin"), 1, 0, 4, 0);
     write_cifar(at("c100/test.bin"), 1, 50, 1, 0);
+    FILE *nf = fopen(at("c100/fine_label_names.txt"), "w");
+    for (int k = 0; nf && k < 100; k++) fprintf(nf, "name%d\r\n", k);
+    if (nf) fclose(nf);
     rc = maec_dataset_open(at("c100"), "train", &ds, &err);
     CHECK(rc == 0, "open cifar100: %s", err.msg);
     if (!rc) {
@@ -372,6 +375,9 @@ static void test_cifar(void)
                   maec_dataset_num_classes(ds) == 100,
               "cifar100 format/size/classes");
         CHECK(maec_dataset_label(ds, 3) == 21, "cifar100 fine label %d", maec_dataset_label(ds, 3));
+        const char *n21 = maec_dataset_class_name(ds, 21);
+        CHECK(n21 && !strcmp(n21, "name21"), "cifar100 class 21 named '%s' (fine_label_names.txt)",
+              n21 ? n21 : "(none)");
         maec_image im = {0};
         rc = maec_dataset_get(ds, 2, &im, &err);
         CHECK(rc == 0 && px(&im, 2, 31, 31) == (float)cifar_px(2, 3071) / 255.0f, "cifar100 pixels");

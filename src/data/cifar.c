@@ -46,6 +46,34 @@ static int count_records(const char *path, int hundred, size_t *n, maec_error *e
     return 0;
 }
 
+/* n names, one a line (a trailing newline, spaces and '\r' dropped), from
+ * the file name in the folder of path; NULL unless exactly n non-empty lines */
+static char **read_names_beside(const char *path, const char *name, int n)
+{
+    const char *slash = strrchr(path, '/');
+    size_t dl = slash ? (size_t)(slash - path) : 1;
+    char *p = malloc(dl + strlen(name) + 2);
+    if (!p) return NULL;
+    snprintf(p, dl + strlen(name) + 2, "%.*s/%s", (int)dl, slash ? path : ".", name);
+    FILE *f = fopen(p, "r");
+    free(p);
+    if (!f) return NULL;
+    char **v = calloc((size_t)n, sizeof *v), line[256];
+    int k = 0, ok = v != NULL;
+    while (ok && fgets(line, sizeof line, f)) {
+        size_t l = strlen(line);
+        while (l > 0 && (line[l - 1] == '\n' || line[l - 1] == '\r' || line[l - 1] == ' ')) line[--l] = 0;
+        if (l == 0) continue;
+        ok = k < n && (v[k] = strdup(line)) != NULL;
+        k++;
+    }
+    fclose(f);
+    if (ok && k == n) return v;
+    for (int i = 0; v && i < n; i++) free(v[i]);
+    free(v);
+    return NULL;
+}
+
 static int load_records(maec_dataset *ds, const cifar_set *s, maec_error *err)
 {
     size_t counts[CIFAR_MAX_FILES], total = 0;
@@ -99,12 +127,17 @@ static int load_records(maec_dataset *ds, const cifar_set *s, maec_error *err)
         free(labels);
         return rc;
     }
-    if (!s->hundred) { /* as batches.meta.txt of the CIFAR-10 binary release names them */
+    /* the class names: CIFAR-10's ten, as batches.meta.txt of its binary
+     * release gives them; CIFAR-100's from fine_label_names.txt beside the
+     * data when it is there. Names are an extra: without them (or memory
+     * for them) the data set still loads. */
+    if (!s->hundred) {
         static const char *const names[10] = {"airplane", "automobile", "bird", "cat", "deer",
                                               "dog", "frog", "horse", "ship", "truck"};
         ds->class_names = calloc(10, sizeof(char *));
-        /* the names are an extra: without memory for them the data set still loads */
         for (int c = 0; ds->class_names && c < 10; c++) ds->class_names[c] = strdup(names[c]);
+    } else {
+        ds->class_names = read_names_beside(s->files[0], "fine_label_names.txt", 100);
     }
     ds->format = s->hundred ? "cifar100" : "cifar10";
     ds->blob = pix;

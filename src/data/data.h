@@ -69,7 +69,8 @@ int maec_dataset_channels(const maec_dataset *ds);
 /* 0 when the data set has no labels */
 int maec_dataset_num_classes(const maec_dataset *ds);
 /* The name of class k: an image folder's class folder, CIFAR-10's ten
- * names; NULL where the data set has none (IDX, CIFAR-100, .npy). */
+ * names, CIFAR-100's from fine_label_names.txt beside its files; NULL where
+ * the data set has none (IDX, .npy). */
 const char *maec_dataset_class_name(const maec_dataset *ds, int k);
 /* label of image i, -1 when none */
 int maec_dataset_label(const maec_dataset *ds, int64_t i);
