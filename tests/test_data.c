@@ -936,6 +936,65 @@ static int same_run(const run_record *a, int a0, const run_record *b, int b0, in
     return 1;
 }
 
+/* random erasing (timm's 'pixel' mode, one box): how often, a box in every
+ * channel alike, N(0, 1) inside, nothing outside; same rng, same result */
+static void test_random_erase(void)
+{
+    enum { C = 3, H = 28, W = 24, N = 2000 };
+    static float img[C * H * W], img2[C * H * W];
+    int erased = 0, boxes_ok = 1, same = 1;
+    double sum = 0, sum2 = 0, cnt = 0, area_frac = 0;
+    for (int t = 0; t < N; t++) {
+        for (int k = 0; k < C * H * W; k++) img[k] = img2[k] = 5.0f;
+        uint64_t r1 = rng_derive(11, (uint64_t)t, 0, 0), r2 = r1;
+        maec_random_erase(img, C, H, W, t < N / 2 ? 0.25f : 1.0f, &r1);
+        maec_random_erase(img2, C, H, W, t < N / 2 ? 0.25f : 1.0f, &r2);
+        same &= !memcmp(img, img2, sizeof img) && r1 == r2;
+        /* the bounding box of the changed pixels of channel 0 */
+        int y0 = H, y1 = -1, x0 = W, x1 = -1, n = 0;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++)
+                if (img[y * W + x] != 5.0f) {
+                    n++;
+                    y0 = y < y0 ? y : y0, y1 = y > y1 ? y : y1, x0 = x < x0 ? x : x0, x1 = x > x1 ? x : x1;
+                }
+        if (n == 0) continue;
+        if (t < N / 2) erased++;
+        else area_frac += (double)n / (H * W);
+        /* a full box (a value of exactly 5 inside is all but impossible), the same in every channel */
+        boxes_ok &= n == (y1 - y0 + 1) * (x1 - x0 + 1) && (y1 - y0 + 1) < H && (x1 - x0 + 1) < W;
+        for (int c = 0; c < C; c++)
+            for (int y = 0; y < H; y++)
+                for (int x = 0; x < W; x++) {
+                    float v = img[((size_t)c * H + y) * W + x];
+                    int in = y >= y0 && y <= y1 && x >= x0 && x <= x1;
+                    boxes_ok &= in ? v != 5.0f : v == 5.0f;
+                    if (in) sum += v, sum2 += (double)v * v, cnt++;
+                }
+    }
+    double p = (double)erased / (N / 2), mean = sum / cnt, var = sum2 / cnt - mean * mean;
+    area_frac /= N / 2;
+    /* 1000 draws at p 0.25: sd 0.014; box area uniform in 2% to 1/3 of the image
+     * (mean 0.177; 0.174 measured over 20,000 boxes of this size), sd of the mean 0.003 */
+    CHECK(p > 0.20 && p < 0.30, "random erasing at p 0.25 erased %.3f of the images", p);
+    CHECK(area_frac > 0.15 && area_frac < 0.20, "mean erased area %.3f of the image", area_frac);
+    CHECK(boxes_ok, "random erasing: one box, alike in every channel, nothing outside");
+    CHECK(fabs(mean) < 0.02 && fabs(var - 1) < 0.03, "erased values mean %.4f var %.4f (want N(0, 1))", mean, var);
+    CHECK(same, "random erasing: same rng, same result");
+    uint64_t r = 5;
+    for (int k = 0; k < C * H * W; k++) img[k] = 5.0f;
+    maec_random_erase(img, C, H, W, 0.0f, &r);
+    int untouched = 1;
+    for (int k = 0; k < C * H * W; k++) untouched &= img[k] == 5.0f;
+    CHECK(untouched, "random erasing at p 0 changes nothing");
+    maec_augment a;
+    maec_augment_defaults(&a, 1, 8, 8);
+    a.reprob = 1.5f;
+    EXPECT_FAIL(maec_augment_check(&a, &e_), "random erasing probability 1.5");
+    a.reprob = NAN;
+    EXPECT_FAIL(maec_augment_check(&a, &e_), "random erasing probability NaN");
+}
+
 static void test_loader(void)
 {
     mkdirs("lidx");
@@ -1130,6 +1189,7 @@ int main(void)
     test_npy();
     test_resize();
     test_augment();
+    test_random_erase();
     test_loader();
     test_fashion_mnist();
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);

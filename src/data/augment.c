@@ -202,6 +202,9 @@ int maec_augment_check(const maec_augment *a, maec_error *err)
         return maec_fail(err, MAEC_EINVAL, "augmentation: bad crop scale (%g, %g) or ratio (%g, %g)",
                          (double)a->scale_min, (double)a->scale_max, (double)a->ratio_min,
                          (double)a->ratio_max);
+    if (!(a->reprob >= 0 && a->reprob <= 1))
+        return maec_fail(err, MAEC_EINVAL, "augmentation: random erasing probability %g (want 0 to 1)",
+                         (double)a->reprob);
     for (int c = 0; c < a->out_c; c++)
         if (!isfinite(a->mean[c]) || !isfinite(a->std[c]) || a->std[c] == 0)
             return maec_fail(err, MAEC_EINVAL, "augmentation: bad mean %g / std %g of channel %d",
@@ -315,7 +318,26 @@ int maec_augment_apply(const maec_augment *a, const maec_image *src, float *out,
         if (m == 0.0f && a->std[c] == 1.0f) continue;
         for (size_t k = 0; k < oplane; k++) p[k] = (p[k] - m) * inv;
     }
+    if (a->reprob > 0) maec_random_erase(out, oc, oh, ow, a->reprob, rng);
     return 0;
+}
+
+void maec_random_erase(float *img, int c, int h, int w, float p, uint64_t *rng)
+{
+    if (rng_uniform_d(rng) >= p) return; /* timm: random() > p returns */
+    const double area = (double)h * w, la = log(0.3), lb = log(1 / 0.3);
+    for (int attempt = 0; attempt < 10; attempt++) {
+        double target = (0.02 + (1.0 / 3 - 0.02) * rng_uniform_d(rng)) * area;
+        double aspect = exp(la + (lb - la) * rng_uniform_d(rng));
+        int eh = (int)lround(sqrt(target * aspect)), ew = (int)lround(sqrt(target / aspect));
+        if (ew >= w || eh >= h) continue;
+        /* randint(0, h - eh), both ends included */
+        int top = (int)(rng_uniform_d(rng) * (h - eh + 1)), left = (int)(rng_uniform_d(rng) * (w - ew + 1));
+        for (int ch = 0; ch < c; ch++)
+            for (int y = top; y < top + eh; y++)
+                for (int x = left; x < left + ew; x++) img[((size_t)ch * h + y) * w + x] = (float)rng_normal(rng);
+        return;
+    }
 }
 
 /* ------------------------------------------------------------------ statistics */

@@ -94,6 +94,7 @@ typedef struct {
     float ratio_min, ratio_max; /* crop aspect ratio w/h */
     int hflip;                /* flip horizontally with p = 0.5 */
     float mean[3], std[3];    /* out = (x - mean) / std per channel */
+    float reprob;             /* random erasing after normalizing: probability (0: off) */
 } maec_augment;
 
 /* crop on, scale (0.2, 1), ratio (3/4, 4/3), flip on, mean 0, std 1 */
@@ -106,9 +107,16 @@ void maec_random_resized_crop_box(int h, int w, float scale_min, float scale_max
                                   float ratio_min, float ratio_max, uint64_t *rng,
                                   int *i, int *j, int *ch, int *cw);
 
+/* timm's RandomErasing in its 'pixel' mode with one box, on an image
+ * [c, h, w]: with probability p, a box of 2% to 1/3 of the area with an
+ * aspect ratio log-uniform in (0.3, 1/0.3) (up to 10 tries to fit one),
+ * filled with N(0, 1) values, one per pixel and channel. Draws from *rng. */
+void maec_random_erase(float *img, int c, int h, int w, float p, uint64_t *rng);
+
 /* crop (or resize) -> flip -> channel conversion (gray to RGB: replicate;
- * RGB to gray: 0.299 R + 0.587 G + 0.114 B) -> normalize, into
- * out [a->out_c, a->out_h, a->out_w]. Draws from *rng (crop, then flip). */
+ * RGB to gray: 0.299 R + 0.587 G + 0.114 B) -> normalize -> random erasing
+ * (a->reprob > 0), into out [a->out_c, a->out_h, a->out_w]. Draws from
+ * *rng (crop, then flip, then erasing). */
 int maec_augment_apply(const maec_augment *a, const maec_image *src, float *out,
                        uint64_t *rng, maec_error *err);
 
