@@ -99,7 +99,7 @@ row_lin-rand() {
     done
 }
 FT="--data-path $DATA --epochs 10 --warmup-epochs 1 --batch-size 128 --blr 1e-3 --weight-decay 0.05 --drop-path 0.1
-    --smoothing 0.1 --mixup 0 --cutmix 0 --reprob 0 --crop-min 0.5 --seed 0 --log-every 100 $J"
+    --smoothing 0.1 --mixup 0 --cutmix 0 --aa none --reprob 0 --crop-min 0.5 --seed 0 --log-every 100 $J"
 row_ft()      { run ft $MAEC finetune --model $MAE $FT --layer-decay 0.75 --output-dir $R/ft; }
 row_scratch() { run scratch $MAEC finetune --model fmnist-mini $FT --layer-decay 1 --output-dir $R/scratch; }
 row_ft2()     { run ft2 $MAEC finetune --model $MAE $FT --layer-decay 0.75 --tune-blocks 2 --output-dir $R/ft2; }

@@ -67,10 +67,10 @@ FT="--data-path $D --epochs 1 --warmup-epochs 0.2 --batch-size 32 --log-every 1 
 $MAEC finetune --model $M $FT --output-dir $T/ft > $T/ft.log 2>&1
 check '[ $? -eq 0 ] && grep -q "\"final\":true" $T/ft/metrics.jsonl' "finetune failed: $(tail -2 $T/ft.log)"
 check '[ -s $T/ft/model.safetensors ]' "finetune wrote no model"
-# random erasing on by default (official 0.25), and kept in the run state so
+# RandAugment and random erasing on by default (official), and kept in the run state so
 # that a resumed run keeps it whatever the default becomes
-check 'grep -q "random erasing 0.25" $T/ft.log && grep -q -- "--reprob=0.25" $T/ft/checkpoint.safetensors' \
-      "finetune: random erasing 0.25 not on, or not in the checkpoint's run state"
+check 'grep -q "RandAugment rand-m9-mstd0.5-inc1, random erasing 0.25" $T/ft.log && grep -q -- "--reprob=0.25" $T/ft/checkpoint.safetensors && grep -q -- "--aa=rand-m9-mstd0.5-inc1" $T/ft/checkpoint.safetensors' \
+      "finetune: RandAugment and random erasing not on by default, or not in the checkpoint's run state"
 $MAEC finetune --model $M $FT --output-dir $T/ft2 > /dev/null 2>&1
 losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl"; }
 check '[ -n "$(losses $T/ft)" ] && [ "$(losses $T/ft)" = "$(losses $T/ft2)" ]' "finetune: same seed, different losses"
@@ -167,6 +167,7 @@ expect_err "linprobe, warmup > epochs" $MAEC linprobe --model $M --data-path $D 
 expect_err "linprobe, unknown flag" $MAEC linprobe --model $M --data-path $D --output-dir $T/x --epoch 3
 expect_err "finetune, tune too many blocks" $MAEC finetune --model $M $FT --tune-blocks 5 --output-dir $T/x
 expect_err "finetune, odd batch with mixup" $MAEC finetune --model $M --data-path $D --batch-size 33 --output-dir $T/x
+expect_err "finetune, --aa auto" $MAEC finetune --model $M $FT --aa original-mstd0.5 --output-dir $T/x
 expect_err "finetune, reprob 2" $MAEC finetune --model $M $FT --reprob 2 --output-dir $T/x
 expect_err "finetune, bad drop path" $MAEC finetune --model $M $FT --drop-path 1 --output-dir $T/x
 expect_err "finetune, unknown preset" $MAEC finetune --model vit-tiny-99 $FT --output-dir $T/x

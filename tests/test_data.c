@@ -16,6 +16,7 @@
 #include <zlib.h>
 
 #include "data/data.h"
+#include "data/internal.h"
 #include "io/npy.h"
 #include "io/png.h"
 #include "maec.h"
@@ -938,6 +939,105 @@ static int same_run(const run_record *a, int a0, const run_record *b, int b0, in
 
 /* random erasing (timm's 'pixel' mode, one box): how often, a box in every
  * channel alike, N(0, 1) inside, nothing outside; same rng, same result */
+/* an 8-bit image from a fixture .npy ([c, h, w] values 0..255 as float32) */
+static uint8_t *load_u8(const char *path, int *c, int *h, int *w)
+{
+    npy_array a;
+    maec_error err = {0};
+    if (npy_load(path, &a, &err) || a.ndim != 3) {
+        printf("  cannot read %s: %s\n", path, err.msg);
+        return NULL;
+    }
+    *c = (int)a.shape[0], *h = (int)a.shape[1], *w = (int)a.shape[2];
+    uint8_t *u = malloc(a.count);
+    for (size_t i = 0; u && i < a.count; i++) u[i] = (uint8_t)a.data[i];
+    npy_free(&a);
+    return u;
+}
+
+/* RandAugment's operations against PIL 9.4 (tests/reference/randaug_ref.py
+ * -> tests/fixtures/randaug): the same bytes for the point operations and
+ * the blends; for the affine ones (PIL's bicubic filter in double, ours the
+ * same formula; the same bytes when written) at most 1 level off, on at
+ * most 1% of the values, which leaves room for another libm's cos and sin. */
+static void test_randaug_ops(void)
+{
+    const char *F = "tests/fixtures/randaug";
+    FILE *cf = fopen("tests/fixtures/randaug/cases.txt", "r");
+    CHECK(cf != NULL, "no %s/cases.txt", F);
+    if (!cf) return;
+    char name[64], path[256];
+    int op, ncases = 0;
+    double arg;
+    while (fscanf(cf, "%63s %d %lf", name, &op, &arg) == 3) {
+        for (int g = 0; g < 2; g++) {
+            int c, h, w, c2, h2, w2;
+            snprintf(path, sizeof path, "%s/in_%s.npy", F, g ? "gray" : "rgb");
+            uint8_t *img = load_u8(path, &c, &h, &w);
+            snprintf(path, sizeof path, "%s/%s_%s.npy", F, g ? "gray" : "rgb", name);
+            uint8_t *want = load_u8(path, &c2, &h2, &w2);
+            uint8_t *tmp = malloc((size_t)c * h * w);
+            int ok = img && want && tmp && c == c2 && h == h2 && w == w2;
+            int ndiff = 0, maxd = 0;
+            if (ok) {
+                const uint8_t fill[3] = {g ? 73 : 73, 90, 110};
+                randaug_op(op, arg, img, tmp, c, h, w, fill);
+                for (size_t i = 0; i < (size_t)c * h * w; i++) {
+                    int d = abs((int)img[i] - (int)want[i]);
+                    ndiff += d != 0;
+                    maxd = d > maxd ? d : maxd;
+                }
+            }
+            int affine = op == 3 || op >= 11;
+            CHECK(ok && (affine ? maxd <= 1 && ndiff * 100 <= c * h * w : ndiff == 0),
+                  "randaug %s (%s): %d of %d values differ from PIL's, by up to %d", name, g ? "gray" : "rgb",
+                  ndiff, ok ? c * h * w : 0, maxd);
+            free(img), free(want), free(tmp);
+        }
+        ncases++;
+    }
+    fclose(cf);
+    CHECK(ncases == 22, "randaug: %d cases in cases.txt (want 22)", ncases);
+
+    /* timm's config strings */
+    maec_randaug ra;
+    maec_error err = {0};
+    int rc = maec_randaug_parse("rand-m9-mstd0.5-inc1", &ra, &err);
+    CHECK(rc == 0 && ra.on && ra.n == 2 && ra.m == 9 && ra.mstd == 0.5f && ra.increasing == 1,
+          "parse rand-m9-mstd0.5-inc1: %s", err.msg);
+    rc = maec_randaug_parse("rand-n3-m5", &ra, &err);
+    CHECK(rc == 0 && ra.on && ra.n == 3 && ra.m == 5 && ra.mstd == 0 && !ra.increasing, "parse rand-n3-m5");
+    rc = maec_randaug_parse("none", &ra, &err);
+    CHECK(rc == 0 && !ra.on, "parse none");
+    const char *bad[] = {"auto", "randx", "rand-x3", "rand-m", "rand-m9-", "rand-inc2", "rand-n1.5", "rand-m-1",
+                         "rand-mnan", "original-mstd0.5"};
+    for (int i = 0; i < (int)(sizeof bad / sizeof bad[0]); i++) {
+        maec_error e = {0};
+        CHECK(maec_randaug_parse(bad[i], &ra, &e) != 0 && e.msg[0], "parse '%s' accepted", bad[i]);
+        if (i == 2) printf("  %-28s -> %s\n", "randaug 'rand-x3'", e.msg);
+    }
+
+    /* the whole transform: deterministic from the rng; changes about 3 in 4
+     * images (each of the two operations is skipped with p 0.5) */
+    maec_randaug_parse("rand-m9-mstd0.5-inc1", &ra, &err);
+    int c, h, w, changed = 0, same = 1;
+    uint8_t *img0 = load_u8("tests/fixtures/randaug/in_rgb.npy", &c, &h, &w);
+    uint8_t *a = img0 ? malloc((size_t)c * h * w) : NULL, *b = img0 ? malloc((size_t)c * h * w) : NULL;
+    const uint8_t fill[3] = {73, 90, 110};
+    for (int t = 0; a && b && t < 400; t++) {
+        memcpy(a, img0, (size_t)c * h * w);
+        memcpy(b, img0, (size_t)c * h * w);
+        uint64_t r1 = rng_derive(3, (uint64_t)t, 0, 0), r2 = r1;
+        maec_randaug_apply(&ra, a, c, h, w, fill, &r1, &err);
+        maec_randaug_apply(&ra, b, c, h, w, fill, &r2, &err);
+        same &= !memcmp(a, b, (size_t)c * h * w) && r1 == r2;
+        changed += memcmp(a, img0, (size_t)c * h * w) != 0;
+    }
+    CHECK(img0 && same, "RandAugment: same rng, same image");
+    CHECK(changed > 260 && changed < 340, "RandAugment changed %d of 400 images (want about 300)", changed);
+    free(img0), free(a), free(b);
+}
+
 static void test_random_erase(void)
 {
     enum { C = 3, H = 28, W = 24, N = 2000 };
@@ -1190,6 +1290,7 @@ int main(void)
     test_resize();
     test_augment();
     test_random_erase();
+    test_randaug_ops();
     test_loader();
     test_fashion_mnist();
     nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);

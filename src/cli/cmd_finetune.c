@@ -139,6 +139,7 @@ int cmd_finetune(int argc, char **argv)
     uint64_t seed = 0, max_steps = 0;
     float blr = 5e-4f, lr = 0, min_lr = 1e-6f, warmup = 5, wd = 0.05f, layer_decay = 0.75f, drop_path = 0.1f;
     float smoothing = 0.1f, mixup = 0.8f, cutmix = 1.0f, switch_prob = 0.5f, crop_min = 0.08f, reprob = 0.25f;
+    const char *aa = "rand-m9-mstd0.5-inc1";
     cli_opt opts[] = {
         {"model", OPT_STR, &model, "pretrained MAE (or classifier) file; a preset name: train from scratch", 1, 0, 0},
         {"from-scratch", OPT_BOOL, &scratch, "the architecture of --model, randomly initialized", 1, 0, 0},
@@ -165,6 +166,7 @@ int cmd_finetune(int argc, char **argv)
         {"crop-min", OPT_FLOAT, &crop_min, "smallest random-resized-crop area (0.08)", 0.01, 1, 0},
         {"no-random-crop", OPT_BOOL, &no_crop, "no random resized crop", 1, 0, 0},
         {"no-hflip", OPT_BOOL, &no_hflip, "no horizontal flips", 1, 0, 0},
+        {"aa", OPT_STR, &aa, "RandAugment, as timm's string (rand-m9-mstd0.5-inc1); none: off", 1, 0, 0},
         {"reprob", OPT_FLOAT, &reprob, "random erasing probability (0.25; one box of N(0,1) pixels, as timm's 'pixel' mode)", 0, 1, 0},
         {"eval-every", OPT_INT, &eval_every, "test accuracy every N epochs (and at the end)", 1, 100000, 0},
         {"log-every", OPT_INT, &log_every, "log every N steps", 1, 1 << 30, 0},
@@ -206,16 +208,26 @@ int cmd_finetune(int argc, char **argv)
                 opts[k].seen |= saved_seen[k];
             }
             out = rdir;
-            /* checkpoints from before random erasing existed hold no --reprob:
-             * those runs continue without it */
-            for (int k = 0; k < nopts; k++)
+            /* checkpoints from before RandAugment and random erasing existed
+             * hold no --aa or --reprob: those runs continue without them */
+            for (int k = 0; k < nopts; k++) {
                 if (!strcmp(opts[k].name, "reprob") && !opts[k].seen) reprob = 0;
+                if (!strcmp(opts[k].name, "aa") && !opts[k].seen) aa = "none";
+            }
         }
     }
-    /* --reprob is always kept in the run state (its default may change; a
-     * resumed run must not) */
+    /* --aa and --reprob are always kept in the run state (their defaults may
+     * change; a resumed run must not) */
     for (int k = 0; k < nopts; k++)
-        if (!strcmp(opts[k].name, "reprob")) opts[k].seen = 1;
+        if (!strcmp(opts[k].name, "reprob") || !strcmp(opts[k].name, "aa")) opts[k].seen = 1;
+    maec_randaug ra = {0};
+    if (!r) {
+        maec_error e = {0};
+        if (maec_randaug_parse(aa, &ra, &e)) {
+            cli_error("finetune: --aa: %s", e.msg);
+            r = -1;
+        }
+    }
     if (!r && !model) model = "fmnist-mini", scratch = 1; /* the supervised baseline */
     if (!r && (!data || !out)) {
         cli_error("finetune: --data-path and --output-dir are required");
@@ -317,6 +329,7 @@ int cmd_finetune(int argc, char **argv)
     lo.aug.scale_min = crop_min;
     lo.aug.hflip = !no_hflip;
     lo.aug.reprob = reprob;
+    lo.aug.randaug = ra;
     for (int ch = 0; ch < 3; ch++) lo.aug.mean[ch] = mean[ch], lo.aug.std[ch] = std[ch];
     if ((rc = maec_loader_create(train, &lo, &ld, &err))) goto fail;
     if ((rc = maec_clf_workspace_create(c, batch, 1, &w, &err))) goto fail;
@@ -342,9 +355,9 @@ int cmd_finetune(int argc, char **argv)
         if (maec_classifier_tensor(c, i)->trainable) ntrain++, nparam += maec_classifier_tensor(c, i)->size;
     const char *what = random_init ? "from scratch (supervised)" : tune >= 0 ? "partial fine-tuning" : "fine-tuning";
     printf("finetune: %s, %s, %d classes; %zu trainable parameters in %d tensors; %lld steps of %d x %d images, "
-           "lr %.3g, layer decay %g, drop path %g, mixup %g, cutmix %g, smoothing %g, random erasing %g\n",
+           "lr %.3g, layer decay %g, drop path %g, mixup %g, cutmix %g, smoothing %g, RandAugment %s, random erasing %g\n",
            what, model, K, nparam, ntrain, (long long)total, batch, accum, lr_peak, (double)layer_decay,
-           (double)drop_path, (double)mixup, (double)cutmix, (double)smoothing, (double)reprob);
+           (double)drop_path, (double)mixup, (double)cutmix, (double)smoothing, ra.on ? aa : "none", (double)reprob);
     fflush(stdout);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);

@@ -202,6 +202,10 @@ int maec_augment_check(const maec_augment *a, maec_error *err)
         return maec_fail(err, MAEC_EINVAL, "augmentation: bad crop scale (%g, %g) or ratio (%g, %g)",
                          (double)a->scale_min, (double)a->scale_max, (double)a->ratio_min,
                          (double)a->ratio_max);
+    if (a->randaug.on && !(a->randaug.n >= 0 && a->randaug.n <= 16 && a->randaug.m >= 0 &&
+                           isfinite(a->randaug.m) && a->randaug.mstd >= 0 && isfinite(a->randaug.mstd)))
+        return maec_fail(err, MAEC_EINVAL, "augmentation: bad RandAugment settings (n %d, m %g, mstd %g)",
+                         a->randaug.n, (double)a->randaug.m, (double)a->randaug.mstd);
     if (!(a->reprob >= 0 && a->reprob <= 1))
         return maec_fail(err, MAEC_EINVAL, "augmentation: random erasing probability %g (want 0 to 1)",
                          (double)a->reprob);
@@ -312,6 +316,22 @@ int maec_augment_apply(const maec_augment *a, const maec_image *src, float *out,
         memcpy(out + 2 * oplane, out, oplane * sizeof(float));
     }
     free(tmp);
+    if (a->randaug.on) {
+        uint8_t *q = malloc((size_t)oc * oplane), fill[3];
+        if (!q) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+        for (size_t k = 0; k < (size_t)oc * oplane; k++) {
+            float v = out[k] * 255.0f + 0.5f;
+            q[k] = (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : v);
+        }
+        for (int c = 0; c < oc; c++) {
+            float v = a->mean[c] * 255.0f + 0.5f;
+            fill[c] = (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : v);
+        }
+        int rc2 = maec_randaug_apply(&a->randaug, q, oc, oh, ow, fill, rng, err);
+        for (size_t k = 0; !rc2 && k < (size_t)oc * oplane; k++) out[k] = q[k] / 255.0f;
+        free(q);
+        if (rc2) return rc2;
+    }
     for (int c = 0; c < oc; c++) {
         float m = a->mean[c], inv = 1.0f / a->std[c];
         float *p = out + (size_t)c * oplane;

@@ -87,6 +87,24 @@ int maec_dataset_get(maec_dataset *ds, int64_t i, maec_image *img, maec_error *e
 
 /* ------------------------------------------------------------------ augmentation */
 
+/* RandAugment settings (timm's config string, e.g. "rand-m9-mstd0.5-inc1":
+ * n operations (n, default 2) at magnitude m (default 10) of 0..10, drawn
+ * N(m, mstd) per operation when mstd > 0, the "increasing" forms of the
+ * operations with inc1) */
+typedef struct {
+    int on, n, increasing;
+    float m, mstd;
+} maec_randaug;
+
+/* "none" or "" (off), or "rand" followed by "-m9", "-n2", "-mstd0.5", "-inc1"
+ * parts in any order */
+int maec_randaug_parse(const char *s, maec_randaug *ra, maec_error *err);
+/* The operations on an 8-bit image [c, h, w]; fill: the colour of the area
+ * that rotations, shears and translations bring in, one value a channel.
+ * Draws from *rng. */
+int maec_randaug_apply(const maec_randaug *ra, uint8_t *img, int c, int h, int w, const uint8_t *fill,
+                       uint64_t *rng, maec_error *err);
+
 typedef struct {
     int out_c, out_h, out_w;  /* output image: out_c 1 or 3 */
     int random_resized_crop;  /* 1: RandomResizedCrop; 0: resize the whole image */
@@ -94,6 +112,7 @@ typedef struct {
     float ratio_min, ratio_max; /* crop aspect ratio w/h */
     int hflip;                /* flip horizontally with p = 0.5 */
     float mean[3], std[3];    /* out = (x - mean) / std per channel */
+    maec_randaug randaug;     /* on 8-bit values after the flip (off: no rounding to 8 bits) */
     float reprob;             /* random erasing after normalizing: probability (0: off) */
 } maec_augment;
 
@@ -114,9 +133,10 @@ void maec_random_resized_crop_box(int h, int w, float scale_min, float scale_max
 void maec_random_erase(float *img, int c, int h, int w, float p, uint64_t *rng);
 
 /* crop (or resize) -> flip -> channel conversion (gray to RGB: replicate;
- * RGB to gray: 0.299 R + 0.587 G + 0.114 B) -> normalize -> random erasing
- * (a->reprob > 0), into out [a->out_c, a->out_h, a->out_w]. Draws from
- * *rng (crop, then flip, then erasing). */
+ * RGB to gray: 0.299 R + 0.587 G + 0.114 B) -> RandAugment (on the values
+ * rounded to 8 bits, as on PIL images; fill colour the mean) -> normalize ->
+ * random erasing (a->reprob > 0), into out [a->out_c, a->out_h, a->out_w].
+ * Draws from *rng (crop, flip, RandAugment, erasing). */
 int maec_augment_apply(const maec_augment *a, const maec_image *src, float *out,
                        uint64_t *rng, maec_error *err);
 

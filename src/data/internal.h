@@ -32,6 +32,13 @@ struct maec_dataset {
 
 maec_dataset *ds_new(const char *format, const char *path);
 
+/* RandAugment's operation op (0..14 in the order of src/data/randaug.c:
+ * AutoContrast, Equalize, Invert, Rotate, Posterize, Solarize, SolarizeAdd,
+ * Color, Contrast, Brightness, Sharpness, ShearX, ShearY, TranslateX,
+ * TranslateY) with its own argument (degrees, bits, threshold, addend,
+ * factor, shear, pixels) on an 8-bit image [c, h, w]; tmp holds c*h*w. */
+void randaug_op(int op, double arg, uint8_t *img, uint8_t *tmp, int c, int h, int w, const uint8_t *fill);
+
 /* 1 if the (maybe gzip'd) file starts with the IDX images magic */
 int ds_is_idx_images_file(const char *path);
 int ds_open_idx(maec_dataset *ds, const char *images, const char *labels, maec_error *err);
