@@ -28,6 +28,9 @@
 #             fine-tuned for 50 epochs, and the same ViT from scratch for 50
 #             epochs (both with the recipe row val chose); hours each on 2
 #             cores, so each resumes where it stopped
+#   valaug  (not in the default list) the official augmentation (RandAugment,
+#             random erasing; with and without mixup/cutmix) on runs/val,
+#             against row val's flips only
 #   lin100  (not in the default list) rows 3-4b for the 100-epoch MAE
 #   ft100x30nc  (not in the default list) the 100-epoch MAE fine-tuned with
 #             the recipe and budget of ft30x30nc (30 epochs), against
@@ -179,6 +182,21 @@ row_val() {
     V=${V/--threads 2/--threads 1}
     run val-crop05 $MAEC finetune $V --output-dir $R/val-crop05 & local p1=$!
     run val-nocrop $MAEC finetune ${V/--crop-min 0.5/--no-random-crop} --output-dir $R/val-nocrop & local p2=$!
+    wait $p1 && wait $p2
+}
+
+# the official augmentation on the held-out split, against row val's
+# val-nocrop (flips only): flips + RandAugment (rand-m9-mstd0.5-inc1) +
+# random erasing 0.25, without and with mixup 0.8 / cutmix 1.0; the two
+# side by side, a thread each, as row val
+row_valaug() {
+    make_val || return 1
+    local V="${FT/--data-path $DATA/--data-path runs/val} --layer-decay 0.75 --model runs/mae30/model.safetensors"
+    V=${V/--threads 2/--threads 1}
+    V=${V/--crop-min 0.5/--no-random-crop}
+    V=${V/--aa none --reprob 0/--aa rand-m9-mstd0.5-inc1 --reprob 0.25}
+    run val-aug $MAEC finetune $V --output-dir $R/val-aug & local p1=$!
+    run val-augmix $MAEC finetune ${V/--mixup 0 --cutmix 0/--mixup 0.8 --cutmix 1.0} --output-dir $R/val-augmix & local p2=$!
     wait $p1 && wait $p2
 }
 
