@@ -140,6 +140,25 @@ out=$($MAEC predict --model $T/ftf/model.safetensors $T/one.png --threads 1 2>&1
 check '[[ "$out" == *": boot (0) "*", shirt (1) "* ]] || [[ "$out" == *": shirt (1) "*", boot (0) "* ]]' "predict did not name the classes: '$out'"
 echo "  predict: $out"
 
+# info reads every file the evaluation commands write
+out=$($MAEC info $T/ftf/model.safetensors 2>&1)
+check '[ $? -eq 0 ] && [[ "$out" == *"classifier: 2 classes, mean of the patch tokens"*"classes [\"boot\",\"shirt\"]"* ]]' "info on a fine-tuned model: $(echo "$out" | head -3)"
+out=$($MAEC info $T/lpf/model.safetensors 2>&1)
+check '[ $? -eq 0 ] && [[ "$out" == *"no encoder"*"head.1.weight"* ]]' "info on a probe of features: $(echo "$out" | head -3)"
+out=$($MAEC info $T/lp/model.safetensors 2>&1)
+check '[ $? -eq 0 ] && [[ "$out" == *"a linear probe, its BatchNorm folded"* ]]' "info on a probe of a model: $(echo "$out" | head -3)"
+# a linear probe runs as a classifier (its BatchNorm folded into the head):
+# predict gives the probe's own test top-1, to one image of 256 (a probe
+# trained well above chance, so that a wrong fold would show)
+$MAEC linprobe --model $M --data-path $D --output-dir $T/lp2 --epochs 15 --warmup-epochs 1 --batch-size 64 --blr 4 $J > /dev/null 2>&1
+out=$($MAEC predict --model $T/lp2/model.safetensors --data-path $D $J 2>&1)
+got=$(echo "$out" | grep -o "top-1 [0-9.]*" | cut -d" " -f2)
+want=$(grep '"final"' $T/lp2/metrics.jsonl | grep -o '"test_top1":[0-9.]*' | cut -d: -f2)
+check 'awk -v b="$want" "BEGIN{exit !(b > 0.2)}"' "the probe for predict reached only '$want' (want > 0.2, chance 0.1)"
+check '[ -n "$got" ] && [ -n "$want" ] && awk -v a="$got" -v b="$want" "BEGIN{d = a - 100 * b; exit !(d < 0.4 && d > -0.4)}"' \
+      "predict on a linear probe: top-1 '$got'%, the probe reported '$want'"
+echo "  predict on the linear probe: top-1 $got% (probe: $want)"
+
 # 6. bad input: one line 'maec: error: ...', non-zero exit
 expect_err() { # name, command...
     local name=$1; shift
@@ -178,6 +197,7 @@ expect_err "finetune --resume, changed flag" $MAEC finetune --resume $T/fr3 --bl
 expect_err "finetune --resume, no checkpoint" $MAEC finetune --resume $T/nothing
 expect_err "finetune --resume, an MAE file" $MAEC finetune --resume $M
 expect_err "predict, an MAE (no head)" $MAEC predict --model $M --data-path $D
+expect_err "predict, a probe of features" $MAEC predict --model $T/lpf/model.safetensors --data-path $D
 expect_err "predict, no input" $MAEC predict --model $T/ft/model.safetensors
 expect_err "predict, data and files" $MAEC predict --model $T/ft/model.safetensors --data-path $D $T/one.png
 expect_err "predict, no such image" $MAEC predict --model $T/ft/model.safetensors $T/none.png

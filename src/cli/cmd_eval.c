@@ -297,8 +297,8 @@ static double probe_top1(maec_linprobe *lp, const float *F, const int *Y, int64_
     return (double)correct / (double)N;
 }
 
-static int save_probe(const char *path, maec_classifier *c, maec_linprobe *lp, int D, int K, const char *meta_data,
-                      maec_error *err)
+static int save_probe(const char *path, maec_classifier *c, int feature, maec_linprobe *lp, int D, int K,
+                      const char *meta_data, maec_error *err)
 {
     int n = c ? maec_classifier_num_tensors(c) : 0;
     st_tensor *t = calloc((size_t)n + 4, sizeof *t);
@@ -321,10 +321,12 @@ static int save_probe(const char *path, maec_classifier *c, maec_linprobe *lp, i
     t[k] = (st_tensor){"head.1.bias", 1, {K}, maec_linprobe_bias(lp)};
     k++;
     char *cfg = c ? maec_config_to_json(maec_classifier_config(c)) : NULL;
-    const char *keys[4], *vals[4];
+    const char *keys[5], *vals[5];
     int nk = 0;
     keys[nk] = "format", vals[nk++] = "pt";
     if (cfg) keys[nk] = "maec_config", vals[nk++] = cfg;
+    /* which features the head takes, for maec_classifier_load */
+    if (c) keys[nk] = "maec_probe", vals[nk++] = feature == MAEC_FEATURE_MEAN ? "{\"feature\":\"mean\"}" : "{\"feature\":\"cls\"}";
     if (meta_data) keys[nk] = "maec_data", vals[nk++] = meta_data;
     int rc = st_save(path, t, k, keys, vals, nk, err);
     free(cfg);
@@ -475,7 +477,7 @@ int cmd_linprobe(int argc, char **argv)
         char nb[256];
         snprintf(nb, sizeof nb, "{\"mean\":[%.9g,%.9g,%.9g],\"std\":[%.9g,%.9g,%.9g]}", (double)x.mean[0],
                  (double)x.mean[1], (double)x.mean[2], (double)x.std[0], (double)x.std[1], (double)x.std[2]);
-        rc = save_probe(p, x.c, lp, D, K, given ? NULL : nb, &err);
+        rc = save_probe(p, x.c, x.feature, lp, D, K, given ? NULL : nb, &err);
         if (!rc) {
             fprintf(mf, "{\"final\":true,\"test_top1\":%.6f,\"epochs\":%d,\"feature_s\":%.1f,\"elapsed_s\":%.1f}\n", top1,
                     epochs, t_feat, eval_now() - t0);

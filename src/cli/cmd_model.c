@@ -189,14 +189,55 @@ int cmd_info(int argc, char **argv)
         cli_error("info: give one model file (or --presets)");
         return 2;
     }
-    maec_model *m;
-    if (maec_model_load(pos[0], &hint, &m, &err)) return cli_fail(&err);
-    char *js = maec_config_to_json(maec_model_config(m));
+    /* what the file is: a classifier (timm's head / fc_norm, or a linear
+     * probe's head.0 / head.1 on an encoder), an MAE (anything else with an
+     * encoder), or something else maec wrote (a probe of features: only its
+     * head) */
+    st_file f;
+    if (st_open(pos[0], &f, &err)) return cli_fail(&err);
+    int has_encoder = st_find(&f, "patch_embed.proj.weight") >= 0;
+    int is_probe = st_find(&f, "head.1.weight") >= 0;
+    int is_clf = has_encoder && (is_probe || st_find(&f, "head.weight") >= 0 || st_find(&f, "fc_norm.weight") >= 0);
+    if (!has_encoder) {
+        const char *fmt = st_meta(&f, "format");
+        printf("no encoder (format %s): %d tensors\n", fmt ? fmt : "unknown", f.n);
+        for (int i = 0; i < f.n; i++) {
+            printf("%-40s [", f.e[i].name);
+            for (int d = 0; d < f.e[i].ndim; d++) printf("%s%lld", d ? "," : "", (long long)f.e[i].shape[d]);
+            printf("] %s\n", f.e[i].dtype);
+        }
+        st_close(&f);
+        return 0;
+    }
+    st_close(&f);
+    const maec_config *cfg;
+    maec_model *m = NULL;
+    maec_classifier *c = NULL;
+    if (is_clf) {
+        maec_classifier_opts o;
+        maec_classifier_defaults(&o);
+        o.num_classes = 0;
+        if (maec_classifier_load(pos[0], &hint, &o, 0, &c, &err)) return cli_fail(&err);
+        cfg = maec_classifier_config(c);
+    } else {
+        if (maec_model_load(pos[0], &hint, &m, &err)) return cli_fail(&err);
+        cfg = maec_model_config(m);
+    }
+    char *js = maec_config_to_json(cfg);
     printf("config %s\n", js ? js : "");
     free(js);
+    if (c) {
+        const maec_classifier_opts *o = maec_classifier_options(c);
+        const char *names = maec_classifier_get_meta(c, "maec_classes");
+        printf("classifier: %d classes, %s%s%s%s\n", o->num_classes,
+               o->global_pool ? "mean of the patch tokens (fc_norm)" : "class token",
+               is_probe ? "; a linear probe, its BatchNorm folded into head.weight and head.bias" : "",
+               names ? "; classes " : "", names ? names : "");
+    }
     size_t total = 0;
-    for (int i = 0; i < maec_model_num_tensors(m); i++) {
-        const maec_tensor_info *t = maec_model_tensor(m, i);
+    int n = c ? maec_classifier_num_tensors(c) : maec_model_num_tensors(m);
+    for (int i = 0; i < n; i++) {
+        const maec_tensor_info *t = c ? maec_classifier_tensor(c, i) : maec_model_tensor(m, i);
         printf("%-40s [", t->name);
         for (int d = 0; d < t->ndim; d++) printf("%s%lld", d ? "," : "", (long long)t->shape[d]);
         printf("]%s%s\n", t->trainable ? "" : " fixed", t->decay ? " decay" : "");
@@ -204,5 +245,6 @@ int cmd_info(int argc, char **argv)
     }
     printf("%zu trainable parameters\n", total);
     maec_model_free(m);
+    maec_classifier_free(c);
     return 0;
 }

@@ -404,6 +404,91 @@ static int prefix_path(maec_error *err, int rc, const char *path)
     return maec_fail(err, rc, "%s: %s", path, msg);
 }
 
+/* A linear probe as maec linprobe (and main_linprobe.py) writes it: an
+ * encoder, then head.0 = BatchNorm1d(affine=False, eps 1e-6) with running
+ * statistics and head.1 = Linear. At test time the BatchNorm is an affine
+ * map, folded here into a plain head: W' = W / sqrt(var + eps), b' = b -
+ * W' mean. The features must be ones a classifier computes: the class token
+ * after the final norm, or (a probe of a fine-tuned model) fc_norm of the
+ * mean of the patch tokens; "maec_probe" metadata names them, and a file
+ * without it is taken as the official probe (class token). */
+static int probe_load(st_file *f, const maec_config *hint, maec_classifier_opts *opts, maec_classifier **out,
+                      maec_error *err)
+{
+    const char *path = f->path;
+    int im = st_find(f, "head.0.running_mean"), iv = st_find(f, "head.0.running_var");
+    int iw = st_find(f, "head.1.weight"), ib = st_find(f, "head.1.bias");
+    if (st_find(f, "patch_embed.proj.weight") < 0)
+        return maec_fail(err, MAEC_EFORMAT, "%s: a linear probe of features without its encoder: it runs on "
+                         "features (maec linprobe --test-features), not on images", path);
+    if (im < 0 || iv < 0 || iw < 0 || ib < 0 || f->e[iw].ndim != 2 || f->e[ib].ndim != 1 ||
+        f->e[im].ndim != 1 || f->e[iv].ndim != 1 || f->e[iw].shape[0] < 1 || f->e[iw].shape[0] > (1 << 24) ||
+        f->e[ib].shape[0] != f->e[iw].shape[0] || f->e[im].shape[0] != f->e[iw].shape[1] ||
+        f->e[iv].shape[0] != f->e[iw].shape[1])
+        return maec_fail(err, MAEC_EFORMAT, "%s: a linear probe needs head.0.running_mean [D], "
+                         "head.0.running_var [D], head.1.weight [K, D] and head.1.bias [K]", path);
+    maec_config c;
+    int rc = clf_file_config(f, hint, &c, opts, err);
+    if (rc) return rc;
+    const char *pm = st_meta(f, "maec_probe");
+    cJSON *pj = pm ? cJSON_Parse(pm) : NULL;
+    const cJSON *fe = pj ? cJSON_GetObjectItemCaseSensitive(pj, "feature") : NULL;
+    int mean = cJSON_IsString(fe) && !strcmp(fe->valuestring, "mean");
+    cJSON_Delete(pj);
+    if (mean && !opts->global_pool)
+        return maec_fail(err, MAEC_EFORMAT, "%s: a probe of the mean of the patch tokens after the final norm; "
+                         "maec's classifiers take the class token, or fc_norm of the mean", path);
+    int D = (int)f->e[iw].shape[1], K = (int)f->e[iw].shape[0];
+    if (D != c.dim)
+        return maec_fail(err, MAEC_EFORMAT, "%s: the probe's head takes %d features, the encoder gives %d", path, D,
+                         c.dim);
+    opts->num_classes = K;
+    maec_classifier *m = NULL;
+    rc = clf_alloc(&c, opts, &m, err);
+    if (rc) return prefix_path(err, rc, path);
+    /* the table ends with head.weight, head.bias: the encoder is all before */
+    int nt = m->ntensors - 2;
+    rc = load_tensor_table(f, m->info, nt, m->params, 0, err);
+    for (int k = 0; !rc && k < f->n; k++) {
+        const char *nm = f->e[k].name;
+        if (maec_classifier_find(m, nm) < 0 && strncmp(nm, "head.0.", 7) && strncmp(nm, "head.1.", 7))
+            rc = maec_fail(err, MAEC_EFORMAT, "%s: unexpected tensor '%s' for this linear probe", path, nm);
+    }
+    float *W = NULL, *b = NULL, *mu = NULL, *var = NULL;
+    if (!rc) {
+        W = malloc((size_t)K * D * sizeof(float)), b = malloc((size_t)K * sizeof(float));
+        mu = malloc((size_t)D * sizeof(float)), var = malloc((size_t)D * sizeof(float));
+        if (!W || !b || !mu || !var) rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    if (!rc) rc = st_read_f32(f, iw, W, err);
+    if (!rc) rc = st_read_f32(f, ib, b, err);
+    if (!rc) rc = st_read_f32(f, im, mu, err);
+    if (!rc) rc = st_read_f32(f, iv, var, err);
+    for (int j = 0; !rc && j < D; j++)
+        if (!(var[j] >= 0)) rc = maec_fail(err, MAEC_EFORMAT, "%s: head.0.running_var has a negative value", path);
+    if (!rc) {
+        float *hw = m->params + m->info[nt].offset, *hb = m->params + m->info[nt + 1].offset;
+        for (int k = 0; k < K; k++) {
+            double acc = b[k];
+            for (int j = 0; j < D; j++) {
+                double wj = W[(size_t)k * D + j] / sqrt((double)var[j] + 1e-6);
+                hw[(size_t)k * D + j] = (float)wj;
+                acc -= wj * mu[j];
+            }
+            hb[k] = (float)acc;
+        }
+    }
+    free(W), free(b), free(mu), free(var);
+    for (int i = 0; !rc && i < f->nmeta; i++)
+        if (!is_reserved(f->meta_key[i])) maec_classifier_set_meta(m, f->meta_key[i], f->meta_val[i]);
+    if (rc) {
+        maec_classifier_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
 /* with_opt: a checkpoint of maec_classifier_checkpoint_save, moments and step included */
 static int clf_load(const char *path, const maec_config *hint, const maec_classifier_opts *o,
                     uint64_t seed, maec_classifier **out, char **run_json, int with_opt, maec_error *err)
@@ -416,6 +501,11 @@ static int clf_load(const char *path, const maec_config *hint, const maec_classi
     st_file f;
     int rc = st_open(path, &f, err);
     if (rc) return rc;
+    if (!with_opt && st_find(&f, "head.1.weight") >= 0) {
+        rc = probe_load(&f, hint, &opts, out, err);
+        st_close(&f);
+        return rc;
+    }
     int is_clf = st_find(&f, "head.weight") >= 0 || st_find(&f, "fc_norm.weight") >= 0;
     if (with_opt && !is_clf) {
         st_close(&f);
