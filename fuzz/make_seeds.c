@@ -180,6 +180,35 @@ static void classifier_seeds(void)
     if (maec_model_create(&c, 4, &m, &err)) die("model", &err);
     if (maec_model_save(m, seed("classifier", "mae_model.safetensors"), &err)) die("save", &err);
     maec_model_free(m);
+    /* a linear probe as `maec linprobe --model` writes it: the encoder with
+     * its final norm, head.0 (BatchNorm running statistics), head.1 */
+    c = tiny_config(0, 0);
+    maec_classifier_opts o;
+    maec_classifier_defaults(&o);
+    o.num_classes = 0;
+    o.global_pool = 0;
+    maec_classifier *e;
+    if (maec_classifier_create(&c, NULL, &o, 9, &e, &err)) die("probe encoder", &err);
+    int n = maec_classifier_num_tensors(e), D = c.dim, K = 3;
+    st_tensor t[64];
+    if (n + 4 > 64) die("probe: too many tensors", &err);
+    for (int i = 0; i < n; i++) {
+        const maec_tensor_info *ti = maec_classifier_tensor(e, i);
+        t[i] = (st_tensor){ti->name, ti->ndim, {ti->shape[0], ti->shape[1], ti->shape[2], ti->shape[3]},
+                           maec_classifier_params(e) + ti->offset};
+    }
+    static float mean[64], var[64], w[3 * 64], b[3];
+    for (int j = 0; j < D && j < 64; j++) mean[j] = 0.01f * (float)j, var[j] = 0.5f + 0.01f * (float)j;
+    for (int j = 0; j < K * D && j < 3 * 64; j++) w[j] = 0.001f * (float)(j % 17) - 0.008f;
+    t[n++] = (st_tensor){"head.0.running_mean", 1, {D}, mean};
+    t[n++] = (st_tensor){"head.0.running_var", 1, {D}, var};
+    t[n++] = (st_tensor){"head.1.weight", 2, {K, D}, w};
+    t[n++] = (st_tensor){"head.1.bias", 1, {K}, b};
+    char *cfg = maec_config_to_json(&c);
+    const char *keys[3] = {"format", "maec_config", "maec_probe"}, *vals[3] = {"pt", cfg, "{\"feature\":\"cls\"}"};
+    if (D > 64 || st_save(seed("classifier", "linprobe.safetensors"), t, n, keys, vals, 3, &err)) die("probe", &err);
+    free(cfg);
+    maec_classifier_free(e);
 }
 
 /* ------------------------------------------------------------ .npy */

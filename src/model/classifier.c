@@ -468,14 +468,20 @@ static int probe_load(st_file *f, const maec_config *hint, maec_classifier_opts 
         if (!(var[j] >= 0)) rc = maec_fail(err, MAEC_EFORMAT, "%s: head.0.running_var has a negative value", path);
     if (!rc) {
         float *hw = m->params + m->info[nt].offset, *hb = m->params + m->info[nt + 1].offset;
-        for (int k = 0; k < K; k++) {
+        for (int k = 0; !rc && k < K; k++) {
             double acc = b[k];
             for (int j = 0; j < D; j++) {
                 double wj = W[(size_t)k * D + j] / sqrt((double)var[j] + 1e-6);
                 hw[(size_t)k * D + j] = (float)wj;
                 acc -= wj * mu[j];
+                if (!isfinite(hw[(size_t)k * D + j]))
+                    rc = maec_fail(err, MAEC_EFORMAT, "%s: the probe's head, its BatchNorm folded in, "
+                                   "does not fit in float32", path);
             }
             hb[k] = (float)acc;
+            if (!rc && !isfinite(hb[k]))
+                rc = maec_fail(err, MAEC_EFORMAT, "%s: the probe's head, its BatchNorm folded in, does not fit "
+                               "in float32", path);
         }
     }
     free(W), free(b), free(mu), free(var);
