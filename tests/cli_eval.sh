@@ -193,6 +193,10 @@ expect_err "finetune, unknown preset" $MAEC finetune --model vit-tiny-99 $FT --o
 expect_err "finetune, corrupt model" $MAEC finetune --model $T/bad.safetensors $FT --output-dir $T/x
 mkdir -p $T/nolabels; cp $D/train-images-idx3-ubyte $D/t10k-images-idx3-ubyte $T/nolabels/
 expect_err "finetune, no labels" $MAEC finetune --model $M --data-path $T/nolabels --batch-size 32 --output-dir $T/x
+# predict on unlabelled images: no accuracy, the logits all the same
+out=$($MAEC predict --model $T/ft/model.safetensors --data-path $T/nolabels --out $T/nl.npy --threads 1 2>&1)
+check '[ $? -eq 0 ] && [[ "$out" == *"256 unlabelled images"* ]] && [ $(stat -c %s $T/nl.npy) -eq $((128 + 256 * 10 * 4)) ]' \
+      "predict on unlabelled images: $out"
 expect_err "finetune --resume, changed flag" $MAEC finetune --resume $T/fr3 --blr 0.1
 expect_err "finetune --resume, no checkpoint" $MAEC finetune --resume $T/nothing
 expect_err "finetune --resume, an MAE file" $MAEC finetune --resume $M
