@@ -124,6 +124,8 @@ l1=$(echo "$out" | sed -n 1p)
 check '[ $rc -eq 0 ] && [ $(echo "$out" | wc -l) -eq 2 ] && [ "$l1" = "$(echo "$out" | sed -n 2p)" ] && [ $(echo "$l1" | grep -o "class [0-9]" | wc -l) -eq 3 ]' \
       "predict on image files: '$out'"
 echo "  predict: $l1"
+check 'echo "$l1" | grep -o "[0-9.]*%" | tr -d % | awk "NR > 1 && \$1 > prev + 1e-9 {bad = 1} {prev = \$1} END {exit bad}"' \
+      "predict: the classes of a line are not in decreasing probability: $l1"
 
 # class names: fine-tuned on an image folder, the model keeps the folders'
 # names and predict prints them

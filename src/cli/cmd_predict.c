@@ -76,13 +76,17 @@ static void print_top(const char *name, const float *lg, int K, int topk, char *
     for (int k = 1; k < K; k++) mx = lg[k] > mx ? lg[k] : mx;
     for (int k = 0; k < K; k++) z += exp(lg[k] - mx);
     printf("%s:", name);
-    unsigned char taken[K];
-    memset(taken, 0, (size_t)K);
+    /* the topk best by repeated selection: each pick the largest logit not
+     * yet taken that is below the last pick (ties: the lower index first) */
+    int last = -1;
     for (int t = 0; t < topk; t++) {
         int best = -1;
-        for (int k = 0; k < K; k++)
-            if (!taken[k] && (best < 0 || lg[k] > lg[best])) best = k;
-        taken[best] = 1;
+        for (int k = 0; k < K; k++) {
+            int after_last = last < 0 || lg[k] < lg[last] || (lg[k] == lg[last] && k > last);
+            if (after_last && (best < 0 || lg[k] > lg[best])) best = k;
+        }
+        if (best < 0) break;
+        last = best;
         double p = 100 * exp(lg[best] - mx) / z;
         if (names) printf("%s %s (%d) %.2f%%", t ? "," : "", names[best], best, p);
         else printf("%s class %d %.2f%%", t ? "," : "", best, p);
