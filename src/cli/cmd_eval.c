@@ -257,21 +257,9 @@ int cmd_embed(int argc, char **argv)
     int *Y = NULL, D = 0;
     int64_t N = 0;
     int rc = eval_features(x.c, ds, x.feature, NULL, x.mean, x.std, a.batch, a.workers, &F, &Y, &N, &D, &err);
-    if (!rc) {
-        int64_t shape[2] = {N, D};
-        rc = npy_save(out, F, 2, shape, &err);
-    }
-    if (!rc) {
-        float *yf = malloc((size_t)N * sizeof(float));
-        char lp[2048];
-        snprintf(lp, sizeof lp, "%.*s_labels.npy", (int)(ol - 4), out);
-        if (!yf) rc = maec_fail(&err, MAEC_ENOMEM, "out of memory");
-        for (int64_t i = 0; !rc && i < N; i++) yf[i] = (float)Y[i];
-        int64_t shape[1] = {N};
-        if (!rc) rc = npy_save(lp, yf, 1, shape, &err);
-        free(yf);
-        if (!rc) printf("features [%lld, %d] -> %s, labels -> %s\n", (long long)N, D, out, lp);
-    }
+    char lp[2048];
+    if (!rc) rc = eval_save_rows(out, F, N, D, Y, lp, sizeof lp, &err);
+    if (!rc) printf("features [%lld, %d] -> %s, labels -> %s\n", (long long)N, D, out, lp);
     free(F);
     free(Y);
     feat_free(&x);

@@ -51,23 +51,6 @@ static int predict_norm(const maec_classifier *c, const char *mean_s, const char
                      "predict: the model does not say how its inputs were normalized; give --mean and --std");
 }
 
-/* logits [N, K] to out, and labels [N] (when given) to <out>_labels.npy */
-static int write_logits(const char *out, const float *L, const int *Y, int64_t N, int K, maec_error *err)
-{
-    int64_t shape[2] = {N, K};
-    int rc = npy_save(out, L, 2, shape, err);
-    if (rc || !Y) return rc;
-    size_t ol = strlen(out);
-    char lp[2048];
-    snprintf(lp, sizeof lp, "%.*s_labels.npy", (int)(ol - 4), out);
-    float *yf = malloc((size_t)N * sizeof(float));
-    if (!yf) return maec_fail(err, MAEC_ENOMEM, "out of memory");
-    for (int64_t i = 0; i < N; i++) yf[i] = (float)Y[i];
-    rc = npy_save(lp, yf, 1, shape, err);
-    free(yf);
-    return rc;
-}
-
 /* one line per image: its topk classes (by name when the model keeps the
  * names), most probable first, with their softmax probabilities */
 static void print_top(const char *name, const float *lg, int K, int topk, char *const *names)
@@ -162,7 +145,7 @@ int cmd_predict(int argc, char **argv)
     if (ds) {
         int64_t c1 = 0, ck = 0, N = maec_dataset_size(ds);
         if (eval_classify(c, ds, mean, std, batch, workers, topk, &c1, &ck, &L, &Y, &err)) goto fail;
-        if (out && write_logits(out, L, Y, N, K, &err)) goto fail;
+        if (out && eval_save_rows(out, L, N, K, Y, NULL, 0, &err)) goto fail;
         if (maec_dataset_num_classes(ds) > 0)
             printf("predict: %lld images of %s (%s): top-1 %.2f%%, top-%d %.2f%%\n", (long long)N, data, split,
                    100.0 * (double)c1 / (double)N, topk, 100.0 * (double)ck / (double)N);
@@ -197,7 +180,7 @@ int cmd_predict(int argc, char **argv)
             if (maec_classifier_forward_backward(c, w, images, n, NULL, NULL, NULL, 0, 0, NULL, &err)) goto fail;
             memcpy(L + (size_t)i0 * K, maec_clf_ws_logits(w), (size_t)n * K * sizeof(float));
         }
-        if (out && write_logits(out, L, NULL, npos, K, &err)) goto fail;
+        if (out && eval_save_rows(out, L, npos, K, NULL, NULL, 0, &err)) goto fail;
         char **names = eval_class_names(c);
         for (int i = 0; i < npos; i++) print_top(pos[i], L + (size_t)i * K, K, topk, names);
         eval_free_names(names, K);

@@ -12,6 +12,7 @@
 
 #include <cjson/cJSON.h>
 
+#include "io/npy.h"
 #include "run.h"
 #include "util.h"
 
@@ -318,4 +319,22 @@ void eval_free_names(char **names, int K)
     if (!names) return;
     for (int k = 0; k < K; k++) free(names[k]);
     free(names);
+}
+
+int eval_save_rows(const char *out, const float *rows, int64_t N, int D, const int *labels, char *labels_path,
+                   size_t lp_size, maec_error *err)
+{
+    int64_t shape[2] = {N, D};
+    int rc = npy_save(out, rows, 2, shape, err);
+    if (rc || !labels) return rc;
+    char lp[2048];
+    size_t ol = strlen(out);
+    snprintf(lp, sizeof lp, "%.*s_labels.npy", (int)(ol > 4 ? ol - 4 : ol), out);
+    if (labels_path) snprintf(labels_path, lp_size, "%s", lp);
+    float *yf = malloc((size_t)N * sizeof(float));
+    if (!yf) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    for (int64_t i = 0; i < N; i++) yf[i] = (float)labels[i];
+    rc = npy_save(lp, yf, 1, shape, err);
+    free(yf);
+    return rc;
 }

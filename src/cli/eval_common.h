@@ -60,6 +60,12 @@ int eval_save_class_names(maec_classifier *c, const maec_dataset *ds, maec_error
 char **eval_class_names(const maec_classifier *c);
 void eval_free_names(char **names, int K);
 
+/* rows [N, D] of float32 to out (a .npy path), and, when labels is not
+ * NULL, the labels [N] as float32 to <out without .npy>_labels.npy (its path
+ * into labels_path, if not NULL); each file atomic */
+int eval_save_rows(const char *out, const float *rows, int64_t N, int D, const int *labels, char *labels_path,
+                   size_t lp_size, maec_error *err);
+
 /* "cls" / "mean" -> MAEC_FEATURE_*; -1 if neither */
 int eval_feature_kind(const char *s);
 int eval_mkdir_p(const char *path);
