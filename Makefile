@@ -9,7 +9,7 @@ BLAS_DIR ?= /usr/lib/$(MULTIARCH)/openblas-openmp
 # where objects, libraries and test programs go (make asan-test uses build/asan)
 BUILD ?= build
 CFLAGS ?= $(OPT) $(ARCH) -g
-CFLAGS += -std=c11 -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc -MMD -MP
+CFLAGS += -std=c11 -fno-math-errno -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc -MMD -MP
 LDFLAGS += -fopenmp
 LDLIBS = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lpng -ljpeg -lz -lm -lpthread
 
