@@ -11,7 +11,7 @@ BUILD ?= build
 CFLAGS ?= $(OPT) $(ARCH) -g
 CFLAGS += -std=c11 -fno-math-errno -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc -MMD -MP
 LDFLAGS += -fopenmp
-LDLIBS = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lpng -ljpeg -lz -lm -lpthread
+LDLIBS = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lzip -lpng -ljpeg -lz -lm -lpthread
 
 LIB_SRC := $(wildcard src/*.c src/ops/*.c src/model/*.c src/data/*.c src/io/*.c src/train/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)
@@ -121,7 +121,7 @@ fault-test: all
 FUZZ_CC ?= clang
 FUZZ_FLAGS ?= -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = $(FUZZ_FLAGS) -std=c11 -Wall -Wextra -fopenmp=libgomp -Iinclude -Isrc -Ifuzz -MMD -MP
-FUZZ_TARGETS := safetensors model_load classifier npy idx cifar png jpeg imagefolder run_config model_config
+FUZZ_TARGETS := safetensors pth model_load classifier npy idx cifar png jpeg imagefolder run_config model_config
 FUZZ_LIB_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC) src/cli/run.c src/cli/cli.c)
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)
@@ -134,7 +134,7 @@ build/fuzz/libmaec_fuzz.a: $(FUZZ_LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
-build/fuzz/%: fuzz/fuzz_%.c fuzz/fuzz.h build/fuzz/libmaec_fuzz.a
+build/fuzz/%: fuzz/fuzz_%.c fuzz/fuzz.h fuzz/st_checks.h build/fuzz/libmaec_fuzz.a
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -o $@ $< build/fuzz/libmaec_fuzz.a $(LDLIBS)
 
 build/fuzz/png build/fuzz/jpeg: fuzz/fuzz_image.c fuzz/fuzz.h build/fuzz/libmaec_fuzz.a

@@ -1,6 +1,7 @@
 /* Writes the seed corpus of every fuzz target into fuzz/corpus/<target>/:
  * small valid files made with maec itself (models, checkpoints, .npy,
- * config JSON), libpng and libjpeg (images), and by hand (IDX, CIFAR).
+ * config JSON), libpng and libjpeg (images), by hand (IDX, CIFAR), and the
+ * pickles of the torch.save files among the test fixtures (.pth).
  * Run from the repository root: build/fuzz/make_seeds (make fuzz-seeds). */
 #define _POSIX_C_SOURCE 200809L
 #include <stdio.h>
@@ -10,6 +11,7 @@
 
 #include <jpeglib.h>
 #include <png.h>
+#include <zip.h>
 #include <zlib.h>
 
 #include "cli/run.h"
@@ -426,6 +428,41 @@ static void json_seeds(void)
     write_bytes(seed("model_config", "img_size.json"), sq, strlen(sq));
 }
 
+/* ------------------------------------------------------------ .pth */
+
+/* the data.pkl of each torch.save file among the test fixtures (pth target),
+ * and the small files whole (safetensors target, which reads .pth too) */
+static void pth_seeds(void)
+{
+    const char *files[] = {"mixed.pth", "mixed_p4.pth", "call.pth", "c1.pth"};
+    for (size_t k = 0; k < sizeof files / sizeof files[0]; k++) {
+        char path[256], name[64];
+        snprintf(path, sizeof path, "tests/fixtures/pth/%s", files[k]);
+        int zerr = 0;
+        zip_t *z = zip_open(path, ZIP_RDONLY, &zerr);
+        if (!z) die(path, NULL);
+        zip_int64_t i = -1;
+        for (zip_int64_t e = 0; e < zip_get_num_entries(z, 0) && i < 0; e++) {
+            const char *nm = zip_get_name(z, (zip_uint64_t)e, 0), *sl = nm ? strchr(nm, '/') : NULL;
+            if (sl && !strcmp(sl + 1, "data.pkl")) i = e;
+        }
+        zip_stat_t st;
+        zip_file_t *zf = i >= 0 && !zip_stat_index(z, (zip_uint64_t)i, 0, &st) ? zip_fopen_index(z, (zip_uint64_t)i, 0) : NULL;
+        if (!zf) die(path, NULL);
+        unsigned char *b = malloc(st.size + 1);
+        if (!b || zip_fread(zf, b, st.size) != (zip_int64_t)st.size) die(path, NULL);
+        zip_fclose(zf);
+        zip_discard(z);
+        snprintf(name, sizeof name, "%.*s.pkl", (int)(strlen(files[k]) - 4), files[k]);
+        write_bytes(seed("pth", name), b, st.size);
+        free(b);
+        size_t n;
+        unsigned char *whole = read_bytes(path, &n);
+        if (n <= 16384) write_bytes(seed("safetensors", files[k]), whole, n);
+        free(whole);
+    }
+}
+
 int main(void)
 {
     mkdir("build", 0755);
@@ -437,6 +474,7 @@ int main(void)
     cifar_seeds();
     image_seeds();
     json_seeds();
+    pth_seeds();
     printf("seeds written to fuzz/corpus/\n");
     return 0;
 }

@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.." || exit 1
 SECONDS_EACH=${FUZZ_SECONDS:-30}
 BIN=build/fuzz
 OUT=build/fuzz/out
-ALL="safetensors model_load classifier npy idx cifar png jpeg imagefolder run_config model_config"
+ALL="safetensors pth model_load classifier npy idx cifar png jpeg imagefolder run_config model_config"
 TARGETS=${FUZZ_TARGETS:-$ALL}
 # A fixed seed by default, so that a CI run repeats the mutations of the last
 # one (FUZZ_SEED=0 lets libFuzzer pick a new seed every run).
@@ -27,7 +27,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
 max_len() {
     case $1 in
-        safetensors|model_load|classifier) echo 65536 ;;  # a tiny checkpoint is 27 kB
+        safetensors|pth|model_load|classifier) echo 65536 ;;  # a tiny checkpoint is 27 kB
         cifar|png|jpeg|imagefolder) echo 16384 ;;
         *) echo 4096 ;;
     esac

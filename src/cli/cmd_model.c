@@ -16,7 +16,7 @@ int cmd_grad(int argc, char **argv)
     memset(&hint, 0, sizeof hint);
     int threads = 0;
     cli_opt opts[] = {
-        {"model", OPT_STR, &model, "model weights (.safetensors, official names)", 1, 0, 0},
+        {"model", OPT_STR, &model, "model weights (.safetensors or an official .pth, official names)", 1, 0, 0},
         {"images", OPT_STR, &images, "float32 [B,C,H,W] .npy", 1, 0, 0},
         {"noise", OPT_STR, &noise, "float32 [B,L] .npy: the masks (argsort, keep the first K)", 1, 0, 0},
         {"out", OPT_STR, &out, "output .safetensors: 'loss' and every gradient", 1, 0, 0},
@@ -170,7 +170,7 @@ int cmd_info(int argc, char **argv)
     };
     char *pos[1];
     int npos;
-    int rc = cli_parse("info", "MODEL.safetensors | --presets", argc, argv, opts, 3, pos, 1, &npos);
+    int rc = cli_parse("info", "MODEL.safetensors|MODEL.pth | --presets", argc, argv, opts, 3, pos, 1, &npos);
     if (rc) return rc < 0 ? 2 : 0;
     maec_error err = {0};
     if (presets) {

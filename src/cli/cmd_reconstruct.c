@@ -18,7 +18,7 @@ int cmd_reconstruct(int argc, char **argv)
     maec_config hint;
     memset(&hint, 0, sizeof hint);
     cli_opt opts[] = {
-        {"model", OPT_STR, &model, "model or checkpoint (.safetensors)", 1, 0, 0},
+        {"model", OPT_STR, &model, "model or checkpoint (.safetensors, or an official .pth)", 1, 0, 0},
         {"data-path", OPT_STR, &data, "a data set to take images from", 1, 0, 0},
         {"split", OPT_STR, &split, "train or test (default test)", 1, 0, 0},
         {"num-images", OPT_INT, &num, "images (rows), spread over the data set", 1, 256, 0},

@@ -1,4 +1,5 @@
 #define _POSIX_C_SOURCE 200809L
+#include "pth.h"
 #include "safetensors.h"
 
 #include <cjson/cJSON.h>
@@ -9,7 +10,6 @@
 
 #include "../util.h"
 
-#define ST_MAX_FILE ((size_t)1 << 40)
 #define ST_MAX_HEADER ((size_t)100 << 20)
 #define ST_MAX_TENSORS 100000
 
@@ -157,6 +157,17 @@ int st_open(const char *path, st_file *f, maec_error *err)
     f->path = path;
     int rc = read_file(path, &f->buf, &f->len, ST_MAX_FILE, err);
     if (rc) return rc;
+    if (f->len >= 4 && !memcmp(f->buf, "PK\x03\x04", 4)) { /* torch.save's zip format */
+        rc = pth_read(f, err);
+        if (rc) st_close(f);
+        return rc;
+    }
+    if (pth_is_legacy(f->buf, f->len)) {
+        st_close(f);
+        return maec_fail(err, MAEC_EFORMAT,
+                         "%s: a PyTorch file in the legacy (before 1.6) format: convert it with tools/convert_pth.py",
+                         path);
+    }
     if (f->len < 8) {
         st_close(f);
         return maec_fail(err, MAEC_EFORMAT, "%s: too short for a safetensors file", path);

@@ -7,6 +7,7 @@
 #include "maec.h"
 
 #define ST_MAX_DIMS 8
+#define ST_MAX_FILE ((size_t)1 << 40) /* the largest file maec reads */
 
 typedef struct {
     char *name;

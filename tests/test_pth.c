@@ -1,0 +1,208 @@
+/* PyTorch checkpoints (.pth) read without Python, against the files
+ * tests/reference/pth_ref.py saved with torch.save (tests/fixtures/pth/):
+ * the tensors must come out with the same names, shapes and bits as PyTorch
+ * holds them; anything else must be a clean error. */
+#define _GNU_SOURCE /* memmem */
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "io/safetensors.h"
+#include "maec.h"
+#include "test.h"
+#include "util.h"
+
+#define FIX "tests/fixtures/pth/"
+
+static char tmpdir[] = "/tmp/maec_pth_XXXXXX";
+
+static const char *at(const char *name)
+{
+    static char buf[4][512];
+    static int k;
+    k = (k + 1) % 4;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
+    return buf[k];
+}
+
+static void write_bytes(const char *path, const char *data, size_t n)
+{
+    FILE *f = fopen(path, "wb");
+    if (f) {
+        fwrite(data, 1, n, f);
+        fclose(f);
+    }
+}
+
+static const unsigned char *bytes(const st_file *f, int i) { return (const unsigned char *)f->buf + f->data_start + f->e[i].begin; }
+
+/* every tensor of want is in got under the same name, in the same order, with the same shape and values */
+static void same_tensors(const st_file *got, const st_file *want, int as_f32, const char *what)
+{
+    CHECK(got->n == want->n, "%s: %d tensors, want %d", what, got->n, want->n);
+    for (int i = 0; i < want->n && i < got->n; i++) {
+        const st_entry *w = &want->e[i], *g = &got->e[i];
+        CHECK(!strcmp(g->name, w->name), "%s: tensor %d is '%s', want '%s'", what, i, g->name, w->name);
+        int shape_ok = g->ndim == w->ndim;
+        for (int d = 0; d < w->ndim && shape_ok; d++) shape_ok = g->shape[d] == w->shape[d];
+        CHECK(shape_ok && g->count == w->count, "%s: '%s' has another shape", what, w->name);
+        if (!shape_ok || g->count != w->count) continue;
+        if (!as_f32) {
+            CHECK(!strcmp(g->dtype, w->dtype) && !memcmp(bytes(got, i), bytes(want, i), g->end - g->begin),
+                  "%s: '%s' differs (dtype %s, want %s)", what, w->name, g->dtype, w->dtype);
+            continue;
+        }
+        float *a = malloc((g->count + 1) * sizeof(float)), *b = malloc((w->count + 1) * sizeof(float));
+        maec_error err = {0};
+        int rc = st_read_f32(got, i, a, &err) || st_read_f32(want, i, b, &err);
+        CHECK(!rc && !memcmp(a, b, g->count * sizeof(float)), "%s: '%s' values differ %s", what, w->name, err.msg);
+        free(a);
+        free(b);
+    }
+}
+
+int main(void)
+{
+    if (!mkdtemp(tmpdir)) {
+        printf("cannot make a temporary folder\n");
+        return 1;
+    }
+    maec_error err = {0};
+    st_file pth, ref;
+
+    /* 1. the official checkpoint dict: "model" is read, the optimizer, scaler and args are not */
+    int rc = st_open(FIX "c1.pth", &pth, &err);
+    CHECK(rc == 0, "c1.pth: %s", err.msg);
+    int rc2 = st_open("tests/fixtures/c1/model.safetensors", &ref, &err);
+    CHECK(rc2 == 0, "c1 model: %s", err.msg);
+    if (!rc && !rc2) {
+        same_tensors(&pth, &ref, 0, "c1.pth");
+        CHECK(st_find(&pth, "optimizer") < 0 && st_find(&pth, "state.0.exp_avg") < 0, "optimizer tensors read");
+        CHECK(pth.nmeta == 0, "c1.pth: %d metadata entries", pth.nmeta);
+    }
+    if (!rc) st_close(&pth);
+    if (!rc2) st_close(&ref);
+
+    /* the same model through maec_model_load, heads from the hint as --heads gives them */
+    maec_config hint = {0};
+    hint.heads = 2;
+    hint.dec_heads = 2;
+    maec_model *a = NULL, *b = NULL;
+    rc = maec_model_load(FIX "c1.pth", &hint, &a, &err);
+    CHECK(rc == 0, "load c1.pth: %s", err.msg);
+    rc2 = maec_model_load("tests/fixtures/c1/model.safetensors", NULL, &b, &err);
+    CHECK(rc2 == 0, "load c1 model: %s", err.msg);
+    if (!rc && !rc2) {
+        CHECK(!memcmp(maec_model_config(a), maec_model_config(b), sizeof(maec_config)), "configurations differ");
+        CHECK(maec_model_num_floats(a) == maec_model_num_floats(b) &&
+                  !memcmp(maec_model_params(a), maec_model_params(b), maec_model_num_floats(a) * sizeof(float)),
+              "weights differ");
+    }
+    maec_model_free(a);
+    maec_model_free(b);
+    rc = maec_model_load(FIX "c1.pth", NULL, &a, &err);
+    CHECK(rc != 0 && strstr(err.msg, "--heads"), "c1.pth without heads: '%s'", err.msg);
+    if (!rc) maec_model_free(a);
+
+    /* 2. every dtype, views, shared storages, a parameter, a "module." prefix; pickle protocols 2 and 4 */
+    rc2 = st_open(FIX "mixed_expected.safetensors", &ref, &err);
+    CHECK(rc2 == 0, "mixed_expected: %s", err.msg);
+    const char *mixed[] = {FIX "mixed.pth", FIX "mixed_p4.pth"};
+    for (int k = 0; k < 2 && !rc2; k++) {
+        rc = st_open(mixed[k], &pth, &err);
+        CHECK(rc == 0, "%s: %s", mixed[k], err.msg);
+        if (rc) continue;
+        same_tensors(&pth, &ref, 1, mixed[k]);
+        int f16 = st_find(&pth, "f16"), bf16 = st_find(&pth, "bf16"), f64 = st_find(&pth, "f64");
+        CHECK(f16 >= 0 && !strcmp(pth.e[f16].dtype, "F16") && bf16 >= 0 && !strcmp(pth.e[bf16].dtype, "BF16") &&
+                  f64 >= 0 && !strcmp(pth.e[f64].dtype, "F64"),
+              "%s: dtypes not kept", mixed[k]);
+        CHECK(st_find(&pth, "steps") < 0 && st_find(&pth, "module.f32") < 0, "%s: integer tensor or prefix kept",
+              mixed[k]);
+        st_close(&pth);
+    }
+    if (!rc2) st_close(&ref);
+
+    /* 3. a pickled call of os.system is an opaque value: "model" loads, nothing runs */
+    rc = st_open(FIX "call.pth", &pth, &err);
+    CHECK(rc == 0 && pth.n == 1 && !strcmp(pth.e[0].name, "w") && pth.e[0].count == 4, "call.pth: %s", err.msg);
+    if (!rc) st_close(&pth);
+
+    /* 4. refused, each with one clear line */
+    struct {
+        const char *path, *needle;
+    } bad[] = {
+        {FIX "legacy.pth", "tools/convert_pth.py"},
+        {FIX "notorch.zip", "data.pkl"},
+        {FIX "bad_numel.pth", "does not fit its storage"},
+        {FIX "bad_view.pth", "does not fit its storage"},
+        {FIX "bad_short.pth", "shorter than"},
+        {FIX "bad_missing.pth", "missing"},
+    };
+    for (size_t k = 0; k < sizeof bad / sizeof bad[0]; k++) {
+        rc = st_open(bad[k].path, &pth, &err);
+        CHECK(rc == MAEC_EFORMAT && strstr(err.msg, bad[k].needle) && !strchr(err.msg, '\n'),
+              "%s: rc %d, '%s' (want a format error naming %s)", bad[k].path, rc, err.msg, bad[k].needle);
+        if (!rc) st_close(&pth);
+    }
+
+    /* 5. a damaged c1.pth: cut short, or one byte changed in a tensor's data (its CRC) or in data.pkl */
+    char *file = NULL;
+    size_t len = 0;
+    rc = read_file(FIX "c1.pth", &file, &len, (size_t)1 << 30, &err);
+    CHECK(rc == 0, "read c1.pth: %s", err.msg);
+    if (!rc) {
+        size_t cuts[] = {len - 1, len - 22, len / 2, 200, 30, 4};
+        for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
+            write_bytes(at("cut.pth"), file, cuts[k]);
+            rc = st_open(at("cut.pth"), &pth, &err);
+            CHECK(rc == MAEC_EFORMAT && !strchr(err.msg, '\n'), "cut at %zu: rc %d '%s'", cuts[k], rc, err.msg);
+            if (!rc) st_close(&pth);
+        }
+        /* a byte inside data.pkl and one inside storage 0 (the first weight): each
+         * after its local header (30 bytes, then the name and the extra field) */
+        const char *names[2] = {"/data.pkl", "/data/0"};
+        size_t spots[2] = {0, 0};
+        int nspots = 0;
+        for (int k = 0; k < 2; k++) {
+            const char *nm = memmem(file, len, names[k], strlen(names[k]));
+            const char *lh = nm;
+            while (lh && lh > file && memcmp(lh, "PK\x03\x04", 4)) lh--;
+            if (!lh || memcmp(lh, "PK\x03\x04", 4)) continue;
+            const unsigned char *u = (const unsigned char *)lh;
+            size_t off = (size_t)(lh - file) + 30 + (size_t)(u[26] | u[27] << 8) + (size_t)(u[28] | u[29] << 8) + 10;
+            if (off < len) spots[nspots++] = off;
+        }
+        CHECK(nspots == 2, "data.pkl or data/0 not found in c1.pth");
+        for (int k = 0; k < nspots; k++) {
+            char *copy = malloc(len);
+            memcpy(copy, file, len);
+            copy[spots[k]] ^= 0x5a;
+            write_bytes(at("flip.pth"), copy, len);
+            free(copy);
+            rc = st_open(at("flip.pth"), &pth, &err);
+            CHECK(rc == MAEC_EFORMAT && !strchr(err.msg, '\n'), "byte %zu changed: rc %d '%s'", spots[k], rc,
+                  err.msg);
+            if (!rc) st_close(&pth);
+        }
+        free(file);
+    }
+
+    /* 6. the command line reads it as it reads safetensors */
+    char cmd[1024];
+    snprintf(cmd, sizeof cmd, "./%s/maec info --heads 2 --decoder-heads 2 %s > %s 2>&1",
+             getenv("MAEC_BUILD") ? getenv("MAEC_BUILD") : "build", FIX "c1.pth", at("info.txt"));
+    rc = system(cmd);
+    char *out = NULL;
+    size_t olen = 0;
+    int rr = read_file(at("info.txt"), &out, &olen, 1 << 20, &err);
+    CHECK(rc == 0 && !rr && strstr(out, "\"embed_dim\":32") && strstr(out, "decoder_pred.weight"),
+          "maec info c1.pth: exit %d, %s", rc, rr ? err.msg : out);
+    free(out);
+
+    unlink(at("cut.pth"));
+    unlink(at("flip.pth"));
+    unlink(at("info.txt"));
+    rmdir(tmpdir);
+    TEST_END();
+}
