@@ -104,6 +104,27 @@ int main(void)
     CHECK(rc != 0 && strstr(err.msg, "--heads"), "c1.pth without heads: '%s'", err.msg);
     if (!rc) maec_model_free(a);
 
+    /* a fine-tuned ViT (timm's names) as a classifier, as predict and finetune load it */
+    maec_classifier *ca = NULL, *cb = NULL;
+    rc = maec_classifier_load(FIX "ft.pth", &hint, NULL, 0, &ca, &err);
+    CHECK(rc == 0, "classifier ft.pth: %s", err.msg);
+    rc2 = maec_classifier_load("tests/fixtures/eval/ft/model.safetensors", NULL, NULL, 0, &cb, &err);
+    CHECK(rc2 == 0, "classifier ft model: %s", err.msg);
+    if (!rc && !rc2) {
+        int nt = maec_classifier_num_tensors(ca);
+        const maec_tensor_info *last = nt > 0 ? maec_classifier_tensor(ca, nt - 1) : NULL;
+        size_t nf = last ? last->offset + last->size : 0;
+        CHECK(!memcmp(maec_classifier_config(ca), maec_classifier_config(cb), sizeof(maec_config)) &&
+                  maec_classifier_options(ca)->num_classes == maec_classifier_options(cb)->num_classes &&
+                  maec_classifier_options(ca)->global_pool == maec_classifier_options(cb)->global_pool,
+              "ft.pth: another classifier configuration");
+        CHECK(nt == maec_classifier_num_tensors(cb) && nf > 0 &&
+                  !memcmp(maec_classifier_params(ca), maec_classifier_params(cb), nf * sizeof(float)),
+              "ft.pth: weights differ");
+    }
+    maec_classifier_free(ca);
+    maec_classifier_free(cb);
+
     /* 2. every dtype, views, shared storages, a parameter, a "module." prefix; pickle protocols 2 and 4 */
     rc2 = st_open(FIX "mixed_expected.safetensors", &ref, &err);
     CHECK(rc2 == 0, "mixed_expected: %s", err.msg);

@@ -9,6 +9,8 @@ what maec must read from them, for tests/test_pth.c.
   holds tensors of its own), "epoch",
   "scaler" and "args" (an argparse.Namespace, which only a full unpickler
   could build). maec must read "model" and nothing else.
+- ft.pth: what the official main_finetune.py saves, around the fine-tuned
+  ViT of tests/fixtures/eval/ft/model.safetensors (timm's names, a head).
 - mixed.pth (pickle protocol 2, torch.save's default) and mixed_p4.pth
   (protocol 4): a bare state dict under a "module." prefix (as
   DistributedDataParallel saves it) with float32, float16, bfloat16 and
@@ -108,6 +110,11 @@ def main():
     torch.save({"model": sd, "optimizer": opt.state_dict(), "epoch": 3,
                 "scaler": {"scale": 65536.0, "growth_factor": 2.0, "_growth_tracker": 0}, "args": args},
                os.path.join(OUT, "c1.pth"))
+
+    # what main_finetune.py saves: a fine-tuned ViT under timm's names
+    t, _ = st.load_file(os.path.join(FIX, "eval", "ft", "model.safetensors"))
+    ft = collections.OrderedDict((k, torch.from_numpy(v.copy())) for k, v in t.items())
+    torch.save({"model": ft, "epoch": 5, "args": args}, os.path.join(OUT, "ft.pth"))
 
     # 2. a bare state dict with every kind of tensor the reader handles
     base = torch.randn(6, 5, generator=g)
