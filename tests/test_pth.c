@@ -221,6 +221,42 @@ int main(void)
           "maec info c1.pth: exit %d, %s", rc, rr ? err.msg : out);
     free(out);
 
+    /* maec convert: the .pth as maec's own files, which then load without flags */
+    const char *build = getenv("MAEC_BUILD") ? getenv("MAEC_BUILD") : "build";
+    snprintf(cmd, sizeof cmd, "./%s/maec convert %s %s --heads 2 --decoder-heads 2 > /dev/null && ./%s/maec convert %s %s --heads 2 > /dev/null",
+             build, FIX "c1.pth", at("c1.safetensors"), build, FIX "ft.pth", at("ft.safetensors"));
+    rc = system(cmd);
+    CHECK(rc == 0, "maec convert: exit %d", rc);
+    a = b = NULL;
+    rc = maec_model_load(at("c1.safetensors"), NULL, &a, &err);
+    rc2 = maec_model_load("tests/fixtures/c1/model.safetensors", NULL, &b, &err);
+    CHECK(!rc && !rc2 && !memcmp(maec_model_config(a), maec_model_config(b), sizeof(maec_config)) &&
+              maec_model_num_floats(a) == maec_model_num_floats(b) &&
+              !memcmp(maec_model_params(a), maec_model_params(b), maec_model_num_floats(a) * sizeof(float)),
+          "converted c1.pth differs from c1's model: %s", err.msg);
+    maec_model_free(a);
+    maec_model_free(b);
+    ca = cb = NULL;
+    rc = maec_classifier_load(at("ft.safetensors"), NULL, NULL, 0, &ca, &err);
+    rc2 = maec_classifier_load("tests/fixtures/eval/ft/model.safetensors", NULL, NULL, 0, &cb, &err);
+    if (!rc && !rc2) {
+        int nt = maec_classifier_num_tensors(ca);
+        const maec_tensor_info *last = maec_classifier_tensor(ca, nt - 1);
+        CHECK(nt == maec_classifier_num_tensors(cb) &&
+                  !memcmp(maec_classifier_config(ca), maec_classifier_config(cb), sizeof(maec_config)) &&
+                  !memcmp(maec_classifier_params(ca), maec_classifier_params(cb), (last->offset + last->size) * sizeof(float)),
+              "converted ft.pth differs from the ft classifier");
+    } else {
+        CHECK(0, "converted ft.pth: %s", err.msg);
+    }
+    maec_classifier_free(ca);
+    maec_classifier_free(cb);
+    snprintf(cmd, sizeof cmd, "./%s/maec convert %s %s 2> /dev/null", build, FIX "c1.pth", at("none.safetensors"));
+    rc = system(cmd);
+    CHECK(rc != 0 && access(at("none.safetensors"), F_OK) != 0, "convert without --heads: exit %d, or a file left", rc);
+    unlink(at("c1.safetensors"));
+    unlink(at("ft.safetensors"));
+
     unlink(at("cut.pth"));
     unlink(at("flip.pth"));
     unlink(at("info.txt"));

@@ -35,6 +35,7 @@ int cli_seen(const cli_opt *opts, int nopts, const char *name);
 int cmd_grad(int argc, char **argv);
 int cmd_init(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_convert(int argc, char **argv);
 int cmd_pretrain(int argc, char **argv);
 int cmd_reconstruct(int argc, char **argv);
 int cmd_knn(int argc, char **argv);

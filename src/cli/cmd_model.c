@@ -158,6 +158,78 @@ int cmd_init(int argc, char **argv)
     return 0;
 }
 
+enum { KIND_OTHER, KIND_MAE, KIND_CLASSIFIER };
+
+/* What a weights file is: a classifier (timm's head / fc_norm, or a linear
+ * probe's head.0 / head.1 on an encoder), an MAE (anything else with an
+ * encoder), or something else maec wrote (a probe of features: only its
+ * head). */
+static int file_kind(const st_file *f, int *is_probe)
+{
+    *is_probe = st_find(f, "head.1.weight") >= 0;
+    if (st_find(f, "patch_embed.proj.weight") < 0) return KIND_OTHER;
+    if (*is_probe || st_find(f, "head.weight") >= 0 || st_find(f, "fc_norm.weight") >= 0) return KIND_CLASSIFIER;
+    return KIND_MAE;
+}
+
+/* maec convert IN OUT.safetensors: any weights file maec reads (an official
+ * .pth above all) as maec's own model or classifier file, with the
+ * configuration the flags complete stored in it, so that no flag is needed
+ * afterwards. */
+int cmd_convert(int argc, char **argv)
+{
+    maec_config hint;
+    memset(&hint, 0, sizeof hint);
+    double mask_ratio = 0;
+    cli_opt opts[] = {
+        {"heads", OPT_INT, &hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},
+        {"decoder-heads", OPT_INT, &hint.dec_heads, "decoder heads (if not in the file)", 1, 4096, 0},
+        {"norm-pix-loss", OPT_BOOL, &hint.norm_pix_loss, "the model was trained on normalized pixels", 1, 0, 0},
+        {"mask-ratio", OPT_DOUBLE, &mask_ratio, "mask ratio to store (default 0.75)", 0.0001, 0.9999, 0},
+    };
+    char *pos[2];
+    int npos;
+    int rc = cli_parse("convert", "IN.pth|IN.safetensors OUT.safetensors [--heads N] [--decoder-heads N] [--norm-pix-loss]",
+                       argc, argv, opts, 4, pos, 2, &npos);
+    if (rc) return rc < 0 ? 2 : 0;
+    if (npos != 2) {
+        cli_error("convert: give an input file and an output .safetensors");
+        return 2;
+    }
+    hint.mask_ratio = (float)mask_ratio;
+    maec_error err = {0};
+    st_file f;
+    if (st_open(pos[0], &f, &err)) return cli_fail(&err);
+    int is_probe, kind = file_kind(&f, &is_probe);
+    st_close(&f);
+    if (kind == KIND_OTHER) {
+        cli_error("convert: %s has no encoder (no patch_embed.proj.weight): not an MAE or a ViT classifier", pos[0]);
+        return 1;
+    }
+    const maec_config *cfg;
+    maec_model *m = NULL;
+    maec_classifier *c = NULL;
+    if (kind == KIND_CLASSIFIER) {
+        maec_classifier_opts o;
+        maec_classifier_defaults(&o);
+        o.num_classes = 0;
+        if (maec_classifier_load(pos[0], &hint, &o, 0, &c, &err)) return cli_fail(&err);
+        cfg = maec_classifier_config(c);
+        rc = maec_classifier_save(c, pos[1], &err);
+    } else {
+        if (maec_model_load(pos[0], &hint, &m, &err)) return cli_fail(&err);
+        cfg = maec_model_config(m);
+        rc = maec_model_save(m, pos[1], &err);
+    }
+    char *js = rc ? NULL : maec_config_to_json(cfg);
+    maec_model_free(m);
+    maec_classifier_free(c);
+    if (rc) return cli_fail(&err);
+    printf("wrote %s: %s %s\n", pos[1], kind == KIND_CLASSIFIER ? "classifier" : "MAE", js ? js : "");
+    free(js);
+    return 0;
+}
+
 int cmd_info(int argc, char **argv)
 {
     int presets = 0;
@@ -189,16 +261,11 @@ int cmd_info(int argc, char **argv)
         cli_error("info: give one model file (or --presets)");
         return 2;
     }
-    /* what the file is: a classifier (timm's head / fc_norm, or a linear
-     * probe's head.0 / head.1 on an encoder), an MAE (anything else with an
-     * encoder), or something else maec wrote (a probe of features: only its
-     * head) */
     st_file f;
     if (st_open(pos[0], &f, &err)) return cli_fail(&err);
-    int has_encoder = st_find(&f, "patch_embed.proj.weight") >= 0;
-    int is_probe = st_find(&f, "head.1.weight") >= 0;
-    int is_clf = has_encoder && (is_probe || st_find(&f, "head.weight") >= 0 || st_find(&f, "fc_norm.weight") >= 0);
-    if (!has_encoder) {
+    int is_probe, kind = file_kind(&f, &is_probe);
+    int is_clf = kind == KIND_CLASSIFIER;
+    if (kind == KIND_OTHER) {
         const char *fmt = st_meta(&f, "format");
         printf("no encoder (format %s): %d tensors\n", fmt ? fmt : "unknown", f.n);
         for (int i = 0; i < f.n; i++) {

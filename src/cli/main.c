@@ -21,6 +21,7 @@ static const subcommand commands[] = {
     {"grad", cmd_grad, "one forward and backward pass: loss and every gradient"},
     {"init", cmd_init, "write a freshly initialized model"},
     {"info", cmd_info, "print a model file's configuration and tensors"},
+    {"convert", cmd_convert, "an official .pth (or any weights file) as maec's model file"},
 };
 
 static void usage(FILE *f)
