@@ -11,7 +11,7 @@ BUILD ?= build
 CFLAGS ?= $(OPT) $(ARCH) -g
 CFLAGS += -std=c11 -fno-math-errno -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc -MMD -MP
 LDFLAGS += -fopenmp
-LDLIBS = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lopenblas -lcjson -lzip -lpng -ljpeg -lz -lm -lpthread
+LDLIBS = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lxsmm -lopenblas -lcjson -lzip -lpng -ljpeg -lz -lm -lpthread -ldl -lrt
 
 LIB_SRC := $(wildcard src/*.c src/ops/*.c src/model/*.c src/data/*.c src/io/*.c src/train/*.c)
 CLI_SRC := $(wildcard src/cli/*.c)

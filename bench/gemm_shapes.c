@@ -9,8 +9,9 @@
  * decoder's qkv, proj, fc1, fc2, decoder embedding and prediction) the three
  * products of a step, as maec calls them: forward out = x W^T (NT), input
  * gradient dx = dy W (NN), weight gradient dW = dy^T x (TN), each both
- * threaded by OpenBLAS and split between the threads by hand the way
- * src/ops/linear.c does it. Each is timed alone (repeated for at least
+ * threaded by OpenBLAS and split between the threads by hand (the way
+ * src/ops/linear.c ran them before it used libxsmm), and the forward and
+ * backward of each layer as src/ops/linear.c runs them now. Each is timed alone (repeated for at least
  * 0.3 s); the total is weighted by how often the step runs it. Attention's per-head products are left out (under 5% of
  * the FLOPs for these presets). Threads: OMP_NUM_THREADS. */
 #include <cblas.h>
@@ -101,6 +102,39 @@ static double gemm_rate(int kind, int split, int M, int N, int K)
     return 2.0 * M * N * K * (double)reps / t / 1e9;
 }
 
+/* seconds per call of maec's own linear_forward (with a bias) and
+ * linear_backward (input gradient if need_dx, weight and bias gradients):
+ * what src/ops/linear.c runs (libxsmm where it applies, else OpenBLAS) */
+static void maec_times(int M, int in, int out, int need_dx, double *fwd, double *bwd)
+{
+    float *x = malloc((size_t)M * in * sizeof(float)), *w = malloc((size_t)out * in * sizeof(float));
+    float *b = calloc((size_t)out, sizeof(float)), *y = malloc((size_t)M * out * sizeof(float));
+    float *dx = malloc((size_t)M * in * sizeof(float)), *dw = calloc((size_t)out * in, sizeof(float));
+    float *db = calloc((size_t)out, sizeof(float));
+    if (!x || !w || !b || !y || !dx || !dw || !db) {
+        fprintf(stderr, "gemm_shapes: out of memory\n");
+        exit(1);
+    }
+    for (size_t i = 0; i < (size_t)M * in; i++) x[i] = (float)(i % 7) * 0.01f;
+    for (size_t i = 0; i < (size_t)out * in; i++) w[i] = (float)(i % 5) * 0.01f;
+    for (int pass = 0; pass < 2; pass++) {
+        long reps = 1;
+        double t;
+        for (;;) {
+            double t0 = now();
+            for (long r = 0; r < reps; r++) {
+                if (pass == 0) linear_forward(y, x, w, b, M, in, out);
+                else linear_backward(need_dx ? dx : NULL, dw, db, y, x, w, M, in, out);
+            }
+            t = now() - t0;
+            if (t > 0.3) break;
+            reps *= 2;
+        }
+        *(pass ? bwd : fwd) = t / (double)reps;
+    }
+    free(x), free(w), free(b), free(y), free(dx), free(dw), free(db);
+}
+
 typedef struct {
     const char *name;
     int rows, in, out, count; /* tokens, in and out features, layers of this kind */
@@ -159,9 +193,11 @@ int main(int argc, char **argv)
                 r[sp] = gemm_rate(kind, sp, M, N, K);
                 secs[sp] += f / r[sp];
             }
-            secs_maec += f / r[linear_split_threads(l->rows, l->in, l->out) > 1];
             printf(" %.0f%% / %.0f%% |", 100 * r[0] / sq, 100 * r[1] / sq);
         }
+        double tf = 0, tb = 0;
+        maec_times(l->rows, l->in, l->out, l->need_dx, &tf, &tb);
+        secs_maec += (tf + tb) * l->count * 1e9; /* in the units of secs[]: FLOP / (GFLOP/s) */
         printf("\n");
     }
     double sq2 = gemm_rate(1, 0, 2048, 2048, 2048);
@@ -170,7 +206,8 @@ int main(int argc, char **argv)
     for (int sp = 0; sp < 2; sp++) /* secs: FLOP / (GFLOP/s) summed, so flops / secs is GFLOP/s */
         printf("all products of a step, %s: %.1f GFLOP/s, %.0f%% of square sgemm\n",
                sp ? "split by hand" : "threaded by OpenBLAS", flops / secs[sp], 100 * flops / secs[sp] / sq);
-    printf("all products of a step as maec runs them: %.1f GFLOP/s, %.0f%% of square sgemm\n",
+    printf("all products of a step as maec runs them (src/ops/linear.c: libxsmm where it applies, with the\n"
+           "bias and its gradient): %.1f GFLOP/s, %.0f%% of square sgemm\n",
            flops / secs_maec, 100 * flops / secs_maec / sq);
     printf("(the step's ceiling if nothing else took time)\n");
     return 0;

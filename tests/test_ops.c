@@ -212,6 +212,8 @@ int main(void)
      * (OpenBLAS's own threads); a thin input (patch embedding); a handful of
      * rows */
     test_linear(1037, 48, 40);
+    test_linear(700, 96, 200);  /* libxsmm path: full and short tiles in rows and columns */
+    test_linear(1100, 130, 70);
     test_linear(29, 600, 33);
     test_linear(300, 16, 192);
     test_linear(7, 192, 100);

@@ -1,17 +1,18 @@
-/* Linear layers: out = inp W^T + b and its gradients, on OpenBLAS.
+/* Linear layers: out = inp W^T + b and its gradients.
  *
- * With more than one thread, a product of many rows and a small weight is
- * split between the threads by hand and each part run by a single-threaded
- * sgemm (OpenBLAS's OpenMP build runs single-threaded inside a parallel
- * region): the forward and input gradient by rows, the weight gradient by
- * the rows it sums over, into one buffer per thread added in thread order at
- * the end. OpenBLAS's own
- * threading of these shapes (a few thousand rows, 128 to 768 wide) reached
- * 50-75% of its square-matrix rate on the weight gradients and 63-88% on the
- * input gradients at two threads; split this way, 70-90% and 81-91%
- * (bench/gemm_shapes, docs/PERF.md). The partition is static, so results are
- * the same from run to run at a given thread count. */
+ * Products of many rows and a small weight (rows at least twice the weight's
+ * wider side, which is at most XSMM_MAX_WIDE: the MAE on small images) run
+ * on libxsmm's JIT kernels, tile by tile, with the rows split between the
+ * threads (see "libxsmm" below). The others run on OpenBLAS: split by hand
+ * between the threads when the rows are many (each part a single-threaded
+ * sgemm; OpenBLAS's OpenMP build runs single-threaded inside a parallel
+ * region), else threaded by OpenBLAS itself (ViT-B at batch 8: 400 rows, 768
+ * x 3072). A weight gradient split by rows goes into one buffer per thread,
+ * added in thread order at the end. The partitions are static, so results
+ * are the same from run to run at a given thread count (docs/PERF.md has the
+ * measurements behind each choice). */
 #include <cblas.h>
+#include <libxsmm.h>
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,9 +36,107 @@ int linear_split_threads(int M, int K, int N)
 
 static int part_lo(int M, int t, int nt) { return (int)((long long)M * t / nt); }
 
+/* ---- libxsmm: the products of many rows and a small weight ----
+ *
+ * For these shapes OpenBLAS spends much of its time packing operands that
+ * come from memory (docs/PERF.md). libxsmm's JIT kernels read them where
+ * they lie: each kernel call computes a tile of TILE_COLS output columns by
+ * TILE_ROWS rows, with the weight's tile in cache across the row tiles. In
+ * libxsmm's column-major terms a row-major [rows][cols] array is a
+ * cols x rows matrix, so out = inp W^T is C(N x M) = Wt(N x K) B(K x M)
+ * with Wt the weight transposed (libxsmm 1.17 has no transposed-A kernel),
+ * dinp = dout W is C(K x M) = W(K x N) dout(N x M) as the weight lies, and
+ * dW = dout^T inp is C(K x N) = inp(K x m) dout(N x m)^T over chunks of
+ * WG_ROWS rows (a transposed-B kernel), C staying in cache. */
+enum { TILE_ROWS = 64, TILE_COLS = 64, WG_ROWS = TILE_ROWS, XSMM_MAX_WIDE = 1024 };
+
+static int use_xsmm(int M, int K, int N)
+{
+    int wide = K > N ? K : N;
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    return !omp_in_parallel() && wide <= XSMM_MAX_WIDE && M >= 2 * wide && M >= SPLIT_MIN_ROWS * nt;
+}
+
+static libxsmm_smmfunction kernel(int m, int n, int k, int lda, int ldb, int ldc, float beta, int trans_b)
+{
+    libxsmm_blasint mm = m, nn = n, kk = k, a = lda, b = ldb, c = ldc;
+    float alpha = 1.0f;
+    int flags = trans_b ? LIBXSMM_GEMM_FLAGS('N', 'T') : LIBXSMM_GEMM_FLAGS('N', 'N');
+    return libxsmm_smmdispatch(mm, nn, kk, &a, &b, &c, &alpha, &beta, &flags, NULL);
+}
+
+/* rows [r0, r1) of the row-major C[r][j] (j < ncols, row stride ldc) =
+ * sum_k A[j + k*lda] B[r*ldb + k], each tile's bias written first when given.
+ * The four kernels: [last row tile is short][last column tile is short].
+ * Returns -1 (nothing done) if libxsmm has no kernel; dry: only look the
+ * kernels up (libxsmm keeps them, so the real call finds them). */
+static int tiles(const float *A, int lda, const float *B, int ldb, float *C, int ldc, int r0, int r1,
+                 int ncols, int k, const float *bias, int dry)
+{
+    if (r1 <= r0) return 0;
+    int rr = (r1 - r0) % TILE_ROWS, rc = ncols % TILE_COLS;
+    float beta = bias ? 1.0f : 0.0f;
+    libxsmm_smmfunction f[2][2] = {{NULL, NULL}, {NULL, NULL}};
+    for (int a = 0; a < 2; a++)
+        for (int b = 0; b < 2; b++) {
+            int n = a ? rr : TILE_ROWS, m = b ? rc : TILE_COLS;
+            if (n == 0 || m == 0 || (!a && r1 - r0 < TILE_ROWS) || (!b && ncols < TILE_COLS)) continue;
+            if (!(f[a][b] = kernel(m, n, k, lda, ldb, ldc, beta, 0))) return -1;
+        }
+    if (dry) return 0;
+    for (int r = r0; r < r1; r += TILE_ROWS) {
+        int nr = r1 - r < TILE_ROWS ? r1 - r : TILE_ROWS;
+        for (int c = 0; c < ncols; c += TILE_COLS) {
+            int nc = ncols - c < TILE_COLS ? ncols - c : TILE_COLS;
+            float *dst = C + (size_t)r * ldc + c;
+            if (bias) /* a loop that vectorizes: memcpy of a variable size became 8-byte moves */
+                for (int i = 0; i < nr; i++) {
+                    float *d = dst + (size_t)i * ldc;
+                    const float *bb = bias + c;
+#pragma omp simd
+                    for (int j = 0; j < nc; j++) d[j] = bb[j];
+                }
+            f[nr < TILE_ROWS][nc < TILE_COLS](A + c, B + (size_t)r * ldb, dst);
+        }
+    }
+    return 0;
+}
+
+/* the weight transposed, for the forward kernels; grown, never shrunk */
+static _Thread_local float *wt_buf;
+static _Thread_local size_t wt_len;
+
+static int xsmm_forward(float *out, const float *inp, const float *w, const float *b, int M, int K, int N)
+{
+    size_t n = (size_t)N * K;
+    if (n > wt_len) {
+        float *p = realloc(wt_buf, n * sizeof(float));
+        if (!p) return -1;
+        wt_buf = p;
+        wt_len = n;
+    }
+    float *wt = wt_buf;
+    int nt = omp_get_max_threads();
+    for (int t = 0; t < nt; t++)
+        if (tiles(NULL, N, NULL, K, NULL, N, part_lo(M, t, nt), part_lo(M, t + 1, nt), N, K, b, 1)) return -1;
+#pragma omp parallel num_threads(nt)
+    {
+        enum { TB = 16 };
+#pragma omp for schedule(static)
+        for (int j0 = 0; j0 < N; j0 += TB)
+            for (int k0 = 0; k0 < K; k0 += TB)
+                for (int j = j0; j < j0 + TB && j < N; j++)
+                    for (int k = k0; k < k0 + TB && k < K; k++) wt[(size_t)k * N + j] = w[(size_t)j * K + k];
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        tiles(wt, N, inp, K, out, N, part_lo(M, t, n), part_lo(M, t + 1, n), N, K, b, 0);
+    }
+    return 0;
+}
+
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
                     int N)
 {
+    if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, M, K, N) == 0) return;
     int nt = linear_split_threads(M, K, N);
     if (nt == 1) {
         float beta = 0.0f;
@@ -94,8 +193,84 @@ static float *partials(size_t n)
     return part;
 }
 
+static void linear_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                 const float *w, int M, int K, int N);
+
+/* weight gradient rows [m0, m1) added into C (row-major [N][K]); dry as for tiles */
+static int xsmm_wgrad(float *C, const float *dout, const float *inp, int m0, int m1, int K, int N, int dry)
+{
+    if (m1 <= m0) return 0;
+    libxsmm_smmfunction full = NULL, rest = NULL;
+    int rem = (m1 - m0) % WG_ROWS;
+    if (m1 - m0 >= WG_ROWS && !(full = kernel(K, N, WG_ROWS, K, N, K, 1.0f, 1))) return -1;
+    if (rem && !(rest = kernel(K, N, rem, K, N, K, 1.0f, 1))) return -1;
+    if (dry) return 0;
+    for (int r = m0; r < m1; r += WG_ROWS)
+        (m1 - r < WG_ROWS ? rest : full)(inp + (size_t)r * K, dout + (size_t)r * N, C);
+    return 0;
+}
+
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, int M, int K, int N)
+{
+    int nt = omp_get_max_threads();
+    size_t wn = (size_t)N * K, stride = wn + (size_t)N;
+    int ok = use_xsmm(M, K, N);
+    float *buf = ok && nt > 1 ? partials(stride * (size_t)(nt - 1)) : NULL;
+    ok = ok && (nt == 1 || buf);
+    for (int t = 0; t < nt && ok; t++) { /* every kernel there before anything is written */
+        int m0 = part_lo(M, t, nt), m1 = part_lo(M, t + 1, nt);
+        ok = (!dinp || !tiles(NULL, K, NULL, N, NULL, K, m0, m1, K, N, NULL, 1)) &&
+             !xsmm_wgrad(NULL, NULL, NULL, m0, m1, K, N, 1);
+    }
+    if (ok) {
+#pragma omp parallel num_threads(nt)
+        {
+            int t = omp_get_thread_num(), n = omp_get_num_threads();
+            int m0 = part_lo(M, t, n), m1 = part_lo(M, t + 1, n);
+            /* thread 0 adds into dw and db, the others write their own partials */
+            float *pw = t == 0 ? dw : buf + (size_t)(t - 1) * stride;
+            float *pb = t == 0 ? db : pw + wn;
+            if (t > 0) memset(pw, 0, wn * sizeof(float));
+            /* a chunk of rows at a time, each product and the bias sums reading
+             * the chunk of dout while it is in cache: the same sums in the same
+             * order as whole passes would make */
+            float acc[XSMM_MAX_WIDE];
+            for (int j = 0; j < N; j++) acc[j] = 0.0f;
+            for (int r = m0; r < m1; r += TILE_ROWS) {
+                int r1 = r + TILE_ROWS < m1 ? r + TILE_ROWS : m1;
+                if (dinp) tiles(w, K, dout, N, dinp, K, r, r1, K, N, NULL, 0);
+                xsmm_wgrad(pw, dout, inp, r, r1, K, N, 0);
+                if (db)
+                    for (int m = r; m < r1; m++) {
+                        const float *row = dout + (size_t)m * N;
+#pragma omp simd
+                        for (int j = 0; j < N; j++) acc[j] += row[j];
+                    }
+            }
+            if (db) {
+                if (t > 0) memset(pb, 0, (size_t)N * sizeof(float));
+                for (int j = 0; j < N; j++) pb[j] += acc[j];
+            }
+#pragma omp barrier
+            size_t i0 = wn * (size_t)t / (size_t)n, i1 = wn * (size_t)(t + 1) / (size_t)n;
+            for (int u = 1; u < n; u++) {
+                const float *p = buf + (size_t)(u - 1) * stride;
+                for (size_t i = i0; i < i1; i++) dw[i] += p[i];
+            }
+            if (db && t == 0)
+                for (int u = 1; u < n; u++) {
+                    const float *p = buf + (size_t)(u - 1) * stride + wn;
+                    for (int j = 0; j < N; j++) db[j] += p[j];
+                }
+        }
+        return;
+    }
+    linear_backward_blas(dinp, dw, db, dout, inp, w, M, K, N);
+}
+
+static void linear_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                                 const float *w, int M, int K, int N)
 {
     int nt = linear_split_threads(M, K, N);
     size_t wn = (size_t)N * K, stride = wn + (size_t)N;
