@@ -193,6 +193,24 @@ static float *partials(size_t n)
     return part;
 }
 
+/* In thread t of n, after a barrier: the other threads' partial weight and
+ * bias gradients (buf, one block of stride floats per thread 1..n-1, the
+ * bias after the wn weights) added into dw and db in thread order, the
+ * elements of dw split between the threads, db by thread 0. */
+static void add_partials(float *dw, float *db, const float *buf, size_t stride, size_t wn, int N, int t, int n)
+{
+    size_t i0 = wn * (size_t)t / (size_t)n, i1 = wn * (size_t)(t + 1) / (size_t)n;
+    for (int u = 1; u < n; u++) {
+        const float *p = buf + (size_t)(u - 1) * stride;
+        for (size_t i = i0; i < i1; i++) dw[i] += p[i];
+    }
+    if (db && t == 0)
+        for (int u = 1; u < n; u++) {
+            const float *p = buf + (size_t)(u - 1) * stride + wn;
+            for (int j = 0; j < N; j++) db[j] += p[j];
+        }
+}
+
 static void linear_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                                  const float *w, int M, int K, int N);
 
@@ -253,16 +271,7 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
                 for (int j = 0; j < N; j++) pb[j] += acc[j];
             }
 #pragma omp barrier
-            size_t i0 = wn * (size_t)t / (size_t)n, i1 = wn * (size_t)(t + 1) / (size_t)n;
-            for (int u = 1; u < n; u++) {
-                const float *p = buf + (size_t)(u - 1) * stride;
-                for (size_t i = i0; i < i1; i++) dw[i] += p[i];
-            }
-            if (db && t == 0)
-                for (int u = 1; u < n; u++) {
-                    const float *p = buf + (size_t)(u - 1) * stride + wn;
-                    for (int j = 0; j < N; j++) db[j] += p[j];
-                }
+            add_partials(dw, db, buf, stride, wn, N, t, n);
         }
         return;
     }
@@ -309,17 +318,7 @@ static void linear_backward_blas(float *dinp, float *dw, float *db, const float 
             colsum(pb, dout, m0, m1, 0, N, N);
         }
 #pragma omp barrier
-        /* add the partials in thread order, the elements split between threads */
-        size_t i0 = wn * (size_t)t / (size_t)n, i1 = wn * (size_t)(t + 1) / (size_t)n;
-        for (int u = 1; u < n; u++) {
-            const float *p = buf + (size_t)(u - 1) * stride;
-            for (size_t i = i0; i < i1; i++) dw[i] += p[i];
-        }
-        if (db && t == 0)
-            for (int u = 1; u < n; u++) {
-                const float *p = buf + (size_t)(u - 1) * stride + wn;
-                for (int j = 0; j < N; j++) db[j] += p[j];
-            }
+        add_partials(dw, db, buf, stride, wn, N, t, n);
     }
 }
 
