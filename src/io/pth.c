@@ -143,6 +143,32 @@ static int append(vm *m, pv *c, pv *x)
     return 0;
 }
 
+/* items [0, n) added to c, a list (kind PV_LIST) or a dict (PV_DICT: keys
+ * and values in turn) as the opcode wants; an opaque value takes and ignores
+ * them */
+static int extend(vm *m, pv *c, int kind, pv *const *items, size_t n)
+{
+    if (c->kind == PV_OBJ) return 0;
+    if (c->kind != kind)
+        return bad(m, kind == PV_LIST ? "append to a value that is not a list"
+                                      : "set an item of a value that is not a dict");
+    for (size_t k = 0; k < n; k++)
+        if (append(m, c, items[k])) return -1;
+    return 0;
+}
+
+/* the value just below the topmost mark (APPENDS, SETITEMS); *at: the index
+ * just above the mark */
+static pv *below_mark(vm *m, size_t *at)
+{
+    if (find_mark(m, at)) return NULL;
+    if (*at < 2 || m->stack[*at - 2] == &m->mark) {
+        bad(m, "stack underflow");
+        return NULL;
+    }
+    return m->stack[*at - 2];
+}
+
 static int need(vm *m, size_t n)
 {
     if (n > m->len - m->pos) return bad(m, "truncated");
@@ -379,26 +405,19 @@ static int run(vm *m, pv **result)
             if (push(m, v)) return -1;
             break;
         case 'q':
-        case 'r': { /* BINPUT, LONG_BINPUT */
-            int n = op == 'q' ? 1 : 4;
+        case 'r':   /* BINPUT, LONG_BINPUT */
+        case 'h':
+        case 'j': { /* BINGET, LONG_BINGET */
+            int n = op == 'q' || op == 'h' ? 1 : 4;
             if (need(m, (size_t)n)) return -1;
             size_t idx = (size_t)le(a, n);
             m->pos += (size_t)n;
-            if (memo_put(m, idx)) return -1;
+            if ((op == 'q' || op == 'r' ? memo_put(m, idx) : memo_get(m, idx))) return -1;
             break;
         }
         case 0x94: /* MEMOIZE */
             if (memo_put(m, m->nmemo)) return -1;
             break;
-        case 'h':
-        case 'j': { /* BINGET, LONG_BINGET */
-            int n = op == 'h' ? 1 : 4;
-            if (need(m, (size_t)n)) return -1;
-            size_t idx = (size_t)le(a, n);
-            m->pos += (size_t)n;
-            if (memo_get(m, idx)) return -1;
-            break;
-        }
         case '}':
             if (push(m, mk(m, PV_DICT))) return -1;
             break;
@@ -431,45 +450,23 @@ static int run(vm *m, pv **result)
             break;
         }
         case 'a': /* APPEND */
-            if (!(x = pop(m)) || !(v = top(m))) return -1;
-            if (v->kind == PV_LIST) {
-                if (append(m, v, x)) return -1;
-            } else if (v->kind != PV_OBJ) {
-                return bad(m, "append to a value that is not a list");
-            }
+            if (!(x = pop(m)) || !(v = top(m)) || extend(m, v, PV_LIST, &x, 1)) return -1;
             break;
         case 'e': /* APPENDS */
         case 0x90: /* ADDITEMS */
-            if (find_mark(m, &at)) return -1;
-            if (at < 2 || m->stack[at - 2] == &m->mark) return bad(m, "stack underflow");
-            v = m->stack[at - 2];
-            if (v->kind == PV_LIST) {
-                for (size_t k = at; k < m->sp; k++)
-                    if (append(m, v, m->stack[k])) return -1;
-            } else if (v->kind != PV_OBJ) {
-                return bad(m, "append to a value that is not a list");
-            }
+            if (!(v = below_mark(m, &at)) || extend(m, v, PV_LIST, m->stack + at, m->sp - at)) return -1;
             m->sp = at - 1;
             break;
-        case 's': /* SETITEM */
+        case 's': { /* SETITEM */
             if (!(y = pop(m)) || !(x = pop(m)) || !(v = top(m))) return -1;
-            if (v->kind == PV_DICT) {
-                if (append(m, v, x) || append(m, v, y)) return -1;
-            } else if (v->kind != PV_OBJ) {
-                return bad(m, "set an item of a value that is not a dict");
-            }
+            pv *kv[2] = {x, y};
+            if (extend(m, v, PV_DICT, kv, 2)) return -1;
             break;
+        }
         case 'u': /* SETITEMS */
-            if (find_mark(m, &at)) return -1;
-            if (at < 2 || m->stack[at - 2] == &m->mark) return bad(m, "stack underflow");
+            if (!(v = below_mark(m, &at))) return -1;
             if ((m->sp - at) % 2) return bad(m, "a key without a value");
-            v = m->stack[at - 2];
-            if (v->kind == PV_DICT) {
-                for (size_t k = at; k < m->sp; k++)
-                    if (append(m, v, m->stack[k])) return -1;
-            } else if (v->kind != PV_OBJ) {
-                return bad(m, "set an item of a value that is not a dict");
-            }
+            if (extend(m, v, PV_DICT, m->stack + at, m->sp - at)) return -1;
             m->sp = at - 1;
             break;
         case 'Q': /* BINPERSID */
