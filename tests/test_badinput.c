@@ -13,34 +13,14 @@
 #include "maec.h"
 #include "test.h"
 
-static char dir[64];
-
-static const char *at(const char *name)
-{
-    static char buf[8][256];
-    static int k;
-    k = (k + 1) % 8;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-/* the maec command of the build under test ($MAEC_BUILD, default build) */
-static const char *maec_bin(void)
-{
-    static char buf[512];
-    const char *b = getenv("MAEC_BUILD");
-    snprintf(buf, sizeof buf, "./%s/maec", b && *b ? b : "build");
-    return buf;
-}
-
-/* run maec grad; returns exit status; stderr goes to dir/err.txt */
+/* run maec grad; returns exit status; stderr goes to test_dir/err.txt */
 static int run_grad(const char *model, const char *images, const char *noise, char *msg, size_t msglen)
 {
     char cmd[2048];
     snprintf(cmd, sizeof cmd, "%s grad --model %s --images %s --noise %s --out %s 2>%s >/dev/null",
-             maec_bin(), model, images, noise, at("out.safetensors"), at("err.txt"));
+             test_maec_bin(), model, images, noise, test_path("out.safetensors"), test_path("err.txt"));
     int st = system(cmd);
-    FILE *f = fopen(at("err.txt"), "r");
+    FILE *f = fopen(test_path("err.txt"), "r");
     msg[0] = 0;
     if (f) {
         if (!fgets(msg, (int)msglen, f)) msg[0] = 0;
@@ -103,69 +83,68 @@ static void expect_fail(const char *what, const char *model, const char *images,
                         const char *needle)
 {
     char msg[1024];
-    unlink(at("out.safetensors"));
+    unlink(test_path("out.safetensors"));
     int rc = run_grad(model, images, noise, msg, sizeof msg);
     size_t ml = strlen(msg);
     if (ml && msg[ml - 1] == '\n') msg[--ml] = 0;
     CHECK(rc != 0 && rc < 128, "%s: exit status %d (want a clean non-zero exit)", what, rc);
     CHECK(!strncmp(msg, "maec: error: ", 13), "%s: message '%s' is not 'maec: error: ...'", what, msg);
     CHECK(!needle || strstr(msg, needle), "%s: message '%s' does not mention '%s'", what, msg, needle);
-    CHECK(!exists(at("out.safetensors")), "%s: an output file was left", what);
+    CHECK(!exists(test_path("out.safetensors")), "%s: an output file was left", what);
     printf("  %-28s -> %s\n", what, msg);
 }
 
 int main(void)
 {
-    strcpy(dir, "/tmp/maec_bad_XXXXXX");
-    if (!mkdtemp(dir)) return 1;
+    if (test_make_dir("bad")) return 1;
     maec_config c;
     maec_error err;
     maec_preset("test-tiny", &c, &err);
     maec_model *m;
     maec_model_create(&c, 3, &m, &err);
-    maec_model_save(m, at("good.safetensors"), &err);
+    maec_model_save(m, test_path("good.safetensors"), &err);
     int B = 2, L = maec_num_patches(&c);
     float *x = calloc((size_t)B * 256, 4), *nz = calloc((size_t)B * L, 4);
     for (int i = 0; i < B * 256; i++) x[i] = (float)(i % 17) / 17.0f;
     for (int i = 0; i < B * L; i++) nz[i] = (float)((i * 7) % L) / L;
     int64_t xs[4] = {B, 1, 16, 16}, ns[2] = {B, L};
-    npy_save(at("x.npy"), x, 4, xs, &err);
-    npy_save(at("n.npy"), nz, 2, ns, &err);
+    npy_save(test_path("x.npy"), x, 4, xs, &err);
+    npy_save(test_path("n.npy"), nz, 2, ns, &err);
 
     char msg[1024];
-    CHECK(run_grad(at("good.safetensors"), at("x.npy"), at("n.npy"), msg, sizeof msg) == 0, "good input fails: %s", msg);
-    CHECK(exists(at("out.safetensors")), "good input wrote no output");
+    CHECK(run_grad(test_path("good.safetensors"), test_path("x.npy"), test_path("n.npy"), msg, sizeof msg) == 0, "good input fails: %s", msg);
+    CHECK(exists(test_path("out.safetensors")), "good input wrote no output");
 
-    write_variant(m, at("missing.safetensors"), "blocks.1.mlp.fc2.weight", NULL, NULL);
-    expect_fail("missing tensor", at("missing.safetensors"), at("x.npy"), at("n.npy"), "blocks.1.mlp.fc2.weight");
-    write_variant(m, at("extra.safetensors"), NULL, "head.weight", NULL);
-    expect_fail("extra tensor", at("extra.safetensors"), at("x.npy"), at("n.npy"), "unexpected tensor");
-    write_variant(m, at("shape.safetensors"), NULL, NULL, "blocks.0.attn.proj.weight");
-    expect_fail("mis-shaped tensor", at("shape.safetensors"), at("x.npy"), at("n.npy"), "blocks.0.attn.proj.weight");
+    write_variant(m, test_path("missing.safetensors"), "blocks.1.mlp.fc2.weight", NULL, NULL);
+    expect_fail("missing tensor", test_path("missing.safetensors"), test_path("x.npy"), test_path("n.npy"), "blocks.1.mlp.fc2.weight");
+    write_variant(m, test_path("extra.safetensors"), NULL, "head.weight", NULL);
+    expect_fail("extra tensor", test_path("extra.safetensors"), test_path("x.npy"), test_path("n.npy"), "unexpected tensor");
+    write_variant(m, test_path("shape.safetensors"), NULL, NULL, "blocks.0.attn.proj.weight");
+    expect_fail("mis-shaped tensor", test_path("shape.safetensors"), test_path("x.npy"), test_path("n.npy"), "blocks.0.attn.proj.weight");
 
     struct stat st;
-    stat(at("good.safetensors"), &st);
-    copy_truncated(at("good.safetensors"), at("trunc.safetensors"), (long)st.st_size - 100);
-    expect_fail("truncated data", at("trunc.safetensors"), at("x.npy"), at("n.npy"), NULL);
-    copy_truncated(at("good.safetensors"), at("trunc2.safetensors"), 50);
-    expect_fail("truncated header", at("trunc2.safetensors"), at("x.npy"), at("n.npy"), "header");
+    stat(test_path("good.safetensors"), &st);
+    copy_truncated(test_path("good.safetensors"), test_path("trunc.safetensors"), (long)st.st_size - 100);
+    expect_fail("truncated data", test_path("trunc.safetensors"), test_path("x.npy"), test_path("n.npy"), NULL);
+    copy_truncated(test_path("good.safetensors"), test_path("trunc2.safetensors"), 50);
+    expect_fail("truncated header", test_path("trunc2.safetensors"), test_path("x.npy"), test_path("n.npy"), "header");
     /* a header length that claims more than the file has */
-    copy_truncated(at("good.safetensors"), at("lie.safetensors"), (long)st.st_size);
-    FILE *f = fopen(at("lie.safetensors"), "r+b");
+    copy_truncated(test_path("good.safetensors"), test_path("lie.safetensors"), (long)st.st_size);
+    FILE *f = fopen(test_path("lie.safetensors"), "r+b");
     unsigned char big[8] = {0xff, 0xff, 0xff, 0x00, 0, 0, 0, 0};
     fwrite(big, 1, 8, f);
     fclose(f);
-    expect_fail("lying header length", at("lie.safetensors"), at("x.npy"), at("n.npy"), "header length");
+    expect_fail("lying header length", test_path("lie.safetensors"), test_path("x.npy"), test_path("n.npy"), "header length");
     /* JSON that does not parse */
-    copy_truncated(at("good.safetensors"), at("json.safetensors"), (long)st.st_size);
-    f = fopen(at("json.safetensors"), "r+b");
+    copy_truncated(test_path("good.safetensors"), test_path("json.safetensors"), (long)st.st_size);
+    f = fopen(test_path("json.safetensors"), "r+b");
     fseek(f, 8, SEEK_SET);
     fputc('[', f);
     fclose(f);
-    expect_fail("broken JSON header", at("json.safetensors"), at("x.npy"), at("n.npy"), "JSON");
+    expect_fail("broken JSON header", test_path("json.safetensors"), test_path("x.npy"), test_path("n.npy"), "JSON");
     /* a data offset past the end */
     {
-        FILE *g = fopen(at("good.safetensors"), "rb");
+        FILE *g = fopen(test_path("good.safetensors"), "rb");
         unsigned char lenb[8];
         if (fread(lenb, 1, 8, g) != 8) return 1;
         uint64_t hl = 0;
@@ -176,38 +155,38 @@ int main(void)
         char *p = strstr(hdr, "\"data_offsets\":[0,");
         if (p) {
             memcpy(p, "\"data_offsets\":[9", 17); /* [90..] instead of [0..] */
-            copy_truncated(at("good.safetensors"), at("off.safetensors"), (long)st.st_size);
-            FILE *h = fopen(at("off.safetensors"), "r+b");
+            copy_truncated(test_path("good.safetensors"), test_path("off.safetensors"), (long)st.st_size);
+            FILE *h = fopen(test_path("off.safetensors"), "r+b");
             fseek(h, 8, SEEK_SET);
             fwrite(hdr, 1, hl, h);
             fclose(h);
-            expect_fail("lying data offsets", at("off.safetensors"), at("x.npy"), at("n.npy"), NULL);
+            expect_fail("lying data offsets", test_path("off.safetensors"), test_path("x.npy"), test_path("n.npy"), NULL);
         }
         free(hdr);
     }
     /* a NaN weight */
     maec_model_params(m)[maec_model_tensor(m, maec_model_find(m, "norm.weight"))->offset + 3] = NAN;
-    maec_model_save(m, at("nan.safetensors"), &err);
-    expect_fail("non-finite weight", at("nan.safetensors"), at("x.npy"), at("n.npy"), "non-finite");
+    maec_model_save(m, test_path("nan.safetensors"), &err);
+    expect_fail("non-finite weight", test_path("nan.safetensors"), test_path("x.npy"), test_path("n.npy"), "non-finite");
     maec_model_params(m)[maec_model_tensor(m, maec_model_find(m, "norm.weight"))->offset + 3] = 1.0f;
-    expect_fail("missing model file", at("nope.safetensors"), at("x.npy"), at("n.npy"), "nope.safetensors");
+    expect_fail("missing model file", test_path("nope.safetensors"), test_path("x.npy"), test_path("n.npy"), "nope.safetensors");
 
     int64_t xs2[4] = {B, 1, 12, 16};
-    npy_save(at("x_small.npy"), x, 4, xs2, &err);
-    expect_fail("images of the wrong size", at("good.safetensors"), at("x_small.npy"), at("n.npy"), "shape");
+    npy_save(test_path("x_small.npy"), x, 4, xs2, &err);
+    expect_fail("images of the wrong size", test_path("good.safetensors"), test_path("x_small.npy"), test_path("n.npy"), "shape");
     int64_t ns2[2] = {B, L - 1};
-    npy_save(at("n_short.npy"), nz, 2, ns2, &err);
-    expect_fail("noise of the wrong shape", at("good.safetensors"), at("x.npy"), at("n_short.npy"), "shape");
+    npy_save(test_path("n_short.npy"), nz, 2, ns2, &err);
+    expect_fail("noise of the wrong shape", test_path("good.safetensors"), test_path("x.npy"), test_path("n_short.npy"), "shape");
     int64_t ns3[2] = {B + 1, L};
     float *nz3 = calloc((size_t)(B + 1) * L, 4);
-    npy_save(at("n_batch.npy"), nz3, 2, ns3, &err);
-    expect_fail("noise for another batch", at("good.safetensors"), at("x.npy"), at("n_batch.npy"), "shape");
-    f = fopen(at("notnpy.npy"), "wb");
+    npy_save(test_path("n_batch.npy"), nz3, 2, ns3, &err);
+    expect_fail("noise for another batch", test_path("good.safetensors"), test_path("x.npy"), test_path("n_batch.npy"), "shape");
+    f = fopen(test_path("notnpy.npy"), "wb");
     fputs("hello, not an array", f);
     fclose(f);
-    expect_fail("images not .npy", at("good.safetensors"), at("notnpy.npy"), at("n.npy"), "not a .npy");
-    copy_truncated(at("x.npy"), at("x_trunc.npy"), 200);
-    expect_fail("truncated images", at("good.safetensors"), at("x_trunc.npy"), at("n.npy"), "size");
+    expect_fail("images not .npy", test_path("good.safetensors"), test_path("notnpy.npy"), test_path("n.npy"), "not a .npy");
+    copy_truncated(test_path("x.npy"), test_path("x_trunc.npy"), 200);
+    expect_fail("truncated images", test_path("good.safetensors"), test_path("x_trunc.npy"), test_path("n.npy"), "size");
 
     /* an encoder-only checkpoint (as the released pretrain weights) loads,
        and grad refuses it with a clear message */
@@ -222,33 +201,33 @@ int main(void)
             for (int d = 0; d < 4; d++) t[k].shape[d] = ti->shape[d];
             t[k++].data = maec_model_params(m) + ti->offset;
         }
-        st_save(at("enc.safetensors"), t, k, NULL, NULL, 0, &err);
+        st_save(test_path("enc.safetensors"), t, k, NULL, NULL, 0, &err);
         free(t);
         maec_config hint = {0};
         hint.heads = 2;
         maec_model *e = NULL;
-        int rc = maec_model_load(at("enc.safetensors"), &hint, &e, &err);
+        int rc = maec_model_load(test_path("enc.safetensors"), &hint, &e, &err);
         CHECK(rc == 0 && maec_model_config(e)->dec_depth == 0, "encoder-only file: %s", err.msg);
         maec_model_free(e);
-        rc = maec_model_load(at("enc.safetensors"), NULL, &e, &err);
+        rc = maec_model_load(test_path("enc.safetensors"), NULL, &e, &err);
         CHECK(rc != 0 && strstr(err.msg, "--heads"), "heads not in the file: '%s'", err.msg);
         char cmd[1024];
         snprintf(cmd, sizeof cmd, "./build/maec grad --heads 2 --model %s --images %s --noise %s --out %s 2>%s",
-                 at("enc.safetensors"), at("x.npy"), at("n.npy"), at("out.safetensors"), at("err.txt"));
-        unlink(at("out.safetensors"));
+                 test_path("enc.safetensors"), test_path("x.npy"), test_path("n.npy"), test_path("out.safetensors"), test_path("err.txt"));
+        unlink(test_path("out.safetensors"));
         rc = system(cmd);
-        CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && !exists(at("out.safetensors")), "grad on an encoder-only file");
+        CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && !exists(test_path("out.safetensors")), "grad on an encoder-only file");
     }
 
     /* bad flags */
     char line[1024];
-    snprintf(line, sizeof line, "%s grad --model a --images b --noise c --out d --mask-ratio 1.5 2>/dev/null", maec_bin());
+    snprintf(line, sizeof line, "%s grad --model a --images b --noise c --out d --mask-ratio 1.5 2>/dev/null", test_maec_bin());
     int rc = system(line);
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "--mask-ratio 1.5 accepted");
-    snprintf(line, sizeof line, "%s grad --bogus 2>/dev/null", maec_bin());
+    snprintf(line, sizeof line, "%s grad --bogus 2>/dev/null", test_maec_bin());
     rc = system(line);
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "unknown flag accepted");
-    snprintf(line, sizeof line, "%s frobnicate 2>/dev/null", maec_bin());
+    snprintf(line, sizeof line, "%s frobnicate 2>/dev/null", test_maec_bin());
     rc = system(line);
     CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 2, "unknown command accepted");
 
@@ -257,7 +236,7 @@ int main(void)
     free(nz3);
     maec_model_free(m);
     char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", test_dir);
     if (system(cmd)) {}
     TEST_END();
 }

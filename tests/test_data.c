@@ -23,36 +23,17 @@
 #include "test.h"
 #include "util.h"
 
-static char dir[64];
-
-static const char *at(const char *name)
-{
-    static char buf[16][512];
-    static int k;
-    k = (k + 1) % 16;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
-    return buf[k];
-}
-
-static void mkdirs(const char *name) /* relative to dir, one level at a time */
+static void mkdirs(const char *name) /* relative to test_dir, one level at a time */
 {
     char p[512];
-    snprintf(p, sizeof p, "%s/%s", dir, name);
-    for (char *s = p + strlen(dir) + 1; *s; s++)
+    snprintf(p, sizeof p, "%s/%s", test_dir, name);
+    for (char *s = p + strlen(test_dir) + 1; *s; s++)
         if (*s == '/') {
             *s = 0;
             mkdir(p, 0755);
             *s = '/';
         }
     mkdir(p, 0755);
-}
-
-static void write_bytes(const char *path, const void *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (!f) return;
-    fwrite(data, 1, n, f);
-    fclose(f);
 }
 
 static size_t read_bytes(const char *path, unsigned char *buf, size_t cap)
@@ -217,12 +198,12 @@ static float px(const maec_image *im, int c, int y, int x)
 static void test_idx(void)
 {
     mkdirs("idx");
-    make_idx_pair(at("idx/train-images-idx3-ubyte"), at("idx/train-labels-idx1-ubyte"), 0, 5, 4, 3);
-    make_idx_pair(at("idx/t10k-images-idx3-ubyte.gz"), at("idx/t10k-labels-idx1-ubyte.gz"), 1, 3,
+    make_idx_pair(test_path("idx/train-images-idx3-ubyte"), test_path("idx/train-labels-idx1-ubyte"), 0, 5, 4, 3);
+    make_idx_pair(test_path("idx/t10k-images-idx3-ubyte.gz"), test_path("idx/t10k-labels-idx1-ubyte.gz"), 1, 3,
                   4, 3);
     maec_error err = {0};
     maec_dataset *ds = NULL;
-    int rc = maec_dataset_open(at("idx"), "train", &ds, &err);
+    int rc = maec_dataset_open(test_path("idx"), "train", &ds, &err);
     CHECK(rc == 0, "open idx dir: %s", err.msg);
     if (rc) return;
     int h = 0, w = 0;
@@ -245,7 +226,7 @@ static void test_idx(void)
     CHECK(maec_dataset_get(ds, 5, &im, &err) != 0, "get out of range fails");
     maec_dataset_free(ds);
 
-    rc = maec_dataset_open(at("idx"), "test", &ds, &err);
+    rc = maec_dataset_open(test_path("idx"), "test", &ds, &err);
     CHECK(rc == 0 && maec_dataset_size(ds) == 3, "open idx gz test split: %s", err.msg);
     if (!rc) {
         rc = maec_dataset_get(ds, 2, &im, &err);
@@ -254,7 +235,7 @@ static void test_idx(void)
     }
     maec_dataset_free(ds);
     /* a path to the images file; labels found beside it */
-    rc = maec_dataset_open(at("idx/t10k-images-idx3-ubyte.gz"), "train", &ds, &err);
+    rc = maec_dataset_open(test_path("idx/t10k-images-idx3-ubyte.gz"), "train", &ds, &err);
     CHECK(rc == 0 && maec_dataset_size(ds) == 3 && maec_dataset_num_classes(ds) == 3,
           "open idx file: %s", err.msg);
     maec_dataset_free(ds);
@@ -264,36 +245,36 @@ static void test_idx(void)
     mkdirs("badidx");
     unsigned char body[64] = {0};
     uint32_t d3[3] = {5, 4, 3}, d1[1] = {5}, d1b[1] = {4};
-    write_idx(at("badidx/trunc-images-idx3-ubyte"), 0, 0x803, 3, d3, body, 50);
-    EXPECT_FAIL(maec_dataset_open(at("badidx/trunc-images-idx3-ubyte"), "train", &d_, &e_),
+    write_idx(test_path("badidx/trunc-images-idx3-ubyte"), 0, 0x803, 3, d3, body, 50);
+    EXPECT_FAIL(maec_dataset_open(test_path("badidx/trunc-images-idx3-ubyte"), "train", &d_, &e_),
                 "truncated IDX");
-    write_idx(at("badidx/trunc-images-idx3-ubyte"), 1, 0x803, 3, d3, body, 59);
-    EXPECT_FAIL(maec_dataset_open(at("badidx/trunc-images-idx3-ubyte"), "train", &d_, &e_),
+    write_idx(test_path("badidx/trunc-images-idx3-ubyte"), 1, 0x803, 3, d3, body, 59);
+    EXPECT_FAIL(maec_dataset_open(test_path("badidx/trunc-images-idx3-ubyte"), "train", &d_, &e_),
                 "truncated gz IDX");
-    write_idx(at("badidx/trail-images-idx3-ubyte"), 0, 0x803, 3, d3, body, 61);
-    EXPECT_FAIL(maec_dataset_open(at("badidx/trail-images-idx3-ubyte"), "train", &d_, &e_),
+    write_idx(test_path("badidx/trail-images-idx3-ubyte"), 0, 0x803, 3, d3, body, 61);
+    EXPECT_FAIL(maec_dataset_open(test_path("badidx/trail-images-idx3-ubyte"), "train", &d_, &e_),
                 "IDX trailing bytes");
     mkdirs("badidx/magic");
-    write_idx(at("badidx/magic/train-images-idx3-ubyte"), 0, 0x804, 3, d3, body, 60);
-    EXPECT_FAIL(maec_dataset_open(at("badidx/magic"), "train", &d_, &e_), "IDX wrong magic");
+    write_idx(test_path("badidx/magic/train-images-idx3-ubyte"), 0, 0x804, 3, d3, body, 60);
+    EXPECT_FAIL(maec_dataset_open(test_path("badidx/magic"), "train", &d_, &e_), "IDX wrong magic");
     mkdirs("badidx/count");
-    write_idx(at("badidx/count/train-images-idx3-ubyte"), 0, 0x803, 3, d3, body, 60);
-    write_idx(at("badidx/count/train-labels-idx1-ubyte"), 0, 0x801, 1, d1b, body, 4);
-    EXPECT_FAIL(maec_dataset_open(at("badidx/count"), "train", &d_, &e_), "IDX label count");
+    write_idx(test_path("badidx/count/train-images-idx3-ubyte"), 0, 0x803, 3, d3, body, 60);
+    write_idx(test_path("badidx/count/train-labels-idx1-ubyte"), 0, 0x801, 1, d1b, body, 4);
+    EXPECT_FAIL(maec_dataset_open(test_path("badidx/count"), "train", &d_, &e_), "IDX label count");
     mkdirs("badidx/lmagic");
-    write_idx(at("badidx/lmagic/train-images-idx3-ubyte"), 0, 0x803, 3, d3, body, 60);
-    write_idx(at("badidx/lmagic/train-labels-idx1-ubyte"), 0, 0x803, 1, d1, body, 5);
-    EXPECT_FAIL(maec_dataset_open(at("badidx/lmagic"), "train", &d_, &e_), "IDX labels magic");
+    write_idx(test_path("badidx/lmagic/train-images-idx3-ubyte"), 0, 0x803, 3, d3, body, 60);
+    write_idx(test_path("badidx/lmagic/train-labels-idx1-ubyte"), 0, 0x803, 1, d1, body, 5);
+    EXPECT_FAIL(maec_dataset_open(test_path("badidx/lmagic"), "train", &d_, &e_), "IDX labels magic");
     uint32_t huge[3] = {0x7fffffff, 60000, 60000};
-    write_idx(at("badidx/huge-images-idx3-ubyte"), 0, 0x803, 3, huge, body, 60);
-    EXPECT_FAIL(maec_dataset_open(at("badidx/huge-images-idx3-ubyte"), "train", &d_, &e_),
+    write_idx(test_path("badidx/huge-images-idx3-ubyte"), 0, 0x803, 3, huge, body, 60);
+    EXPECT_FAIL(maec_dataset_open(test_path("badidx/huge-images-idx3-ubyte"), "train", &d_, &e_),
                 "IDX absurd header");
-    write_bytes(at("badidx/short-images-idx3-ubyte"), "\0\0\x08\x03\0\0", 6);
-    EXPECT_FAIL(maec_dataset_open(at("badidx/short-images-idx3-ubyte"), "train", &d_, &e_),
+    test_write_bytes(test_path("badidx/short-images-idx3-ubyte"), "\0\0\x08\x03\0\0", 6);
+    EXPECT_FAIL(maec_dataset_open(test_path("badidx/short-images-idx3-ubyte"), "train", &d_, &e_),
                 "IDX short header");
-    EXPECT_FAIL(maec_dataset_open(at("nonexistent"), "train", &d_, &e_), "missing path");
-    EXPECT_FAIL(maec_dataset_open(at("idx"), "dev", &d_, &e_), "bad split name");
-    EXPECT_FAIL(maec_dataset_open(at("badidx/count"), "test", &d_, &e_), "IDX split missing");
+    EXPECT_FAIL(maec_dataset_open(test_path("nonexistent"), "train", &d_, &e_), "missing path");
+    EXPECT_FAIL(maec_dataset_open(test_path("idx"), "dev", &d_, &e_), "bad split name");
+    EXPECT_FAIL(maec_dataset_open(test_path("badidx/count"), "test", &d_, &e_), "IDX split missing");
 }
 
 /* ------------------------------------------------------------------ CIFAR */
@@ -316,19 +297,19 @@ static void write_cifar(const char *path, int hundred, int first, int n, int bad
         if (bad_label) p[0] = p[hundred] = 200;
         for (int k = 0; k < 3072; k++) p[rec - 3072 + k] = cifar_px(i, k);
     }
-    write_bytes(path, buf, rec * (size_t)n);
+    test_write_bytes(path, buf, rec * (size_t)n);
     free(buf);
 }
 
 static void test_cifar(void)
 {
     mkdirs("c10");
-    write_cifar(at("c10/data_batch_1.bin"), 0, 0, 3, 0);
-    write_cifar(at("c10/data_batch_2.bin"), 0, 3, 2, 0);
-    write_cifar(at("c10/test_batch.bin"), 0, 100, 2, 0);
+    write_cifar(test_path("c10/data_batch_1.bin"), 0, 0, 3, 0);
+    write_cifar(test_path("c10/data_batch_2.bin"), 0, 3, 2, 0);
+    write_cifar(test_path("c10/test_batch.bin"), 0, 100, 2, 0);
     maec_error err = {0};
     maec_dataset *ds = NULL;
-    int rc = maec_dataset_open(at("c10"), "train", &ds, &err);
+    int rc = maec_dataset_open(test_path("c10"), "train", &ds, &err);
     CHECK(rc == 0, "open cifar10: %s", err.msg);
     if (!rc) {
         int h = 0, w = 0;
@@ -354,22 +335,22 @@ static void test_cifar(void)
         maec_image_free(&im);
     }
     maec_dataset_free(ds);
-    rc = maec_dataset_open(at("c10"), "test", &ds, &err);
+    rc = maec_dataset_open(test_path("c10"), "test", &ds, &err);
     CHECK(rc == 0 && maec_dataset_size(ds) == 2 && maec_dataset_label(ds, 1) == 101 % 10,
           "cifar10 test split: %s", err.msg);
     maec_dataset_free(ds);
-    rc = maec_dataset_open(at("c10/data_batch_2.bin"), "train", &ds, &err);
+    rc = maec_dataset_open(test_path("c10/data_batch_2.bin"), "train", &ds, &err);
     CHECK(rc == 0 && maec_dataset_size(ds) == 2 && maec_dataset_label(ds, 0) == 3,
           "cifar10 single file: %s", err.msg);
     maec_dataset_free(ds);
 
     mkdirs("c100");
-    write_cifar(at("c100/train.bin"), 1, 0, 4, 0);
-    write_cifar(at("c100/test.bin"), 1, 50, 1, 0);
-    FILE *nf = fopen(at("c100/fine_label_names.txt"), "w");
+    write_cifar(test_path("c100/train.bin"), 1, 0, 4, 0);
+    write_cifar(test_path("c100/test.bin"), 1, 50, 1, 0);
+    FILE *nf = fopen(test_path("c100/fine_label_names.txt"), "w");
     for (int k = 0; nf && k < 100; k++) fprintf(nf, "name%d\r\n", k);
     if (nf) fclose(nf);
-    rc = maec_dataset_open(at("c100"), "train", &ds, &err);
+    rc = maec_dataset_open(test_path("c100"), "train", &ds, &err);
     CHECK(rc == 0, "open cifar100: %s", err.msg);
     if (!rc) {
         CHECK(!strcmp(maec_dataset_format(ds), "cifar100") && maec_dataset_size(ds) == 4 &&
@@ -385,19 +366,19 @@ static void test_cifar(void)
         maec_image_free(&im);
     }
     maec_dataset_free(ds);
-    rc = maec_dataset_open(at("c100/test.bin"), "train", &ds, &err);
+    rc = maec_dataset_open(test_path("c100/test.bin"), "train", &ds, &err);
     CHECK(rc == 0 && maec_dataset_size(ds) == 1 && maec_dataset_label(ds, 0) == 350 % 100,
           "cifar100 single file: %s", err.msg);
     maec_dataset_free(ds);
 
     mkdirs("cbad");
     unsigned char junk[3000] = {0};
-    write_bytes(at("cbad/data_batch_1.bin"), junk, sizeof junk);
-    EXPECT_FAIL(maec_dataset_open(at("cbad"), "train", &d_, &e_), "CIFAR bad size");
-    write_cifar(at("cbad/test_batch.bin"), 0, 0, 2, 1);
-    EXPECT_FAIL(maec_dataset_open(at("cbad"), "test", &d_, &e_), "CIFAR bad label");
-    write_bytes(at("cbad/other.bin"), junk, sizeof junk);
-    EXPECT_FAIL(maec_dataset_open(at("cbad/other.bin"), "train", &d_, &e_), "unnamed .bin bad size");
+    test_write_bytes(test_path("cbad/data_batch_1.bin"), junk, sizeof junk);
+    EXPECT_FAIL(maec_dataset_open(test_path("cbad"), "train", &d_, &e_), "CIFAR bad size");
+    write_cifar(test_path("cbad/test_batch.bin"), 0, 0, 2, 1);
+    EXPECT_FAIL(maec_dataset_open(test_path("cbad"), "test", &d_, &e_), "CIFAR bad label");
+    test_write_bytes(test_path("cbad/other.bin"), junk, sizeof junk);
+    EXPECT_FAIL(maec_dataset_open(test_path("cbad/other.bin"), "train", &d_, &e_), "unnamed .bin bad size");
 }
 
 /* ------------------------------------------------------------------ images */
@@ -427,51 +408,51 @@ static void test_decoders_and_folder(void)
             g16[2 * k + 1] = 0x99;
             pal[k] = (unsigned char)((x + y) % 4);
         }
-    write_png_raw(at("folder/a_gray/g16.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 16, g16, NULL, 0);
-    write_png_raw(at("folder/a_gray/gray.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
-    write_png_raw(at("folder/a_gray/ga.png"), IW, IH, PNG_COLOR_TYPE_GRAY_ALPHA, 8, ga, NULL, 0);
-    write_png_raw(at("folder/b_color/rgb.png"), IW, IH, PNG_COLOR_TYPE_RGB, 8, rgb, NULL, 0);
-    write_png_raw(at("folder/b_color/rgba.PNG"), IW, IH, PNG_COLOR_TYPE_RGB_ALPHA, 8, rgba, NULL, 0);
-    write_png_raw(at("folder/b_color/sub/pal.png"), IW, IH, PNG_COLOR_TYPE_PALETTE, 8, pal, colors, 4);
+    write_png_raw(test_path("folder/a_gray/g16.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 16, g16, NULL, 0);
+    write_png_raw(test_path("folder/a_gray/gray.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
+    write_png_raw(test_path("folder/a_gray/ga.png"), IW, IH, PNG_COLOR_TYPE_GRAY_ALPHA, 8, ga, NULL, 0);
+    write_png_raw(test_path("folder/b_color/rgb.png"), IW, IH, PNG_COLOR_TYPE_RGB, 8, rgb, NULL, 0);
+    write_png_raw(test_path("folder/b_color/rgba.PNG"), IW, IH, PNG_COLOR_TYPE_RGB_ALPHA, 8, rgba, NULL, 0);
+    write_png_raw(test_path("folder/b_color/sub/pal.png"), IW, IH, PNG_COLOR_TYPE_PALETTE, 8, pal, colors, 4);
     /* a smooth 16x16 picture for JPEG, whose loss is then small */
     unsigned char smooth[16 * 16 * 3];
     for (int y = 0; y < 16; y++)
         for (int x = 0; x < 16; x++)
             for (int c = 0; c < 3; c++) smooth[(y * 16 + x) * 3 + c] = (unsigned char)(30 + 6 * x + 4 * y + 20 * c);
-    write_jpeg(at("folder/b_color/photo.JPG"), 16, 16, 3, smooth);
-    write_bytes(at("folder/b_color/notes.txt"), "hello", 5);
+    write_jpeg(test_path("folder/b_color/photo.JPG"), 16, 16, 3, smooth);
+    test_write_bytes(test_path("folder/b_color/notes.txt"), "hello", 5);
     unsigned char gsmooth[256];
     for (int k = 0; k < 256; k++) gsmooth[k] = (unsigned char)(60 + 8 * (k % 16) + 4 * (k / 16));
-    write_jpeg(at("folder/c_empty_not/gray.jpeg"), 16, 16, 1, gsmooth);
+    write_jpeg(test_path("folder/c_empty_not/gray.jpeg"), 16, 16, 1, gsmooth);
 
     maec_error err = {0};
     maec_image im = {0};
     /* decoder: exact values for each PNG kind */
-    int rc = maec_image_decode_file(at("folder/a_gray/gray.png"), &im, &err);
+    int rc = maec_image_decode_file(test_path("folder/a_gray/gray.png"), &im, &err);
     int ok = rc == 0 && im.c == 1 && im.h == IH && im.w == IW;
     for (int k = 0; ok && k < IH * IW; k++) ok = im.data[k] == (float)g[k] / 255.0f;
     CHECK(ok, "gray PNG exact: %s", err.msg);
-    rc = maec_image_decode_file(at("folder/a_gray/g16.png"), &im, &err);
+    rc = maec_image_decode_file(test_path("folder/a_gray/g16.png"), &im, &err);
     ok = rc == 0 && im.c == 1;
     for (int k = 0; ok && k < IH * IW; k++) ok = im.data[k] == (float)g[k] / 255.0f;
     CHECK(ok, "16-bit gray PNG -> 8 bits: %s", err.msg);
-    rc = maec_image_decode_file(at("folder/a_gray/ga.png"), &im, &err);
+    rc = maec_image_decode_file(test_path("folder/a_gray/ga.png"), &im, &err);
     ok = rc == 0 && im.c == 1;
     for (int k = 0; ok && k < IH * IW; k++) ok = im.data[k] == (float)g[k] / 255.0f;
     CHECK(ok, "gray+alpha PNG -> gray: %s", err.msg);
-    rc = maec_image_decode_file(at("folder/b_color/rgb.png"), &im, &err);
+    rc = maec_image_decode_file(test_path("folder/b_color/rgb.png"), &im, &err);
     ok = rc == 0 && im.c == 3;
     for (int y = 0; ok && y < IH; y++)
         for (int x = 0; x < IW; x++)
             for (int c = 0; c < 3; c++) ok &= px(&im, c, y, x) == (float)img_v(y, x, c) / 255.0f;
     CHECK(ok, "RGB PNG exact (CHW): %s", err.msg);
-    rc = maec_image_decode_file(at("folder/b_color/rgba.PNG"), &im, &err);
+    rc = maec_image_decode_file(test_path("folder/b_color/rgba.PNG"), &im, &err);
     ok = rc == 0 && im.c == 3;
     for (int y = 0; ok && y < IH; y++)
         for (int x = 0; x < IW; x++)
             for (int c = 0; c < 3; c++) ok &= px(&im, c, y, x) == (float)img_v(y, x, c) / 255.0f;
     CHECK(ok, "RGBA PNG -> RGB: %s", err.msg);
-    rc = maec_image_decode_file(at("folder/b_color/sub/pal.png"), &im, &err);
+    rc = maec_image_decode_file(test_path("folder/b_color/sub/pal.png"), &im, &err);
     ok = rc == 0 && im.c == 3;
     for (int y = 0; ok && y < IH; y++)
         for (int x = 0; x < IW; x++) {
@@ -480,7 +461,7 @@ static void test_decoders_and_folder(void)
                   px(&im, 2, y, x) == pc.blue / 255.0f;
         }
     CHECK(ok, "palette PNG -> RGB: %s", err.msg);
-    rc = maec_image_decode_file(at("folder/b_color/photo.JPG"), &im, &err);
+    rc = maec_image_decode_file(test_path("folder/b_color/photo.JPG"), &im, &err);
     double maxd = 0;
     ok = rc == 0 && im.c == 3 && im.h == 16 && im.w == 16;
     for (int y = 0; ok && y < 16; y++)
@@ -490,30 +471,30 @@ static void test_decoders_and_folder(void)
                 if (d > maxd) maxd = d;
             }
     CHECK(ok && maxd <= 4, "RGB JPEG close to its source (max diff %.1f of 255): %s", maxd, err.msg);
-    rc = maec_image_decode_file(at("folder/c_empty_not/gray.jpeg"), &im, &err);
+    rc = maec_image_decode_file(test_path("folder/c_empty_not/gray.jpeg"), &im, &err);
     CHECK(rc == 0 && im.c == 1 && fabs(px(&im, 0, 3, 5) * 255.0 - gsmooth[3 * 16 + 5]) <= 4,
           "gray JPEG: %s", err.msg);
     /* maec_png_write / maec_png_read round trip */
-    rc = maec_png_write(at("w_rgb.png"), rgb, IW, IH, 3, &err);
+    rc = maec_png_write(test_path("w_rgb.png"), rgb, IW, IH, 3, &err);
     CHECK(rc == 0, "png write: %s", err.msg);
-    rc = maec_png_read(at("w_rgb.png"), &im, &err);
+    rc = maec_png_read(test_path("w_rgb.png"), &im, &err);
     ok = rc == 0 && im.c == 3 && im.h == IH && im.w == IW;
     for (int y = 0; ok && y < IH; y++)
         for (int x = 0; x < IW; x++)
             for (int c = 0; c < 3; c++) ok &= px(&im, c, y, x) == (float)img_v(y, x, c) / 255.0f;
     CHECK(ok, "png RGB round trip: %s", err.msg);
-    rc = maec_png_write(at("w_g.png"), g, IW, IH, 1, &err);
-    rc = rc ? rc : maec_png_read(at("w_g.png"), &im, &err);
+    rc = maec_png_write(test_path("w_g.png"), g, IW, IH, 1, &err);
+    rc = rc ? rc : maec_png_read(test_path("w_g.png"), &im, &err);
     CHECK(rc == 0 && im.c == 1 && im.data[7] == (float)g[7] / 255.0f, "png gray round trip: %s",
           err.msg);
-    EXPECT_FAIL(maec_png_write(at("w_bad.png"), g, IW, IH, 2, &e_), "png write 2 channels");
-    EXPECT_FAIL(maec_png_write(at("no/such/dir/x.png"), g, IW, IH, 1, &e_), "png write bad dir");
-    CHECK(access(at("w_bad.png"), F_OK) != 0, "no file left after a refused write");
-    EXPECT_FAIL(maec_png_read(at("folder/b_color/photo.JPG"), &im, &e_), "png read of a JPEG");
+    EXPECT_FAIL(maec_png_write(test_path("w_bad.png"), g, IW, IH, 2, &e_), "png write 2 channels");
+    EXPECT_FAIL(maec_png_write(test_path("no/such/dir/x.png"), g, IW, IH, 1, &e_), "png write bad dir");
+    CHECK(access(test_path("w_bad.png"), F_OK) != 0, "no file left after a refused write");
+    EXPECT_FAIL(maec_png_read(test_path("folder/b_color/photo.JPG"), &im, &e_), "png read of a JPEG");
 
     /* the folder as a data set */
     maec_dataset *ds = NULL;
-    rc = maec_dataset_open(at("folder"), "train", &ds, &err);
+    rc = maec_dataset_open(test_path("folder"), "train", &ds, &err);
     CHECK(rc == 0, "open image folder: %s", err.msg);
     if (!rc) {
         int h = 0, w = 0;
@@ -548,10 +529,10 @@ static void test_decoders_and_folder(void)
     mkdirs("split/train/x");
     mkdirs("split/train/y");
     mkdirs("split/val/x");
-    write_png_raw(at("split/train/x/1.png"), IW, IH, PNG_COLOR_TYPE_RGB, 8, rgb, NULL, 0);
-    write_png_raw(at("split/train/y/2.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
-    write_png_raw(at("split/val/x/1.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
-    rc = maec_dataset_open(at("split"), "train", &ds, &err);
+    write_png_raw(test_path("split/train/x/1.png"), IW, IH, PNG_COLOR_TYPE_RGB, 8, rgb, NULL, 0);
+    write_png_raw(test_path("split/train/y/2.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
+    write_png_raw(test_path("split/val/x/1.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
+    rc = maec_dataset_open(test_path("split"), "train", &ds, &err);
     CHECK(rc == 0 && maec_dataset_size(ds) == 2 && maec_dataset_num_classes(ds) == 2 &&
               maec_dataset_channels(ds) == 3,
           "split train: %s", err.msg);
@@ -562,43 +543,43 @@ static void test_decoders_and_folder(void)
               "gray image in an RGB folder replicated");
     }
     maec_dataset_free(ds);
-    rc = maec_dataset_open(at("split"), "test", &ds, &err);
+    rc = maec_dataset_open(test_path("split"), "test", &ds, &err);
     CHECK(rc == 0 && maec_dataset_size(ds) == 1 && maec_dataset_channels(ds) == 1,
           "split val: %s", err.msg);
     maec_dataset_free(ds);
 
     /* bad folders and images */
     mkdirs("empty");
-    EXPECT_FAIL(maec_dataset_open(at("empty"), "train", &d_, &e_), "empty folder");
+    EXPECT_FAIL(maec_dataset_open(test_path("empty"), "train", &d_, &e_), "empty folder");
     mkdirs("noimg/cls");
-    write_bytes(at("noimg/cls/a.txt"), "x", 1);
-    EXPECT_FAIL(maec_dataset_open(at("noimg"), "train", &d_, &e_), "folder without images");
+    test_write_bytes(test_path("noimg/cls/a.txt"), "x", 1);
+    EXPECT_FAIL(maec_dataset_open(test_path("noimg"), "train", &d_, &e_), "folder without images");
     mkdirs("emptyclass/a");
     mkdirs("emptyclass/b");
-    write_png_raw(at("emptyclass/a/1.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
-    EXPECT_FAIL(maec_dataset_open(at("emptyclass"), "train", &d_, &e_), "empty class folder");
+    write_png_raw(test_path("emptyclass/a/1.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
+    EXPECT_FAIL(maec_dataset_open(test_path("emptyclass"), "train", &d_, &e_), "empty class folder");
     unsigned char buf[4096];
-    size_t n = read_bytes(at("folder/b_color/rgb.png"), buf, sizeof buf);
+    size_t n = read_bytes(test_path("folder/b_color/rgb.png"), buf, sizeof buf);
     mkdirs("corrupt/a");
-    write_bytes(at("corrupt/a/trunc.png"), buf, n / 2);
-    EXPECT_FAIL(maec_image_decode_file(at("corrupt/a/trunc.png"), &im, &e_), "truncated PNG");
-    EXPECT_FAIL(maec_dataset_open(at("corrupt"), "train", &d_, &e_), "folder w/ truncated PNG");
+    test_write_bytes(test_path("corrupt/a/trunc.png"), buf, n / 2);
+    EXPECT_FAIL(maec_image_decode_file(test_path("corrupt/a/trunc.png"), &im, &e_), "truncated PNG");
+    EXPECT_FAIL(maec_dataset_open(test_path("corrupt"), "train", &d_, &e_), "folder w/ truncated PNG");
     memset(buf + 16, 0xAB, 40);
-    write_bytes(at("corrupt/a/garbled.png"), buf, n);
-    EXPECT_FAIL(maec_image_decode_file(at("corrupt/a/garbled.png"), &im, &e_), "corrupt PNG");
-    n = read_bytes(at("folder/b_color/photo.JPG"), buf, sizeof buf);
-    write_bytes(at("corrupt/a/trunc.jpg"), buf, n / 2);
-    EXPECT_FAIL(maec_image_decode_file(at("corrupt/a/trunc.jpg"), &im, &e_), "truncated JPEG");
+    test_write_bytes(test_path("corrupt/a/garbled.png"), buf, n);
+    EXPECT_FAIL(maec_image_decode_file(test_path("corrupt/a/garbled.png"), &im, &e_), "corrupt PNG");
+    n = read_bytes(test_path("folder/b_color/photo.JPG"), buf, sizeof buf);
+    test_write_bytes(test_path("corrupt/a/trunc.jpg"), buf, n / 2);
+    EXPECT_FAIL(maec_image_decode_file(test_path("corrupt/a/trunc.jpg"), &im, &e_), "truncated JPEG");
     memset(buf + 4, 0x00, n - 4);
-    write_bytes(at("corrupt/a/garbled.jpg"), buf, n);
-    EXPECT_FAIL(maec_image_decode_file(at("corrupt/a/garbled.jpg"), &im, &e_), "corrupt JPEG");
-    write_bytes(at("corrupt/a/text.png"), "not an image", 12);
-    EXPECT_FAIL(maec_image_decode_file(at("corrupt/a/text.png"), &im, &e_), "text named .png");
+    test_write_bytes(test_path("corrupt/a/garbled.jpg"), buf, n);
+    EXPECT_FAIL(maec_image_decode_file(test_path("corrupt/a/garbled.jpg"), &im, &e_), "corrupt JPEG");
+    test_write_bytes(test_path("corrupt/a/text.png"), "not an image", 12);
+    EXPECT_FAIL(maec_image_decode_file(test_path("corrupt/a/text.png"), &im, &e_), "text named .png");
     /* a folder whose first image is fine and a later one is broken: the error comes on get */
     mkdirs("later/a");
-    write_png_raw(at("later/a/1.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
-    write_bytes(at("later/a/2.png"), "junk", 4);
-    rc = maec_dataset_open(at("later"), "train", &ds, &err);
+    write_png_raw(test_path("later/a/1.png"), IW, IH, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
+    test_write_bytes(test_path("later/a/2.png"), "junk", 4);
+    rc = maec_dataset_open(test_path("later"), "train", &ds, &err);
     CHECK(rc == 0, "open folder with a bad second image: %s", err.msg);
     if (!rc) {
         err.msg[0] = 0;
@@ -621,11 +602,11 @@ static void test_npy(void)
     int64_t sh[4] = {4, 5, 6, 3};
     float *x = malloc(4 * 5 * 6 * 3 * sizeof(float));
     for (int i = 0; i < 4 * 5 * 6 * 3; i++) x[i] = (float)((i * 7) % 101) / 100.0f;
-    npy_save(at("x.npy"), x, 4, sh, &err);
+    npy_save(test_path("x.npy"), x, 4, sh, &err);
     float lab[4] = {2, 0, 5, 1};
     int64_t lsh[1] = {4};
-    npy_save(at("x_labels.npy"), lab, 1, lsh, &err);
-    int rc = maec_dataset_open(at("x.npy"), "train", &ds, &err);
+    npy_save(test_path("x_labels.npy"), lab, 1, lsh, &err);
+    int rc = maec_dataset_open(test_path("x.npy"), "train", &ds, &err);
     CHECK(rc == 0, "open npy NHWC: %s", err.msg);
     if (!rc) {
         int h = 0, w = 0;
@@ -647,8 +628,8 @@ static void test_npy(void)
     unsigned char u[3 * 3 * 4 * 2];
     for (int i = 0; i < (int)sizeof u; i++) u[i] = (unsigned char)(i * 9);
     int64_t ush[4] = {3, 3, 4, 2};
-    write_npy_u8(at("u.npy"), 4, ush, u);
-    rc = maec_dataset_open(at("u.npy"), "train", &ds, &err);
+    write_npy_u8(test_path("u.npy"), 4, ush, u);
+    rc = maec_dataset_open(test_path("u.npy"), "train", &ds, &err);
     CHECK(rc == 0 && maec_dataset_channels(ds) == 3 && maec_dataset_num_classes(ds) == 0 &&
               maec_dataset_label(ds, 0) == -1,
           "open npy uint8 NCHW: %s", err.msg);
@@ -660,34 +641,34 @@ static void test_npy(void)
     maec_dataset_free(ds);
     /* [N, H, W] */
     int64_t gsh[3] = {2, 3, 3};
-    write_npy_u8(at("g.npy"), 3, gsh, u);
-    rc = maec_dataset_open(at("g.npy"), "train", &ds, &err);
+    write_npy_u8(test_path("g.npy"), 3, gsh, u);
+    rc = maec_dataset_open(test_path("g.npy"), "train", &ds, &err);
     CHECK(rc == 0 && maec_dataset_channels(ds) == 1 && maec_dataset_size(ds) == 2, "npy NHW: %s",
           err.msg);
     maec_dataset_free(ds);
     /* a directory with train.npy */
     mkdirs("npydir");
-    write_npy_u8(at("npydir/train.npy"), 3, gsh, u);
-    rc = maec_dataset_open(at("npydir"), "train", &ds, &err);
+    write_npy_u8(test_path("npydir/train.npy"), 3, gsh, u);
+    rc = maec_dataset_open(test_path("npydir"), "train", &ds, &err);
     CHECK(rc == 0 && !strcmp(maec_dataset_format(ds), "npy"), "npy dir: %s", err.msg);
     maec_dataset_free(ds);
     /* bad shapes and values */
     int64_t bsh[4] = {2, 5, 5, 5}, b1[1] = {10}, b2[2] = {2, 5};
-    npy_save(at("bad4.npy"), x, 4, bsh, &err);
-    EXPECT_FAIL(maec_dataset_open(at("bad4.npy"), "train", &d_, &e_), "npy shape [2,5,5,5]");
-    npy_save(at("bad1.npy"), x, 1, b1, &err);
-    EXPECT_FAIL(maec_dataset_open(at("bad1.npy"), "train", &d_, &e_), "npy shape [10]");
-    npy_save(at("bad2.npy"), x, 2, b2, &err);
-    EXPECT_FAIL(maec_dataset_open(at("bad2.npy"), "train", &d_, &e_), "npy shape [2,5]");
+    npy_save(test_path("bad4.npy"), x, 4, bsh, &err);
+    EXPECT_FAIL(maec_dataset_open(test_path("bad4.npy"), "train", &d_, &e_), "npy shape [2,5,5,5]");
+    npy_save(test_path("bad1.npy"), x, 1, b1, &err);
+    EXPECT_FAIL(maec_dataset_open(test_path("bad1.npy"), "train", &d_, &e_), "npy shape [10]");
+    npy_save(test_path("bad2.npy"), x, 2, b2, &err);
+    EXPECT_FAIL(maec_dataset_open(test_path("bad2.npy"), "train", &d_, &e_), "npy shape [2,5]");
     float big[18];
     for (int i = 0; i < 18; i++) big[i] = 3.0f * i;
-    npy_save(at("range.npy"), big, 3, gsh, &err);
-    EXPECT_FAIL(maec_dataset_open(at("range.npy"), "train", &d_, &e_), "npy floats out of [0,1]");
-    npy_save(at("y.npy"), x, 3, gsh, &err);
-    npy_save(at("y_labels.npy"), lab, 1, lsh, &err); /* 4 labels for 2 images */
-    EXPECT_FAIL(maec_dataset_open(at("y.npy"), "train", &d_, &e_), "npy label count");
-    write_bytes(at("junk.npy"), "\x93NUMPY\x01\x00\x10\x00{'descr'", 17);
-    EXPECT_FAIL(maec_dataset_open(at("junk.npy"), "train", &d_, &e_), "npy truncated header");
+    npy_save(test_path("range.npy"), big, 3, gsh, &err);
+    EXPECT_FAIL(maec_dataset_open(test_path("range.npy"), "train", &d_, &e_), "npy floats out of [0,1]");
+    npy_save(test_path("y.npy"), x, 3, gsh, &err);
+    npy_save(test_path("y_labels.npy"), lab, 1, lsh, &err); /* 4 labels for 2 images */
+    EXPECT_FAIL(maec_dataset_open(test_path("y.npy"), "train", &d_, &e_), "npy label count");
+    test_write_bytes(test_path("junk.npy"), "\x93NUMPY\x01\x00\x10\x00{'descr'", 17);
+    EXPECT_FAIL(maec_dataset_open(test_path("junk.npy"), "train", &d_, &e_), "npy truncated header");
     free(x);
     maec_image_free(&im);
 }
@@ -856,7 +837,7 @@ static void test_augment(void)
 
     /* mean / std over the IDX set made above: exact values in double */
     maec_dataset *ds = NULL;
-    if (maec_dataset_open(at("idx"), "train", &ds, &err) == 0) {
+    if (maec_dataset_open(test_path("idx"), "train", &ds, &err) == 0) {
         double sum = 0, sq = 0;
         for (int i = 0; i < 4; i++)
             for (int k = 0; k < 12; k++) {
@@ -1106,12 +1087,12 @@ static void test_loader(void)
             for (int k = 0; k < 64; k++) px_[i * 64 + k] = (unsigned char)(i * 20 + k);
         }
         uint32_t d3[3] = {LN, 8, 8}, d1[1] = {LN};
-        write_idx(at("lidx/train-images-idx3-ubyte"), 0, 0x803, 3, d3, px_, sizeof px_);
-        write_idx(at("lidx/train-labels-idx1-ubyte"), 0, 0x801, 1, d1, lb, sizeof lb);
+        write_idx(test_path("lidx/train-images-idx3-ubyte"), 0, 0x803, 3, d3, px_, sizeof px_);
+        write_idx(test_path("lidx/train-labels-idx1-ubyte"), 0, 0x801, 1, d1, lb, sizeof lb);
     }
     maec_error err = {0};
     maec_dataset *ds = NULL;
-    if (maec_dataset_open(at("lidx"), "train", &ds, &err)) {
+    if (maec_dataset_open(test_path("lidx"), "train", &ds, &err)) {
         CHECK(0, "open loader set: %s", err.msg);
         return;
     }
@@ -1207,9 +1188,9 @@ static void test_loader(void)
     char name[64];
     for (int i = 0; i < 6; i++) {
         snprintf(name, sizeof name, "del/a/%d.png", i);
-        write_png_raw(at(name), 8, 8, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
+        write_png_raw(test_path(name), 8, 8, PNG_COLOR_TYPE_GRAY, 8, g, NULL, 0);
     }
-    if (maec_dataset_open(at("del"), "train", &ds, &err) == 0) {
+    if (maec_dataset_open(test_path("del"), "train", &ds, &err) == 0) {
         maec_loader_defaults(&o, 1, 6, 6);
         o.batch = 1;
         o.threads = 2;
@@ -1219,7 +1200,7 @@ static void test_loader(void)
         if (!rc) {
             float img[36];
             int n, r1 = maec_loader_next(l, img, NULL, &n, &err);
-            remove(at("del/a/4.png"));
+            remove(test_path("del/a/4.png"));
             int r2 = 0, k = 1;
             for (; k < 6 && !r2; k++) r2 = maec_loader_next(l, img, NULL, &n, &err);
             CHECK(r1 == 0 && r2 != 0 && k - 1 == 4 && strstr(err.msg, "4.png"),
@@ -1278,11 +1259,7 @@ static void test_fashion_mnist(void)
 
 int main(void)
 {
-    strcpy(dir, "/tmp/maec_data_XXXXXX");
-    if (!mkdtemp(dir)) {
-        printf("cannot make a temporary directory\n");
-        return 1;
-    }
+    if (test_make_dir("data")) return 1;
     test_idx();
     test_cifar();
     test_decoders_and_folder();
@@ -1293,6 +1270,6 @@ int main(void)
     test_randaug_ops();
     test_loader();
     test_fashion_mnist();
-    nftw(dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+    nftw(test_dir, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
     TEST_END();
 }

@@ -1,6 +1,7 @@
 /* The ops on their own: GELU's vectorized erf against the C library's erf in
  * double; the linear layer's products, split between threads by hand,
  * against sums in double at 1, 2 and 3 threads. */
+#define _POSIX_C_SOURCE 200809L
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>

@@ -14,26 +14,6 @@
 
 #define FIX "tests/fixtures/pth/"
 
-static char tmpdir[] = "/tmp/maec_pth_XXXXXX";
-
-static const char *at(const char *name)
-{
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void write_bytes(const char *path, const char *data, size_t n)
-{
-    FILE *f = fopen(path, "wb");
-    if (f) {
-        fwrite(data, 1, n, f);
-        fclose(f);
-    }
-}
-
 static const unsigned char *bytes(const st_file *f, int i) { return (const unsigned char *)f->buf + f->data_start + f->e[i].begin; }
 
 /* every tensor of want is in got under the same name, in the same order, with the same shape and values */
@@ -63,10 +43,7 @@ static void same_tensors(const st_file *got, const st_file *want, int as_f32, co
 
 int main(void)
 {
-    if (!mkdtemp(tmpdir)) {
-        printf("cannot make a temporary folder\n");
-        return 1;
-    }
+    if (test_make_dir("pth")) return 1;
     maec_error err = {0};
     st_file pth, ref;
 
@@ -175,8 +152,8 @@ int main(void)
     if (!rc) {
         size_t cuts[] = {len - 1, len - 22, len / 2, 200, 30, 4};
         for (size_t k = 0; k < sizeof cuts / sizeof cuts[0]; k++) {
-            write_bytes(at("cut.pth"), file, cuts[k]);
-            rc = st_open(at("cut.pth"), &pth, &err);
+            test_write_bytes(test_path("cut.pth"), file, cuts[k]);
+            rc = st_open(test_path("cut.pth"), &pth, &err);
             CHECK(rc == MAEC_EFORMAT && !strchr(err.msg, '\n'), "cut at %zu: rc %d '%s'", cuts[k], rc, err.msg);
             if (!rc) st_close(&pth);
         }
@@ -199,9 +176,9 @@ int main(void)
             char *copy = malloc(len);
             memcpy(copy, file, len);
             copy[spots[k]] ^= 0x5a;
-            write_bytes(at("flip.pth"), copy, len);
+            test_write_bytes(test_path("flip.pth"), copy, len);
             free(copy);
-            rc = st_open(at("flip.pth"), &pth, &err);
+            rc = st_open(test_path("flip.pth"), &pth, &err);
             CHECK(rc == MAEC_EFORMAT && !strchr(err.msg, '\n'), "byte %zu changed: rc %d '%s'", spots[k], rc,
                   err.msg);
             if (!rc) st_close(&pth);
@@ -211,24 +188,24 @@ int main(void)
 
     /* 6. the command line reads it as it reads safetensors */
     char cmd[1024];
-    snprintf(cmd, sizeof cmd, "./%s/maec info --heads 2 --decoder-heads 2 %s > %s 2>&1",
-             getenv("MAEC_BUILD") ? getenv("MAEC_BUILD") : "build", FIX "c1.pth", at("info.txt"));
+    snprintf(cmd, sizeof cmd, "%s info --heads 2 --decoder-heads 2 %s > %s 2>&1", test_maec_bin(), FIX "c1.pth",
+             test_path("info.txt"));
     rc = system(cmd);
     char *out = NULL;
     size_t olen = 0;
-    int rr = read_file(at("info.txt"), &out, &olen, 1 << 20, &err);
+    int rr = read_file(test_path("info.txt"), &out, &olen, 1 << 20, &err);
     CHECK(rc == 0 && !rr && strstr(out, "\"embed_dim\":32") && strstr(out, "decoder_pred.weight"),
           "maec info c1.pth: exit %d, %s", rc, rr ? err.msg : out);
     free(out);
 
     /* maec convert: the .pth as maec's own files, which then load without flags */
-    const char *build = getenv("MAEC_BUILD") ? getenv("MAEC_BUILD") : "build";
-    snprintf(cmd, sizeof cmd, "./%s/maec convert %s %s --heads 2 --decoder-heads 2 > /dev/null && ./%s/maec convert %s %s --heads 2 > /dev/null",
-             build, FIX "c1.pth", at("c1.safetensors"), build, FIX "ft.pth", at("ft.safetensors"));
+    const char *bin = test_maec_bin();
+    snprintf(cmd, sizeof cmd, "%s convert %s %s --heads 2 --decoder-heads 2 > /dev/null && %s convert %s %s --heads 2 > /dev/null",
+             bin, FIX "c1.pth", test_path("c1.safetensors"), bin, FIX "ft.pth", test_path("ft.safetensors"));
     rc = system(cmd);
     CHECK(rc == 0, "maec convert: exit %d", rc);
     a = b = NULL;
-    rc = maec_model_load(at("c1.safetensors"), NULL, &a, &err);
+    rc = maec_model_load(test_path("c1.safetensors"), NULL, &a, &err);
     rc2 = maec_model_load("tests/fixtures/c1/model.safetensors", NULL, &b, &err);
     CHECK(!rc && !rc2 && !memcmp(maec_model_config(a), maec_model_config(b), sizeof(maec_config)) &&
               maec_model_num_floats(a) == maec_model_num_floats(b) &&
@@ -237,7 +214,7 @@ int main(void)
     maec_model_free(a);
     maec_model_free(b);
     ca = cb = NULL;
-    rc = maec_classifier_load(at("ft.safetensors"), NULL, NULL, 0, &ca, &err);
+    rc = maec_classifier_load(test_path("ft.safetensors"), NULL, NULL, 0, &ca, &err);
     rc2 = maec_classifier_load("tests/fixtures/eval/ft/model.safetensors", NULL, NULL, 0, &cb, &err);
     if (!rc && !rc2) {
         int nt = maec_classifier_num_tensors(ca);
@@ -251,15 +228,15 @@ int main(void)
     }
     maec_classifier_free(ca);
     maec_classifier_free(cb);
-    snprintf(cmd, sizeof cmd, "./%s/maec convert %s %s 2> /dev/null", build, FIX "c1.pth", at("none.safetensors"));
+    snprintf(cmd, sizeof cmd, "%s convert %s %s 2> /dev/null", bin, FIX "c1.pth", test_path("none.safetensors"));
     rc = system(cmd);
-    CHECK(rc != 0 && access(at("none.safetensors"), F_OK) != 0, "convert without --heads: exit %d, or a file left", rc);
-    unlink(at("c1.safetensors"));
-    unlink(at("ft.safetensors"));
+    CHECK(rc != 0 && access(test_path("none.safetensors"), F_OK) != 0, "convert without --heads: exit %d, or a file left", rc);
+    unlink(test_path("c1.safetensors"));
+    unlink(test_path("ft.safetensors"));
 
-    unlink(at("cut.pth"));
-    unlink(at("flip.pth"));
-    unlink(at("info.txt"));
-    rmdir(tmpdir);
+    unlink(test_path("cut.pth"));
+    unlink(test_path("flip.pth"));
+    unlink(test_path("info.txt"));
+    rmdir(test_dir);
     TEST_END();
 }
