@@ -52,9 +52,9 @@ enum { TILE_ROWS = 64, TILE_COLS = 64, WG_ROWS = TILE_ROWS, XSMM_MAX_WIDE = 1024
 
 static int use_xsmm(int M, int K, int N)
 {
+    if (omp_in_parallel()) return 0;
     int wide = K > N ? K : N;
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    return !omp_in_parallel() && wide <= XSMM_MAX_WIDE && M >= 2 * wide && M >= SPLIT_MIN_ROWS * nt;
+    return wide <= XSMM_MAX_WIDE && M >= 2 * wide && M >= SPLIT_MIN_ROWS * omp_get_max_threads();
 }
 
 static libxsmm_smmfunction kernel(int m, int n, int k, int lda, int ldb, int ldc, float beta, int trans_b)
