@@ -1,9 +1,13 @@
 /* One configuration's pretraining step (forward, backward, AdamW) timed, or
  * the sgemm rate: the C side of bench/run.sh.
  *   bench_step step PRESET BATCH STEPS   -> images/s, GFLOP/s, peak memory
- *   bench_step sgemm N REPS              -> GFLOP/s of an N x N x N sgemm */
+ *   bench_step sgemm N REPS              -> GFLOP/s of an N x N x N sgemm
+ *   bench_step attention PRESET BATCH REPS -> the encoder's and the decoder's
+ *     attention core (forward, backward) alone, its inputs out of cache as
+ *     in a step: ms per call and GFLOP/s */
 #define _POSIX_C_SOURCE 200809L
 #include <cblas.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +15,7 @@
 #include <time.h>
 
 #include "maec.h"
+#include "ops/ops.h"
 
 static double now(void)
 {
@@ -34,6 +39,36 @@ static double step_flops(const maec_config *c)
     return f;
 }
 
+/* attention's forward and backward for B sequences of T tokens, D wide in
+ * H heads, each call after a 256 MiB sweep that leaves its inputs in memory */
+static void time_attention(const char *what, int B, int T, int D, int H, int reps)
+{
+    size_t nq = (size_t)B * T * 3 * D, no = (size_t)B * T * D, na = (size_t)B * H * T * T, nbig = 64u << 20;
+    float *qkv = malloc(nq * 4), *dqkv = malloc(nq * 4), *out = malloc(no * 4), *dout = malloc(no * 4);
+    float *att = malloc(na * 4), *big = calloc(nbig, 4);
+    int nthr = omp_get_max_threads();
+    float *scratch = malloc((size_t)nthr * attention_scratch_floats(T) * 4);
+    for (size_t i = 0; i < nq; i++) qkv[i] = (float)((i * 7919) % 1000) / 1000.0f - 0.5f;
+    for (size_t i = 0; i < no; i++) dout[i] = (float)((i * 104729) % 1000) / 1000.0f - 0.5f;
+    double tf = 0, tb = 0;
+    for (int r = 0; r <= reps; r++) { /* round 0 warms up */
+        for (size_t i = 0; i < nbig; i += 16) big[i] += 1.0f;
+        double t0 = now();
+        attention_forward(out, att, qkv, B, T, D, H);
+        double t1 = now();
+        for (size_t i = 0; i < nbig; i += 16) big[i] += 1.0f;
+        double t2 = now();
+        attention_backward(dqkv, dout, qkv, att, scratch, nthr, B, T, D, H);
+        double t3 = now();
+        if (r) tf += t1 - t0, tb += t3 - t2;
+    }
+    double fl = 12.0 * T * T * D * B; /* 4 T^2 D forward, 8 T^2 D backward */
+    printf("{\"part\": \"%s\", \"batch\": %d, \"tokens\": %d, \"width\": %d, \"heads\": %d, "
+           "\"forward_ms\": %.3f, \"backward_ms\": %.3f, \"gflops\": %.1f}\n",
+           what, B, T, D, H, tf / reps * 1e3, tb / reps * 1e3, fl * reps / (tf + tb) / 1e9);
+    free(qkv), free(dqkv), free(out), free(dout), free(att), free(big), free(scratch);
+}
+
 int main(int argc, char **argv)
 {
     if (argc == 4 && !strcmp(argv[1], "sgemm")) {
@@ -48,8 +83,9 @@ int main(int argc, char **argv)
         printf("{\"sgemm_gflops\": %.1f}\n", 2.0 * n * n * (double)n * reps / dt / 1e9);
         return 0;
     }
-    if (argc != 5 || strcmp(argv[1], "step")) {
-        fprintf(stderr, "usage: bench_step step PRESET BATCH STEPS | bench_step sgemm N REPS\n");
+    if (argc != 5 || (strcmp(argv[1], "step") && strcmp(argv[1], "attention"))) {
+        fprintf(stderr, "usage: bench_step step PRESET BATCH STEPS | bench_step sgemm N REPS | "
+                        "bench_step attention PRESET BATCH REPS\n");
         return 2;
     }
     maec_config c;
@@ -59,6 +95,11 @@ int main(int argc, char **argv)
         return 2;
     }
     int B = atoi(argv[3]), steps = atoi(argv[4]);
+    if (!strcmp(argv[1], "attention")) {
+        time_attention("encoder", B, 1 + maec_num_keep(&c), c.dim, c.heads, steps);
+        time_attention("decoder", B, 1 + maec_num_patches(&c), c.dec_dim, c.dec_heads, steps);
+        return 0;
+    }
     maec_model *m;
     maec_workspace *ws;
     if (maec_model_create(&c, 0, &m, &err) || maec_workspace_create(m, B, &ws, &err)) {

@@ -1,6 +1,7 @@
 /* The ops on their own: GELU's vectorized erf against the C library's erf in
  * double; the linear layer's products, split between threads by hand,
- * against sums in double at 1, 2 and 3 threads. */
+ * against sums in double at 1, 2 and 3 threads; attention's forward and
+ * backward against the same in double, on both of its paths. */
 #define _POSIX_C_SOURCE 200809L
 #include <omp.h>
 #include <stdlib.h>
@@ -141,6 +142,85 @@ static void test_linear(int M, int K, int N)
     free(rdb), free(out), free(dx), free(dw), free(db), free(keep_dw);
 }
 
+/* attention's forward (output and probabilities) and backward against
+ * double, at 1-3 threads: sequences on OpenBLAS's path (under 32 tokens,
+ * over 128, a batch smaller than the threads) and on the small kernels'
+ * (32-128 tokens; 65 and heads of 80 cross its 64-column blocks; 33 rows
+ * leave a last block that overlaps the one before) */
+static void test_attention(int B, int T, int D, int H)
+{
+    uint64_t s = 11;
+    int hd = D / H, ld = 3 * D;
+    size_t nq = (size_t)B * T * ld, no = (size_t)B * T * D, na = (size_t)B * H * T * T;
+    float *qkv = malloc(sizeof(float) * nq), *dout = malloc(sizeof(float) * no);
+    float *out = malloc(sizeof(float) * no), *att = malloc(sizeof(float) * na);
+    float *dqkv = malloc(sizeof(float) * nq), *scratch = malloc(sizeof(float) * 3 * attention_scratch_floats(T));
+    double *ro = calloc(no, sizeof(double)), *rp = calloc(na, sizeof(double)), *rd = calloc(nq, sizeof(double));
+    double *dp = malloc(sizeof(double) * T);
+    for (size_t i = 0; i < nq; i++) qkv[i] = 2.0f * frand(&s);
+    for (size_t i = 0; i < no; i++) dout[i] = frand(&s);
+    double scale = 1.0 / sqrt((double)hd);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
+            const float *go = dout + (size_t)b * T * D + (size_t)h * hd;
+            double *p = rp + ((size_t)b * H + h) * T * T, *o = ro + (size_t)b * T * D + (size_t)h * hd;
+            double *dq = rd + (size_t)b * T * ld + (size_t)h * hd, *dk = dq + D, *dv = dq + 2 * D;
+            for (int i = 0; i < T; i++) {
+                double mx = -INFINITY, sum = 0;
+                for (int j = 0; j < T; j++) {
+                    double a = 0;
+                    for (int d = 0; d < hd; d++) a += (double)q[(size_t)i * ld + d] * k[(size_t)j * ld + d];
+                    p[i * T + j] = a * scale;
+                    mx = fmax(mx, a * scale);
+                }
+                for (int j = 0; j < T; j++) sum += p[i * T + j] = exp(p[i * T + j] - mx);
+                for (int j = 0; j < T; j++) p[i * T + j] /= sum;
+                for (int d = 0; d < hd; d++) {
+                    double a = 0;
+                    for (int j = 0; j < T; j++) a += p[i * T + j] * v[(size_t)j * ld + d];
+                    o[(size_t)i * D + d] = a;
+                }
+                /* dP row, then dS = P (dP - sum P dP) scale into dp */
+                double dot = 0;
+                for (int j = 0; j < T; j++) {
+                    double a = 0;
+                    for (int d = 0; d < hd; d++) a += (double)go[(size_t)i * D + d] * v[(size_t)j * ld + d];
+                    dp[j] = a;
+                    dot += a * p[i * T + j];
+                }
+                for (int j = 0; j < T; j++) {
+                    double ds = p[i * T + j] * (dp[j] - dot) * scale;
+                    for (int d = 0; d < hd; d++) {
+                        dq[(size_t)i * ld + d] += ds * k[(size_t)j * ld + d];
+                        dk[(size_t)j * ld + d] += ds * q[(size_t)i * ld + d];
+                        dv[(size_t)j * ld + d] += p[i * T + j] * go[(size_t)i * D + d];
+                    }
+                }
+            }
+        }
+    double so = 0, sd = 0; /* the outputs' scales, for relative errors */
+    for (size_t i = 0; i < no; i++) so = fmax(so, fabs(ro[i]));
+    for (size_t i = 0; i < nq; i++) sd = fmax(sd, fabs(rd[i]));
+    int saved = omp_get_max_threads();
+    for (int nt = 1; nt <= 3; nt++) {
+        omp_set_num_threads(nt);
+        memset(dqkv, 0xff, sizeof(float) * nq); /* NaN: every element must be written */
+        attention_forward(out, att, qkv, B, T, D, H);
+        attention_backward(dqkv, dout, qkv, att, scratch, 3, B, T, D, H);
+        double eo = 0, ep = 0, ed = 0;
+        for (size_t i = 0; i < no; i++) eo = fmax(eo, fabs(out[i] - ro[i]) / so);
+        for (size_t i = 0; i < na; i++) ep = fmax(ep, fabs(att[i] - rp[i]));
+        for (size_t i = 0; i < nq; i++) ed = fmax(ed, isnan(dqkv[i]) ? INFINITY : fabs(dqkv[i] - rd[i]) / sd);
+        /* sums of up to 128 terms in float, exp_vec within 2 ulp */
+        CHECK(eo < 2e-6 && ep < 1e-6 && ed < 4e-6,
+              "attention B %d T %d D %d H %d, %d threads: output %.2g, probabilities %.2g, gradient %.2g (relative to the largest)",
+              B, T, D, H, nt, eo, ep, ed);
+    }
+    omp_set_num_threads(saved);
+    free(qkv), free(dout), free(out), free(att), free(dqkv), free(scratch), free(ro), free(rp), free(rd), free(dp);
+}
+
 /* layer norm's gradients against sums in double: rows split between 1-3
  * threads, and a row too wide for the one-pass path */
 static void test_layernorm(int M, int D)
@@ -218,6 +298,13 @@ int main(void)
     test_linear(29, 600, 33);
     test_linear(300, 16, 192);
     test_linear(7, 192, 100);
+    test_attention(3, 13, 192, 3);  /* OpenBLAS */
+    test_attention(3, 140, 64, 2);
+    test_attention(1, 50, 64, 2);
+    test_attention(4, 50, 128, 4);  /* small kernels */
+    test_attention(3, 33, 48, 4);   /* heads of 12 */
+    test_attention(3, 65, 160, 2);  /* heads of 80 */
+    test_attention(2, 128, 32, 1);
     test_layernorm(301, 192);
     test_layernorm(3, 4100);
     TEST_END();
