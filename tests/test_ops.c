@@ -1,7 +1,7 @@
 /* The ops on their own: GELU's vectorized erf against the C library's erf in
  * double; the linear layer's products, split between threads by hand,
  * against sums in double at 1, 2 and 3 threads; attention's forward and
- * backward against the same in double, on both of its paths. */
+ * backward against the same in double. */
 #define _POSIX_C_SOURCE 200809L
 #include <omp.h>
 #include <stdlib.h>
@@ -143,10 +143,9 @@ static void test_linear(int M, int K, int N)
 }
 
 /* attention's forward (output and probabilities) and backward against
- * double, at 1-3 threads: sequences on OpenBLAS's path (under 32 tokens,
- * over 128, a batch smaller than the threads) and on the small kernels'
- * (32-128 tokens; 65 and heads of 80 cross its 64-column blocks; 33 rows
- * leave a last block that overlaps the one before) */
+ * double, at 1-3 threads, every element of the gradient written: the
+ * encoder's short sequences, the decoder's longer ones, heads of 12 to 80,
+ * a batch smaller than the threads */
 static void test_attention(int B, int T, int D, int H)
 {
     uint64_t s = 11;
@@ -212,7 +211,7 @@ static void test_attention(int B, int T, int D, int H)
         for (size_t i = 0; i < no; i++) eo = fmax(eo, fabs(out[i] - ro[i]) / so);
         for (size_t i = 0; i < na; i++) ep = fmax(ep, fabs(att[i] - rp[i]));
         for (size_t i = 0; i < nq; i++) ed = fmax(ed, isnan(dqkv[i]) ? INFINITY : fabs(dqkv[i] - rd[i]) / sd);
-        /* sums of up to 128 terms in float, exp_vec within 2 ulp */
+        /* sums of up to 140 terms in float; measured errors 1e-7 to 7e-7 */
         CHECK(eo < 2e-6 && ep < 1e-6 && ed < 4e-6,
               "attention B %d T %d D %d H %d, %d threads: output %.2g, probabilities %.2g, gradient %.2g (relative to the largest)",
               B, T, D, H, nt, eo, ep, ed);
@@ -298,12 +297,12 @@ int main(void)
     test_linear(29, 600, 33);
     test_linear(300, 16, 192);
     test_linear(7, 192, 100);
-    test_attention(3, 13, 192, 3);  /* OpenBLAS */
+    test_attention(3, 13, 192, 3);
     test_attention(3, 140, 64, 2);
     test_attention(1, 50, 64, 2);
-    test_attention(4, 50, 128, 4);  /* small kernels */
-    test_attention(3, 33, 48, 4);   /* heads of 12 */
-    test_attention(3, 65, 160, 2);  /* heads of 80 */
+    test_attention(4, 50, 128, 4);
+    test_attention(3, 33, 48, 4);
+    test_attention(3, 65, 160, 2);
     test_attention(2, 128, 32, 1);
     test_layernorm(301, 192);
     test_layernorm(3, 4100);
