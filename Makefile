@@ -76,8 +76,11 @@ build/bench_step: bench/bench_step.c build/libmaec.a
 build/gemm_shapes: bench/gemm_shapes.c build/libmaec.a
 	$(CC) $(CFLAGS) -o $@ $< build/libmaec.a $(LDLIBS)
 
+build/ab_step: bench/ab_step.c build/libmaec.a
+	$(CC) $(CFLAGS) -o $@ $< build/libmaec.a $(LDLIBS)
+
 # ours against PyTorch (needs python3-torch): bash bench/run.sh
-bench: build/bench_step build/gemm_shapes
+bench: build/bench_step build/gemm_shapes build/ab_step
 	bash bench/run.sh
 .PHONY: bench
 

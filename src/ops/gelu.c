@@ -50,24 +50,6 @@ static inline float gelu_one(float x, float *deriv)
 #ifdef __AVX512F__
 #include <immintrin.h>
 
-/* e^x on 16 lanes, x clamped to [-87, 88]: exp_vec's reduction and polynomial */
-static inline __m512 gelu_exp16(__m512 x)
-{
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(VEXP_MIN)), _mm512_set1_ps(VEXP_MAX));
-    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(VEXP_LOG2E)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VEXP_LN2_HI), x);
-    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VEXP_LN2_LO), r);
-    __m512 p = _mm512_set1_ps(1.0f / 720);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    return _mm512_scalef_ps(p, n);
-}
-
 /* 16 lanes of gelu_one */
 static inline __m512 gelu16(__m512 x, __m512 *deriv)
 {
@@ -82,7 +64,7 @@ static inline __m512 gelu16(__m512 x, __m512 *deriv)
     q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(GELU_AS_A3));
     q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(GELU_AS_A2));
     q = _mm512_fmadd_ps(q, t, _mm512_set1_ps(GELU_AS_A1));
-    __m512 e = gelu_exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z));
+    __m512 e = exp16(_mm512_mul_ps(_mm512_sub_ps(_mm512_setzero_ps(), z), z));
     __m512 h = _mm512_mul_ps(_mm512_mul_ps(_mm512_set1_ps(0.5f), t), _mm512_mul_ps(q, e));
     __mmask16 pos = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_GE_OQ);
     __m512 c = _mm512_mask_sub_ps(h, pos, _mm512_set1_ps(1.0f), h);

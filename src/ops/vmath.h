@@ -7,7 +7,7 @@
 #include <string.h>
 
 /* the reduction x = n ln 2 + r (ln 2 in two parts) and the range, shared
- * with the 16-lane copy in gelu.c */
+ * with the 16-lane exp16 below */
 #define VEXP_MIN -87.0f
 #define VEXP_MAX 88.0f
 #define VEXP_LOG2E 1.44269504088896341f
@@ -32,5 +32,27 @@ static inline float exp_vec(float x)
     memcpy(&s, &bits, sizeof s);
     return p * s;
 }
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+
+/* e^x on 16 lanes, x clamped to [-87, 88]: exp_vec's reduction and polynomial */
+static inline __m512 exp16(__m512 x)
+{
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(VEXP_MIN)), _mm512_set1_ps(VEXP_MAX));
+    __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(VEXP_LOG2E)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VEXP_LN2_HI), x);
+    r = _mm512_fnmadd_ps(n, _mm512_set1_ps(VEXP_LN2_LO), r);
+    __m512 p = _mm512_set1_ps(1.0f / 720);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    return _mm512_scalef_ps(p, n);
+}
+#endif
 
 #endif
