@@ -70,13 +70,8 @@ demo: build/maec
 	@echo "done: open runs/demo/reconstruction.png (original | masked | reconstruction | reconstruction + visible)"
 .PHONY: demo
 
-build/bench_step: bench/bench_step.c build/libmaec.a
-	$(CC) $(CFLAGS) -o $@ $< build/libmaec.a $(LDLIBS)
-
-build/gemm_shapes: bench/gemm_shapes.c build/libmaec.a
-	$(CC) $(CFLAGS) -o $@ $< build/libmaec.a $(LDLIBS)
-
-build/ab_step: bench/ab_step.c build/libmaec.a
+# the benchmark programs: build/bench_step, build/gemm_shapes, build/ab_step
+build/%: bench/%.c bench/bench_util.h build/libmaec.a
 	$(CC) $(CFLAGS) -o $@ $< build/libmaec.a $(LDLIBS)
 
 # ours against PyTorch (needs python3-torch): bash bench/run.sh

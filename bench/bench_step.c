@@ -12,17 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <time.h>
 
-#include "maec.h"
+#include "bench_util.h"
 #include "ops/ops.h"
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return t.tv_sec + t.tv_nsec * 1e-9;
-}
 
 /* FLOPs per image per training step: 6 x weights x tokens for every linear
  * layer, 12 N^2 D per block for attention (forward + backward). */
@@ -100,33 +92,19 @@ int main(int argc, char **argv)
         time_attention("decoder", B, 1 + maec_num_patches(&c), c.dec_dim, c.dec_heads, steps);
         return 0;
     }
-    maec_model *m;
-    maec_workspace *ws;
-    if (maec_model_create(&c, 0, &m, &err) || maec_workspace_create(m, B, &ws, &err)) {
-        fprintf(stderr, "%s\n", err.msg);
-        return 1;
-    }
-    size_t n = (size_t)B * c.in_chans * c.img_h * c.img_w;
-    float *x = malloc(n * sizeof(float));
-    uint64_t rng = 1;
-    for (size_t i = 0; i < n; i++) x[i] = (float)((i * 2654435761u) % 1000) / 500.0f - 1.0f;
-    maec_adamw opt = {1e-4f, 0.9f, 0.95f, 1e-8f, 0.05f};
-    float loss = 0;
+    bench_model bm;
+    if (bench_model_open(&bm, &c, B)) return 1;
     double t0 = 0;
     for (int s = 0; s <= steps; s++) { /* step 0 warms up */
         if (s == 1) t0 = now();
-        maec_zero_grad(m);
-        maec_forward_backward(m, ws, x, B, NULL, &rng, 1, 1.0f, &loss, &err);
-        maec_adamw_step(m, &opt);
+        if (bench_model_step(&bm)) return 1;
     }
     double dt = now() - t0;
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double ips = steps * B / dt;
     printf("{\"images_per_s\": %.2f, \"gflops\": %.1f, \"peak_mib\": %.0f, \"loss\": %.4f}\n", ips,
-           ips * step_flops(&c) / 1e9, ru.ru_maxrss / 1024.0, (double)loss);
-    maec_workspace_free(ws);
-    maec_model_free(m);
-    free(x);
+           ips * step_flops(&c) / 1e9, ru.ru_maxrss / 1024.0, (double)bm.loss);
+    bench_model_close(&bm);
     return 0;
 }

@@ -18,16 +18,20 @@
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <time.h>
 
-#include "maec.h"
+#include "bench_util.h"
 #include "ops/ops.h"
 
-static double now(void)
+/* seconds per call of fn(ctx), the calls repeated (doubling) until they
+ * take more than 0.3 s */
+static double per_call(void (*fn)(void *), void *ctx)
 {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+    for (long reps = 1;; reps *= 2) {
+        double t0 = now();
+        for (long r = 0; r < reps; r++) fn(ctx);
+        double t = now() - t0;
+        if (t > 0.3) return t / (double)reps;
+    }
 }
 
 /* the kth of nt equal parts of n: [lo(t), lo(t + 1)) */
@@ -74,6 +78,18 @@ static void product(int kind, int split, int M, int N, int K, const float *A, co
     }
 }
 
+typedef struct {
+    int kind, split, M, N, K;
+    const float *A, *B;
+    float *C;
+} product_args;
+
+static void product_call(void *p)
+{
+    product_args *a = p;
+    product(a->kind, a->split, a->M, a->N, a->K, a->A, a->B, a->C);
+}
+
 /* GFLOP/s of product(kind, split) */
 static double gemm_rate(int kind, int split, int M, int N, int K)
 {
@@ -87,19 +103,30 @@ static double gemm_rate(int kind, int split, int M, int N, int K)
     part = P;
     for (size_t i = 0; i < (size_t)M * K; i++) A[i] = (float)(i % 7) * 0.01f;
     for (size_t i = 0; i < (size_t)K * N; i++) B[i] = (float)(i % 5) * 0.01f;
-    double t = 0;
-    long reps = 1;
-    for (;;) {
-        double t0 = now();
-        for (long r = 0; r < reps; r++) product(kind, split, M, N, K, A, B, C);
-        t = now() - t0;
-        if (t > 0.3) break;
-        reps *= 2;
-    }
+    product_args a = {kind, split, M, N, K, A, B, C};
+    double t = per_call(product_call, &a);
     free(A);
     free(B);
     free(C);
-    return 2.0 * M * N * K * (double)reps / t / 1e9;
+    return 2.0 * M * N * K / t / 1e9;
+}
+
+typedef struct {
+    int M, in, out;
+    const float *x, *w, *b;
+    float *y, *dx, *dw, *db;
+} linear_args;
+
+static void linear_forward_call(void *p)
+{
+    linear_args *a = p;
+    linear_forward(a->y, a->x, a->w, a->b, a->M, a->in, a->out);
+}
+
+static void linear_backward_call(void *p)
+{
+    linear_args *a = p;
+    linear_backward(a->dx, a->dw, a->db, a->y, a->x, a->w, a->M, a->in, a->out);
 }
 
 /* seconds per call of maec's own linear_forward (with a bias) and
@@ -117,21 +144,9 @@ static void maec_times(int M, int in, int out, int need_dx, double *fwd, double 
     }
     for (size_t i = 0; i < (size_t)M * in; i++) x[i] = (float)(i % 7) * 0.01f;
     for (size_t i = 0; i < (size_t)out * in; i++) w[i] = (float)(i % 5) * 0.01f;
-    for (int pass = 0; pass < 2; pass++) {
-        long reps = 1;
-        double t;
-        for (;;) {
-            double t0 = now();
-            for (long r = 0; r < reps; r++) {
-                if (pass == 0) linear_forward(y, x, w, b, M, in, out);
-                else linear_backward(need_dx ? dx : NULL, dw, db, y, x, w, M, in, out);
-            }
-            t = now() - t0;
-            if (t > 0.3) break;
-            reps *= 2;
-        }
-        *(pass ? bwd : fwd) = t / (double)reps;
-    }
+    linear_args a = {M, in, out, x, w, b, y, need_dx ? dx : NULL, dw, db};
+    *fwd = per_call(linear_forward_call, &a);
+    *bwd = per_call(linear_backward_call, &a);
     free(x), free(w), free(b), free(y), free(dx), free(dw), free(db);
 }
 
