@@ -298,6 +298,17 @@ int main(void)
     test_linear(300, 16, 192);
     test_linear(7, 192, 100);
     test_attention(3, 13, 192, 3);
+    /* the short-sequence kernels: each block of 16 keys, heads of 32 and 64,
+     * sequences shorter than a row block */
+    test_attention(3, 17, 192, 3);
+    test_attention(2, 1, 64, 1);
+    test_attention(2, 5, 128, 4);
+    test_attention(2, 16, 64, 1);
+    test_attention(3, 32, 128, 2);
+    test_attention(2, 47, 64, 2);
+    test_attention(2, 65, 128, 4);
+    test_attention(2, 80, 128, 2);
+    test_attention(2, 81, 128, 2);
     test_attention(3, 140, 64, 2);
     test_attention(1, 50, 64, 2);
     test_attention(4, 50, 128, 4);

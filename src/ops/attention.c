@@ -57,6 +57,297 @@ static void softmax_row(float *row, int n)
         _mm512_mask_storeu_ps(row + j, k, _mm512_mul_ps(_mm512_maskz_loadu_ps(k, row + j), inv));
     }
 }
+
+/* ---- Short sequences, heads 32 or 64 wide: products of our own ----
+ *
+ * At 13 to 65 tokens a head's products are a few kilobytes, and OpenBLAS's
+ * six calls per head cost more than their arithmetic. Here each (batch
+ * element, head) runs on register-blocked loops: S and dP with the keys in
+ * the lanes (K and V transposed per head, 16 x 16 blocks in registers), the
+ * softmax and its backward applied to those registers before anything is
+ * stored, and O, dV, dQ, dK with the head's width in the lanes, broadcasting
+ * the other factor. Rows past the last are computed as the last row again
+ * and stored over it with the same bits, so that no block runs short.
+ * Configs A and B's training steps 2-3% faster than on OpenBLAS's calls
+ * (bench/ab_step; docs/PERF.md). */
+enum { SHORT_T = 80, SHORT_NZ = SHORT_T / 16, SHORT_HD = 64 };
+
+/* the 16 rows of r transposed in place */
+static inline __attribute__((always_inline)) void transpose16(__m512 r[16])
+{
+    __m512 a[16], b[16];
+#pragma GCC unroll 8
+    for (int k = 0; k < 8; k++) {
+        a[2 * k] = _mm512_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm512_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        __m512d a0 = _mm512_castps_pd(a[4 * k]), a1 = _mm512_castps_pd(a[4 * k + 1]);
+        __m512d a2 = _mm512_castps_pd(a[4 * k + 2]), a3 = _mm512_castps_pd(a[4 * k + 3]);
+        b[4 * k] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+        b[4 * k + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+        b[4 * k + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+        b[4 * k + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; m++) { /* b[4k + m] holds column 4l + m of rows 4k..4k+3 in lane l */
+        __m512 c0 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0x44), c1 = _mm512_shuffle_f32x4(b[m], b[4 + m], 0xEE);
+        __m512 c2 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0x44);
+        __m512 c3 = _mm512_shuffle_f32x4(b[8 + m], b[12 + m], 0xEE);
+        r[m] = _mm512_shuffle_f32x4(c0, c2, 0x88);
+        r[4 + m] = _mm512_shuffle_f32x4(c0, c2, 0xDD);
+        r[8 + m] = _mm512_shuffle_f32x4(c1, c3, 0x88);
+        r[12 + m] = _mm512_shuffle_f32x4(c1, c3, 0xDD);
+    }
+}
+
+/* dst[d][j] (row stride 16 NZ) = src[j ld + d] for j < T, 0 for T <= j < 16 NZ */
+static inline __attribute__((always_inline)) void head_transpose(float *dst, const float *src, int ld, int T,
+                                                                 const int NZ, const int HV)
+{
+    for (int z = 0; z < NZ; z++)
+        for (int c = 0; c < HV; c++) {
+            __m512 r[16];
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) {
+                int j = 16 * z + i;
+                r[i] = j < T ? _mm512_loadu_ps(src + (size_t)j * ld + 16 * c) : _mm512_setzero_ps();
+            }
+            transpose16(r);
+#pragma GCC unroll 16
+            for (int i = 0; i < 16; i++) _mm512_store_ps(dst + (size_t)(16 * c + i) * 16 * NZ + 16 * z, r[i]);
+        }
+}
+
+static inline int last_row(int i, int T) { return i < T ? i : T - 1; }
+
+/* Rows i0..i0+R-1 (clamped) of a product with the keys in the lanes: x_r =
+ * row of A (row stride lda, 16 HV wide) times bt (16 HV rows of 16 NZ,
+ * aligned). MODE 0 (forward): P's row = softmax(x_r scale), stored into pw
+ * (row stride T). MODE 1 (backward): with P's row read from pr, dS's row =
+ * P (x_r - sum(P x_r)) scale, stored into ds (row stride 16 NZ, the lanes
+ * past T zero). */
+static inline __attribute__((always_inline)) void key_rows(const int R, const int NZ, const int HV, const int MODE,
+                                                           const float *A, int lda, const float *bt, float *pw,
+                                                           const float *pr, float *ds, int i0, int T, float scale)
+{
+    __m512 acc[8][SHORT_NZ]; /* fixed sizes (R <= 8), so that they stay in registers */
+    const float *a[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        a[r] = A + (size_t)last_row(i0 + r, T) * lda;
+#pragma GCC unroll 5
+        for (int z = 0; z < NZ; z++) acc[r][z] = _mm512_setzero_ps();
+    }
+    for (int d = 0; d < 16 * HV; d++) {
+        __m512 bv[SHORT_NZ];
+#pragma GCC unroll 5
+        for (int z = 0; z < NZ; z++) bv[z] = _mm512_load_ps(bt + (size_t)d * 16 * NZ + 16 * z);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512 av = _mm512_set1_ps(a[r][d]);
+#pragma GCC unroll 5
+            for (int z = 0; z < NZ; z++) acc[r][z] = _mm512_fmadd_ps(av, bv[z], acc[r][z]);
+        }
+    }
+    __m512 sc = _mm512_set1_ps(scale);
+    __mmask16 last = tail_mask(T - 16 * (NZ - 1));
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        size_t row = (size_t)last_row(i0 + r, T);
+        if (MODE == 0) {
+            float *prow = pw + row * T;
+            __m512 mx = _mm512_set1_ps(-INFINITY), sum = _mm512_setzero_ps();
+#pragma GCC unroll 5
+            for (int z = 0; z < NZ; z++) {
+                acc[r][z] = _mm512_mul_ps(acc[r][z], sc);
+                mx = z < NZ - 1 ? _mm512_max_ps(mx, acc[r][z]) : _mm512_mask_max_ps(mx, last, mx, acc[r][z]);
+            }
+            __m512 m = _mm512_set1_ps(_mm512_reduce_max_ps(mx));
+#pragma GCC unroll 5
+            for (int z = 0; z < NZ; z++) {
+                acc[r][z] = exp16(_mm512_sub_ps(acc[r][z], m));
+                if (z == NZ - 1) acc[r][z] = _mm512_maskz_mov_ps(last, acc[r][z]);
+                sum = _mm512_add_ps(sum, acc[r][z]);
+            }
+            __m512 inv = _mm512_set1_ps(1.0f / _mm512_reduce_add_ps(sum));
+#pragma GCC unroll 5
+            for (int z = 0; z < NZ; z++) {
+                __m512 y = _mm512_mul_ps(acc[r][z], inv);
+                if (z < NZ - 1) _mm512_storeu_ps(prow + 16 * z, y);
+                else _mm512_mask_storeu_ps(prow + 16 * z, last, y);
+            }
+        } else {
+            const float *prow = pr + row * T;
+            __m512 pv[SHORT_NZ], dot = _mm512_setzero_ps();
+#pragma GCC unroll 5
+            for (int z = 0; z < NZ; z++) {
+                pv[z] = z < NZ - 1 ? _mm512_loadu_ps(prow + 16 * z) : _mm512_maskz_loadu_ps(last, prow + 16 * z);
+                dot = _mm512_fmadd_ps(pv[z], acc[r][z], dot);
+            }
+            __m512 s = _mm512_set1_ps(_mm512_reduce_add_ps(dot));
+            float *dr = ds + row * 16 * NZ;
+#pragma GCC unroll 5
+            for (int z = 0; z < NZ; z++)
+                _mm512_store_ps(dr + 16 * z, _mm512_mul_ps(_mm512_mul_ps(pv[z], _mm512_sub_ps(acc[r][z], s)), sc));
+        }
+    }
+}
+
+/* dst row i (row stride ldd, 16 HV wide) = sum_{k < K} coef[i sr + k sc]
+ * B's row k (row stride ldb), for the rows of the block i0..i0+R-1 (clamped):
+ * the head's width in the lanes */
+static inline __attribute__((always_inline)) void width_rows(const int R, const int HV, float *dst, int ldd,
+                                                             const float *coef, int sr, int sc, const float *B,
+                                                             int ldb, int K, int i0, int T)
+{
+    __m512 acc[8][4]; /* fixed sizes (R <= 8, HV <= 4), so that they stay in registers */
+    const float *c[8];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        c[r] = coef + (size_t)last_row(i0 + r, T) * sr;
+#pragma GCC unroll 4
+        for (int v = 0; v < HV; v++) acc[r][v] = _mm512_setzero_ps();
+    }
+    for (int k = 0; k < K; k++) {
+        __m512 bv[4];
+        const float *br = B + (size_t)k * ldb;
+#pragma GCC unroll 4
+        for (int v = 0; v < HV; v++) bv[v] = _mm512_loadu_ps(br + 16 * v);
+#pragma GCC unroll 8
+        for (int r = 0; r < R; r++) {
+            __m512 cv = _mm512_set1_ps(c[r][(size_t)k * sc]);
+#pragma GCC unroll 4
+            for (int v = 0; v < HV; v++) acc[r][v] = _mm512_fmadd_ps(cv, bv[v], acc[r][v]);
+        }
+    }
+#pragma GCC unroll 8
+    for (int r = 0; r < R; r++) {
+        float *o = dst + (size_t)last_row(i0 + r, T) * ldd;
+#pragma GCC unroll 4
+        for (int v = 0; v < HV; v++) _mm512_storeu_ps(o + 16 * v, acc[r][v]);
+    }
+}
+
+/* all T rows of such a product: 8 rows a block for heads of 32, 4 for 64 */
+static inline __attribute__((always_inline)) void width_product(const int HV, float *dst, int ldd, const float *coef,
+                                                                int sr, int sc, const float *B, int ldb, int T)
+{
+    const int RW = HV == 2 ? 8 : 4;
+    for (int i0 = 0; i0 < T; i0 += RW) width_rows(RW, HV, dst, ldd, coef, sr, sc, B, ldb, T, i0, T);
+}
+
+/* the scores' rows a block at a time: R rows of 16 NZ lanes */
+#define KEY_ROWS(NZ) ((NZ) == 1 ? 8 : (NZ) <= 3 ? 6 : 4)
+
+/* one (batch element, head): q, k, v its rows (stride ld), o the output's
+ * (stride ldo), p its T x T probabilities */
+static inline __attribute__((always_inline)) void short_forward(const int NZ, const int HV, float *o, int ldo,
+                                                                float *p, const float *q, const float *k,
+                                                                const float *v, int ld, int T, float scale)
+{
+    const int R = KEY_ROWS(NZ);
+    float kt[SHORT_HD * SHORT_T] __attribute__((aligned(64)));
+    head_transpose(kt, k, ld, T, NZ, HV);
+    for (int i0 = 0; i0 < T; i0 += R) key_rows(R, NZ, HV, 0, q, ld, kt, p, NULL, NULL, i0, T, scale);
+    width_product(HV, o, ldo, p, T, 1, v, ld, T); /* O = P V */
+}
+
+static inline __attribute__((always_inline)) void short_backward(const int NZ, const int HV, float *dq, float *dk,
+                                                                 float *dv, const float *dO, int ldo,
+                                                                 const float *p, const float *q, const float *k,
+                                                                 const float *v, int ld, int T, float scale)
+{
+    const int R = KEY_ROWS(NZ), LDS = 16 * NZ;
+    float vt[SHORT_HD * SHORT_T] __attribute__((aligned(64)));
+    float ds[SHORT_T * SHORT_T] __attribute__((aligned(64)));
+    head_transpose(vt, v, ld, T, NZ, HV);
+    /* dS = P (dP - rowsum(P dP)) scale, dP = dO V^T */
+    for (int i0 = 0; i0 < T; i0 += R) key_rows(R, NZ, HV, 1, dO, ldo, vt, NULL, p, ds, i0, T, scale);
+    width_product(HV, dv, ld, p, 1, T, dO, ldo, T);   /* dV = P^T dO */
+    width_product(HV, dq, ld, ds, LDS, 1, k, ld, T);  /* dQ = dS K */
+    width_product(HV, dk, ld, ds, 1, LDS, q, ld, T);  /* dK = dS^T Q */
+}
+
+typedef void (*short_fwd_fn)(float *, int, float *, const float *, const float *, const float *, int, int, float);
+typedef void (*short_bwd_fn)(float *, float *, float *, const float *, int, const float *, const float *,
+                             const float *, const float *, int, int, float);
+
+#define SHORT_VARIANT(NZ, HV)                                                                              \
+    static void short_forward_##NZ##_##HV(float *o, int ldo, float *p, const float *q, const float *k,   \
+                                          const float *v, int ld, int T, float scale)                      \
+    {                                                                                                      \
+        short_forward(NZ, HV, o, ldo, p, q, k, v, ld, T, scale);                                           \
+    }                                                                                                      \
+    static void short_backward_##NZ##_##HV(float *dq, float *dk, float *dv, const float *dO, int ldo,     \
+                                           const float *p, const float *q, const float *k, const float *v, \
+                                           int ld, int T, float scale)                                     \
+    {                                                                                                      \
+        short_backward(NZ, HV, dq, dk, dv, dO, ldo, p, q, k, v, ld, T, scale);                             \
+    }
+SHORT_VARIANT(1, 2)
+SHORT_VARIANT(2, 2)
+SHORT_VARIANT(3, 2)
+SHORT_VARIANT(4, 2)
+SHORT_VARIANT(5, 2)
+SHORT_VARIANT(1, 4)
+SHORT_VARIANT(2, 4)
+SHORT_VARIANT(3, 4)
+SHORT_VARIANT(4, 4)
+SHORT_VARIANT(5, 4)
+
+#define SHORT_ENTRY(NZ, HV) {short_forward_##NZ##_##HV, short_backward_##NZ##_##HV}
+static const struct {
+    short_fwd_fn fwd;
+    short_bwd_fn bwd;
+} short_fns[2][SHORT_NZ] = {
+    {SHORT_ENTRY(1, 2), SHORT_ENTRY(2, 2), SHORT_ENTRY(3, 2), SHORT_ENTRY(4, 2), SHORT_ENTRY(5, 2)},
+    {SHORT_ENTRY(1, 4), SHORT_ENTRY(2, 4), SHORT_ENTRY(3, 4), SHORT_ENTRY(4, 4), SHORT_ENTRY(5, 4)},
+};
+
+/* the variant for T tokens and heads hd wide, or -1 for OpenBLAS's path */
+static int short_index(int T, int hd)
+{
+    if (T < 1 || T > SHORT_T || (hd != 32 && hd != 64)) return -1;
+    return (hd == 64) * SHORT_NZ + (T + 15) / 16 - 1;
+}
+
+static int attention_forward_short(float *out, float *att, const float *qkv, int B, int T, int D, int H)
+{
+    int hd = D / H, ix = short_index(T, hd);
+    if (ix < 0) return -1;
+    short_fwd_fn f = short_fns[ix / SHORT_NZ][ix % SHORT_NZ].fwd;
+    float scale = 1.0f / sqrtf((float)hd);
+    int ld = 3 * D;
+#pragma omp parallel for schedule(static) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
+            f(out + (size_t)b * T * D + (size_t)h * hd, D, att + ((size_t)b * H + h) * T * T, q, q + D, q + 2 * D,
+              ld, T, scale);
+        }
+    return 0;
+}
+
+static int attention_backward_short(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
+                                    int T, int D, int H)
+{
+    int hd = D / H, ix = short_index(T, hd);
+    if (ix < 0) return -1;
+    short_bwd_fn f = short_fns[ix / SHORT_NZ][ix % SHORT_NZ].bwd;
+    float scale = 1.0f / sqrtf((float)hd);
+    int ld = 3 * D;
+#pragma omp parallel for schedule(static) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) {
+            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
+            float *dq = dqkv + (size_t)b * T * ld + (size_t)h * hd;
+            f(dq, dq + D, dq + 2 * D, dout + (size_t)b * T * D + (size_t)h * hd, D,
+              att + ((size_t)b * H + h) * T * T, q, q + D, q + 2 * D, ld, T, scale);
+        }
+    return 0;
+}
 #else
 static void softmax_row(float *row, int n) { softmax_row_loops(row, n); }
 #endif
@@ -65,6 +356,9 @@ static void softmax_row(float *row, int n) { softmax_row_loops(row, n); }
  * O = P V. Q, K, V are strided views into qkv (row stride 3D). */
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int H)
 {
+#ifdef __AVX512F__
+    if (attention_forward_short(out, att, qkv, B, T, D, H) == 0) return;
+#endif
     int hd = D / H;
     float scale = 1.0f / sqrtf((float)hd);
     int ld = 3 * D;
@@ -92,6 +386,9 @@ size_t attention_scratch_floats(int T) { return (size_t)T * T; }
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                         float *scratch, int nscratch, int B, int T, int D, int H)
 {
+#ifdef __AVX512F__
+    if (attention_backward_short(dqkv, dout, qkv, att, B, T, D, H) == 0) return;
+#endif
     int hd = D / H;
     float scale = 1.0f / sqrtf((float)hd);
     int ld = 3 * D;
