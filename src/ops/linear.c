@@ -66,7 +66,11 @@ static libxsmm_smmfunction kernel(int m, int n, int k, int lda, int ldb, int ldc
 }
 
 /* rows [r0, r1) of the row-major C[r][j] (j < ncols, row stride ldc) =
- * sum_k A[j + k*lda] B[r*ldb + k], each tile's bias written first when given.
+ * sum_k A[j + k*lda] B[r*ldb + k], plus bias[j] when given, added to each
+ * tile just after its kernel while it is in L1. (Written into the tile
+ * before a beta = 1 kernel instead, the bias rows took the tile's cache
+ * misses in a loop of stores: 3% of config A's step, and the steps of A and
+ * B ran 1.5-4% slower; docs/PERF.md.)
  * The four kernels: [last row tile is short][last column tile is short].
  * Returns -1 (nothing done) if libxsmm has no kernel; dry: only look the
  * kernels up (libxsmm keeps them, so the real call finds them). */
@@ -75,13 +79,12 @@ static int tiles(const float *A, int lda, const float *B, int ldb, float *C, int
 {
     if (r1 <= r0) return 0;
     int rr = (r1 - r0) % TILE_ROWS, rc = ncols % TILE_COLS;
-    float beta = bias ? 1.0f : 0.0f;
     libxsmm_smmfunction f[2][2] = {{NULL, NULL}, {NULL, NULL}};
     for (int a = 0; a < 2; a++)
         for (int b = 0; b < 2; b++) {
             int n = a ? rr : TILE_ROWS, m = b ? rc : TILE_COLS;
             if (n == 0 || m == 0 || (!a && r1 - r0 < TILE_ROWS) || (!b && ncols < TILE_COLS)) continue;
-            if (!(f[a][b] = kernel(m, n, k, lda, ldb, ldc, beta, 0))) return -1;
+            if (!(f[a][b] = kernel(m, n, k, lda, ldb, ldc, 0.0f, 0))) return -1;
         }
     if (dry) return 0;
     for (int r = r0; r < r1; r += TILE_ROWS) {
@@ -89,14 +92,14 @@ static int tiles(const float *A, int lda, const float *B, int ldb, float *C, int
         for (int c = 0; c < ncols; c += TILE_COLS) {
             int nc = ncols - c < TILE_COLS ? ncols - c : TILE_COLS;
             float *dst = C + (size_t)r * ldc + c;
-            if (bias) /* a loop that vectorizes: memcpy of a variable size became 8-byte moves */
+            f[nr < TILE_ROWS][nc < TILE_COLS](A + c, B + (size_t)r * ldb, dst);
+            if (bias)
                 for (int i = 0; i < nr; i++) {
                     float *d = dst + (size_t)i * ldc;
                     const float *bb = bias + c;
 #pragma omp simd
-                    for (int j = 0; j < nc; j++) d[j] = bb[j];
+                    for (int j = 0; j < nc; j++) d[j] += bb[j];
                 }
-            f[nr < TILE_ROWS][nc < TILE_COLS](A + c, B + (size_t)r * ldb, dst);
         }
     }
     return 0;
