@@ -122,6 +122,16 @@ static inline __attribute__((always_inline)) void head_transpose(float *dst, con
 
 static inline int last_row(int i, int T) { return i < T ? i : T - 1; }
 
+/* a head's T rows (16 HV wide, stride ld) asked for at once, ahead of the
+ * loops that read them in order (about +1% on configs A and B: the rows
+ * come from the shared cache, and the loops' own loads met them one miss at
+ * a time; docs/PERF.md) */
+static inline __attribute__((always_inline)) void prefetch_head(const float *x, int T, int ld, const int HV)
+{
+    for (int j = 0; j < T; j++)
+        for (int c = 0; c < HV; c++) _mm_prefetch((const char *)(x + (size_t)j * ld + 16 * c), _MM_HINT_T0);
+}
+
 /* Rows i0..i0+R-1 (clamped) of a product with the keys in the lanes: x_r =
  * row of A (row stride lda, 16 HV wide) times bt (16 HV rows of 16 NZ,
  * aligned). MODE 0 (forward): P's row = softmax(x_r scale), stored into pw
@@ -249,6 +259,8 @@ static inline __attribute__((always_inline)) void short_forward(const int NZ, co
 {
     const int R = KEY_ROWS(NZ);
     float kt[SHORT_HD * SHORT_T] __attribute__((aligned(64)));
+    prefetch_head(q, T, ld, HV);
+    prefetch_head(v, T, ld, HV);
     head_transpose(kt, k, ld, T, NZ, HV);
     for (int i0 = 0; i0 < T; i0 += R) key_rows(R, NZ, HV, 0, q, ld, kt, p, NULL, NULL, i0, T, scale);
     width_product(HV, o, ldo, p, T, 1, v, ld, T); /* O = P V */
@@ -262,6 +274,9 @@ static inline __attribute__((always_inline)) void short_backward(const int NZ, c
     const int R = KEY_ROWS(NZ), LDS = 16 * NZ;
     float vt[SHORT_HD * SHORT_T] __attribute__((aligned(64)));
     float ds[SHORT_T * SHORT_T] __attribute__((aligned(64)));
+    prefetch_head(q, T, ld, HV);
+    prefetch_head(k, T, ld, HV);
+    prefetch_head(dO, T, ldo, HV);
     head_transpose(vt, v, ld, T, NZ, HV);
     /* dS = P (dP - rowsum(P dP)) scale, dP = dO V^T */
     for (int i0 = 0; i0 < T; i0 += R) key_rows(R, NZ, HV, 1, dO, ldo, vt, NULL, p, ds, i0, T, scale);
