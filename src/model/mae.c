@@ -14,6 +14,7 @@ struct maec_workspace {
     int max_B;
     int L, K, Ke, Te, Td, P, Cpp, D, E;
     int nthreads;
+    int all_rows, used_rows; /* mae_ws_all_rows, mae_ws_used_rows */
     float *patch_in, *tokens, *x0;
     block_acts *enc, *dec;
     float *enc_norm, *en_m, *en_r;
@@ -128,6 +129,8 @@ void maec_workspace_free(maec_workspace *w)
 }
 
 const float *maec_ws_pred(const maec_workspace *w) { return w->pred; }
+void mae_ws_all_rows(maec_workspace *w, int all) { w->all_rows = all; }
+int mae_ws_used_rows(const maec_workspace *w) { return w->used_rows; }
 const float *maec_ws_mask(const maec_workspace *w) { return w->mask; }
 const float *maec_ws_target(const maec_workspace *w) { return w->target; }
 
@@ -173,6 +176,12 @@ static void make_target(maec_workspace *w, int B)
     }
 }
 
+/* the decoder's row of patch l of image b (decoder_forward) */
+static inline int dec_row(const maec_workspace *w, int b, int l)
+{
+    return w->cfg.mask_token_in_encoder ? 1 + l : 1 + w->ids_restore[(size_t)b * w->L + l];
+}
+
 static void encoder_forward(maec_model *m, maec_workspace *w, int B)
 {
     const maec_config *c = &m->cfg;
@@ -207,19 +216,22 @@ static void decoder_forward(maec_model *m, maec_workspace *w, int B)
     int D = w->D, E = w->E, Te = w->Te, Td = w->Td, L = w->L, K = w->K;
     int menc = c->mask_token_in_encoder;
     linear_forward(w->dec_emb, w->enc_norm, p->dec_embed_w, p->dec_embed_b, B * Te, D, E);
+    /* The decoder's rows: the cls token, then (menc aside) the kept
+     * patches in the encoder's order, then the masked ones in the order of
+     * the shuffle, each patch l in row dec_row(w, b, l) with its position
+     * embedding. The decoder does the same for every row whatever the rows'
+     * order (attention has no other notion of position), and in this order
+     * the rows that reach the loss lie together at the end of each image
+     * (decoder_backward) and the kept ones come straight from the encoder's. */
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         float *x = w->dec_in + (size_t)b * Td * E;
         const float *y = w->dec_emb + (size_t)b * Te * E;
-        for (int t = 0; t < Td; t++) {
-            const float *src;
-            if (t == 0 || menc) {
-                src = y + (size_t)t * E;
-            } else {
-                int j = w->ids_restore[(size_t)b * L + t - 1];
-                src = j < K ? y + (size_t)(1 + j) * E : p->mask_token;
-            }
-            const float *pos = p->dec_pos_embed + (size_t)t * E;
+        for (int d = 0; d < E; d++) x[d] = y[d] + p->dec_pos_embed[d];
+        for (int l = 0; l < L; l++) {
+            int t = dec_row(w, b, l);
+            const float *src = menc || t <= K ? y + (size_t)t * E : p->mask_token;
+            const float *pos = p->dec_pos_embed + (size_t)(1 + l) * E;
             for (int d = 0; d < E; d++) x[(size_t)t * E + d] = src[d] + pos[d];
         }
     }
@@ -230,9 +242,11 @@ static void decoder_forward(maec_model *m, maec_workspace *w, int B)
     }
     layernorm_forward(w->dec_norm, w->dn_m, w->dn_r, x, p->dec_norm_w, p->dec_norm_b, B * Td, E);
     linear_forward(w->pred_full, w->dec_norm, p->dec_pred_w, p->dec_pred_b, B * Td, E, w->P);
+#pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)
-        memcpy(w->pred + (size_t)b * L * w->P, w->pred_full + ((size_t)b * Td + 1) * w->P,
-               (size_t)L * w->P * sizeof(float));
+        for (int l = 0; l < L; l++)
+            memcpy(w->pred + ((size_t)b * L + l) * w->P, w->pred_full + ((size_t)b * Td + dec_row(w, b, l)) * w->P,
+                   (size_t)w->P * sizeof(float));
 }
 
 /* loss = sum_{b,l} mask * mean_P (pred - target)^2 / sum(mask) */
@@ -268,7 +282,7 @@ static void loss_backward(maec_workspace *w, int B, float grad_scale)
         for (int l = 0; l < L; l++) {
             size_t r = (size_t)b * L + l;
             float wt = w->cfg.loss_on_all ? 1.0f : w->mask[r];
-            float *d = w->dpred + ((size_t)b * Td + 1 + l) * P;
+            float *d = w->dpred + ((size_t)b * Td + dec_row(w, b, l)) * P;
             const float *a = w->pred + r * P, *t = w->target + r * P;
             for (int i = 0; i < P; i++) d[i] = wt * k * (a[i] - t[i]);
         }
@@ -282,34 +296,41 @@ static void decoder_backward(maec_model *m, maec_workspace *w, int B)
     mae_views *g = &m->g;
     int D = w->D, E = w->E, Te = w->Te, Td = w->Td, L = w->L, K = w->K;
     int menc = c->mask_token_in_encoder;
-    linear_backward(w->dtmp_dec, g->dec_pred_w, g->dec_pred_b, w->dpred, w->dec_norm,
-                    p->dec_pred_w, B * Td, E, w->P);
+    int Hd = E * c->mlp_ratio;
+    /* Only the masked patches' rows, the last L - K of each image, reach the
+     * loss: up to the last block's attention every other row's gradient is
+     * zero, and the row-wise layers there run on those rows alone (where
+     * their products run on libxsmm's tiles, whose cost follows the rows). */
+    row_groups hidden = {B, Td, 1 + K, L - K};
+    int rows = !w->all_rows && !menc && !c->loss_on_all && L > K && linear_tiled(B * (L - K), E, Hd) &&
+               linear_tiled(B * (L - K), E, w->P) && linear_tiled(B * (L - K), E, E);
+    w->used_rows = rows;
+    row_groups all = {1, B * Td, 0, B * Td}, active = rows ? hidden : all;
+    linear_backward_groups(w->dtmp_dec, g->dec_pred_w, g->dec_pred_b, w->dpred, w->dec_norm, p->dec_pred_w,
+                           active, E, w->P);
     memset(w->dx_dec, 0, (size_t)B * Td * E * sizeof(float));
     const float *x_last = c->dec_depth ? w->dec[c->dec_depth - 1].x_out : w->dec_in;
-    layernorm_backward(w->dx_dec, g->dec_norm_w, g->dec_norm_b, w->dtmp_dec, x_last, p->dec_norm_w,
-                       w->dn_m, w->dn_r, B * Td, E);
+    layernorm_backward_groups(w->dx_dec, g->dec_norm_w, g->dec_norm_b, w->dtmp_dec, x_last, p->dec_norm_w,
+                              w->dn_m, w->dn_r, active, E);
     for (int i = c->dec_depth - 1; i >= 0; i--) {
         const float *x_in = i ? w->dec[i - 1].x_out : w->dec_in;
-        block_backward(&w->dec[i], &p->dec_blocks[i], &g->dec_blocks[i], x_in, w->dx_dec,
-                       w->dtmp_dec, &w->scratch, B, Td, E, c->dec_heads, E * c->mlp_ratio);
+        if (rows && i == c->dec_depth - 1)
+            block_backward_rows(&w->dec[i], &p->dec_blocks[i], &g->dec_blocks[i], x_in, w->dx_dec, w->dtmp_dec,
+                                &w->scratch, B, Td, E, c->dec_heads, Hd, hidden);
+        else
+            block_backward(&w->dec[i], &p->dec_blocks[i], &g->dec_blocks[i], x_in, w->dx_dec, w->dtmp_dec,
+                           &w->scratch, B, Td, E, c->dec_heads, Hd);
     }
-    /* un-shuffle backward: kept rows back to the encoder's order, hidden rows to the mask token */
+    /* un-shuffle backward: the cls and kept rows back to the encoder (the
+     * same order), the masked rows' sum to the mask token */
     if (menc) {
         memcpy(w->ddec_emb, w->dx_dec, (size_t)B * Td * E * sizeof(float));
     } else {
         for (int b = 0; b < B; b++) {
             const float *dx = w->dx_dec + (size_t)b * Td * E;
-            float *dy = w->ddec_emb + (size_t)b * Te * E;
-            memcpy(dy, dx, (size_t)E * sizeof(float));
-            for (int l = 0; l < L; l++) {
-                int j = w->ids_restore[(size_t)b * L + l];
-                const float *src = dx + (size_t)(1 + l) * E;
-                if (j < K) {
-                    memcpy(dy + (size_t)(1 + j) * E, src, (size_t)E * sizeof(float));
-                } else {
-                    for (int d = 0; d < E; d++) g->mask_token[d] += src[d];
-                }
-            }
+            memcpy(w->ddec_emb + (size_t)b * Te * E, dx, (size_t)(1 + K) * E * sizeof(float));
+            for (int t = 1 + K; t < Td; t++)
+                for (int d = 0; d < E; d++) g->mask_token[d] += dx[(size_t)t * E + d];
         }
     }
     linear_backward(w->dtmp_enc, g->dec_embed_w, g->dec_embed_b, w->ddec_emb, w->enc_norm,

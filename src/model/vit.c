@@ -47,21 +47,44 @@ void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int 
     layernorm_forward(a->ln1, a->m1, a->r1, x_in, p->n1w, p->n1b, M, D);
     linear_forward(a->qkv, a->ln1, p->qkvw, p->qkvb, M, D, 3 * D);
     attention_forward(a->attn_out, a->att, a->qkv, B, T, D, H);
-    linear_forward(a->x_mid, a->attn_out, p->projw, p->projb, M, D, D);
-    if (keep_attn) scale_rows(a->x_mid, keep_attn, B, T, D); /* drop path */
-    add_inplace(a->x_mid, x_in, (size_t)M * D);
+    if (keep_attn) { /* drop path: the branch scaled before the residual is added */
+        linear_forward(a->x_mid, a->attn_out, p->projw, p->projb, M, D, D);
+        scale_rows(a->x_mid, keep_attn, B, T, D);
+        add_inplace(a->x_mid, x_in, (size_t)M * D);
+    } else {
+        linear_forward_residual(a->x_mid, a->attn_out, p->projw, p->projb, x_in, M, D, D);
+    }
     layernorm_forward(a->ln2, a->m2, a->r2, a->x_mid, p->n2w, p->n2b, M, D);
     linear_forward(a->gelu, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
     gelu_forward(a->gelu, a->dgelu, a->gelu, (size_t)M * Hd); /* in place */
-    linear_forward(a->x_out, a->gelu, p->fc2w, p->fc2b, M, Hd, D);
-    if (keep_mlp) scale_rows(a->x_out, keep_mlp, B, T, D); /* drop path */
-    add_inplace(a->x_out, a->x_mid, (size_t)M * D);
+    if (keep_mlp) {
+        linear_forward(a->x_out, a->gelu, p->fc2w, p->fc2b, M, Hd, D);
+        scale_rows(a->x_out, keep_mlp, B, T, D);
+        add_inplace(a->x_out, a->x_mid, (size_t)M * D);
+    } else {
+        linear_forward_residual(a->x_out, a->gelu, p->fc2w, p->fc2b, a->x_mid, M, Hd, D);
+    }
 }
 
 void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
                    int H, int Hd)
 {
     block_forward_ex(a, p, x_in, B, T, D, H, Hd, NULL, NULL);
+}
+
+/* the backward from the attention's output gradient dtmp on: attention,
+ * the qkv product, LN1 (its input gradient added into dx) */
+static void attention_half_backward(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+                                    float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H)
+{
+    int M = B * T;
+    attention_backward(s->dqkv, dtmp, a->qkv, a->att, s->att, s->nthreads, B, T, D, H);
+    linear_backward(dtmp, g->qkvw, g->qkvb, s->dqkv, a->ln1, p->qkvw, M, D, 3 * D);
+    /* The key bias adds q.b to every score of a row, which the softmax
+     * ignores: its gradient is exactly zero. Write that, not rounding noise
+     * (which AdamW, dividing by its own scale, would turn into steps). */
+    memset(g->qkvb + D, 0, (size_t)D * sizeof(float));
+    layernorm_backward(dx, g->n1w, g->n1b, dtmp, x_in, p->n1w, a->m1, a->r1, M, D);
 }
 
 /* dx [B*T, D]: on entry d(loss)/d(x_out), on exit d(loss)/d(x_in). */
@@ -87,13 +110,26 @@ void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, co
         dbranch = s->dqkv;
     }
     linear_backward(dtmp, g->projw, g->projb, dbranch, a->attn_out, p->projw, M, D, D);
-    attention_backward(s->dqkv, dtmp, a->qkv, a->att, s->att, s->nthreads, B, T, D, H);
-    linear_backward(dtmp, g->qkvw, g->qkvb, s->dqkv, a->ln1, p->qkvw, M, D, 3 * D);
-    /* The key bias adds q.b to every score of a row, which the softmax
-     * ignores: its gradient is exactly zero. Write that, not rounding noise
-     * (which AdamW, dividing by its own scale, would turn into steps). */
-    memset(g->qkvb + D, 0, (size_t)D * sizeof(float));
-    layernorm_backward(dx, g->n1w, g->n1b, dtmp, x_in, p->n1w, a->m1, a->r1, M, D);
+    attention_half_backward(a, p, g, x_in, dx, dtmp, s, B, T, D, H);
+}
+
+void block_backward_rows(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+                         float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
+                         row_groups rows)
+{
+    linear_backward_groups(s->dfc, g->fc2w, g->fc2b, dx, a->gelu, p->fc2w, rows, Hd, D);
+    gelu_backward_groups(s->dfc, a->dgelu, s->dfc, rows, Hd);
+    linear_backward_groups(dtmp, g->fc1w, g->fc1b, s->dfc, a->ln2, p->fc1w, rows, D, Hd);
+    layernorm_backward_groups(dx, g->n2w, g->n2b, dtmp, a->x_mid, p->n2w, a->m2, a->r2, rows, D);
+    linear_backward_groups(dtmp, g->projw, g->projb, dx, a->attn_out, p->projw, rows, D, D);
+    /* the other rows' attention output gradient is zero */
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *d = dtmp + (size_t)b * T * D;
+        memset(d, 0, (size_t)rows.off * D * sizeof(float));
+        memset(d + (size_t)(rows.off + rows.G) * D, 0, (size_t)(T - rows.off - rows.G) * D * sizeof(float));
+    }
+    attention_half_backward(a, p, g, x_in, dx, dtmp, s, B, T, D, H);
 }
 
 void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,

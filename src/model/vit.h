@@ -5,6 +5,7 @@
 #include <stddef.h>
 
 #include "model.h"
+#include "ops/ops.h"
 
 /* A bump allocator over one allocation: a first pass with base NULL counts
  * the bytes, a second hands out 64-byte aligned pieces. */
@@ -48,4 +49,13 @@ void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int 
 void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
                        float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
                        const float *keep_attn, const float *keep_mlp);
+
+/* block_backward when d(loss)/d(x_out) is zero outside the rows g (the
+ * decoder's last block, where only the masked patches' rows reach the
+ * loss): the MLP branch and the projection after attention, row-wise, run
+ * on those rows alone; attention and what is before it on all. The same
+ * gradients as block_backward, up to the order of the sums. */
+void block_backward_rows(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+                         float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
+                         row_groups rows);
 #endif

@@ -57,6 +57,8 @@ static int use_xsmm(int M, int K, int N)
     return wide <= XSMM_MAX_WIDE && M >= 2 * wide && M >= SPLIT_MIN_ROWS * omp_get_max_threads();
 }
 
+int linear_tiled(int M, int K, int N) { return use_xsmm(M, K, N); }
+
 static libxsmm_smmfunction kernel(int m, int n, int k, int lda, int ldb, int ldc, float beta, int trans_b)
 {
     libxsmm_blasint mm = m, nn = n, kk = k, a = lda, b = ldb, c = ldc;
@@ -75,7 +77,7 @@ static libxsmm_smmfunction kernel(int m, int n, int k, int lda, int ldb, int ldc
  * Returns -1 (nothing done) if libxsmm has no kernel; dry: only look the
  * kernels up (libxsmm keeps them, so the real call finds them). */
 static int tiles(const float *A, int lda, const float *B, int ldb, float *C, int ldc, int r0, int r1,
-                 int ncols, int k, const float *bias, int dry)
+                 int ncols, int k, const float *bias, const float *res, int dry)
 {
     if (r1 <= r0) return 0;
     int rr = (r1 - r0) % TILE_ROWS, rc = ncols % TILE_COLS;
@@ -93,10 +95,17 @@ static int tiles(const float *A, int lda, const float *B, int ldb, float *C, int
             int nc = ncols - c < TILE_COLS ? ncols - c : TILE_COLS;
             float *dst = C + (size_t)r * ldc + c;
             f[nr < TILE_ROWS][nc < TILE_COLS](A + c, B + (size_t)r * ldb, dst);
-            if (bias)
+            if (bias && res)
                 for (int i = 0; i < nr; i++) {
                     float *d = dst + (size_t)i * ldc;
-                    const float *bb = bias + c;
+                    const float *bb = bias + c, *rr = res + (size_t)(r + i) * ldc + c;
+#pragma omp simd
+                    for (int j = 0; j < nc; j++) d[j] = (d[j] + bb[j]) + rr[j];
+                }
+            else if (bias || res)
+                for (int i = 0; i < nr; i++) {
+                    float *d = dst + (size_t)i * ldc;
+                    const float *bb = bias ? bias + c : res + (size_t)(r + i) * ldc + c;
 #pragma omp simd
                     for (int j = 0; j < nc; j++) d[j] += bb[j];
                 }
@@ -109,7 +118,8 @@ static int tiles(const float *A, int lda, const float *B, int ldb, float *C, int
 static _Thread_local float *wt_buf;
 static _Thread_local size_t wt_len;
 
-static int xsmm_forward(float *out, const float *inp, const float *w, const float *b, int M, int K, int N)
+static int xsmm_forward(float *out, const float *inp, const float *w, const float *b, const float *res, int M,
+                        int K, int N)
 {
     size_t n = (size_t)N * K;
     if (n > wt_len) {
@@ -121,7 +131,8 @@ static int xsmm_forward(float *out, const float *inp, const float *w, const floa
     float *wt = wt_buf;
     int nt = omp_get_max_threads();
     for (int t = 0; t < nt; t++)
-        if (tiles(NULL, N, NULL, K, NULL, N, part_lo(M, t, nt), part_lo(M, t + 1, nt), N, K, b, 1)) return -1;
+        if (tiles(NULL, N, NULL, K, NULL, N, part_lo(M, t, nt), part_lo(M, t + 1, nt), N, K, b, res, 1))
+            return -1;
 #pragma omp parallel num_threads(nt)
     {
         enum { TB = 16 };
@@ -131,7 +142,7 @@ static int xsmm_forward(float *out, const float *inp, const float *w, const floa
                 for (int j = j0; j < j0 + TB && j < N; j++)
                     for (int k = k0; k < k0 + TB && k < K; k++) wt[(size_t)k * N + j] = w[(size_t)j * K + k];
         int t = omp_get_thread_num(), n = omp_get_num_threads();
-        tiles(wt, N, inp, K, out, N, part_lo(M, t, n), part_lo(M, t + 1, n), N, K, b, 0);
+        tiles(wt, N, inp, K, out, N, part_lo(M, t, n), part_lo(M, t + 1, n), N, K, b, res, 0);
     }
     return 0;
 }
@@ -139,7 +150,7 @@ static int xsmm_forward(float *out, const float *inp, const float *w, const floa
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
                     int N)
 {
-    if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, M, K, N) == 0) return;
+    if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, NULL, M, K, N) == 0) return;
     int nt = linear_split_threads(M, K, N);
     if (nt == 1) {
         float beta = 0.0f;
@@ -163,6 +174,17 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m1 - m0, N, K, 1.0f,
                         inp + (size_t)m0 * K, K, w, K, b ? 1.0f : 0.0f, o, N);
     }
+}
+
+/* On libxsmm's path the residual is added to each tile after its bias,
+ * while the tile is in L1, the same two additions in the same order as a
+ * separate pass would make (which cost a read and a write of out and res). */
+void linear_forward_residual(float *out, const float *inp, const float *w, const float *b, const float *res,
+                             int M, int K, int N)
+{
+    if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, res, M, K, N) == 0) return;
+    linear_forward(out, inp, w, b, M, K, N);
+    add_inplace(out, res, (size_t)M * N);
 }
 
 /* db[n0..n1) += column sums of rows [m0, m1) of dout, each column in row order */
@@ -231,24 +253,69 @@ static int xsmm_wgrad(float *C, const float *dout, const float *inp, int m0, int
     return 0;
 }
 
-void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                     const float *w, int M, int K, int N)
+/* Active rows a in [a0, a1) of groups g (a = b G + i is row b T + off + i),
+ * as runs of consecutive rows, each cut into chunks of at most TILE_ROWS
+ * from its start: calls fn(ctx, r0, r1) for each chunk in order. For one
+ * group of all rows, the chunks of rows [a0, a1) from a0. */
+static int for_chunks(row_groups g, int a0, int a1, int (*fn)(void *, int, int), void *ctx)
 {
-    int nt = omp_get_max_threads();
+    for (int a = a0; a < a1;) {
+        int b = a / g.G, end = (b + 1) * g.G < a1 ? (b + 1) * g.G : a1;
+        int base = b * g.T + g.off - b * g.G; /* row of active index a: base + a */
+        for (int r = a; r < end; r += TILE_ROWS) {
+            int r1 = r + TILE_ROWS < end ? r + TILE_ROWS : end;
+            if (fn(ctx, base + r, base + r1)) return -1;
+        }
+        a = end;
+    }
+    return 0;
+}
+
+typedef struct {
+    float *dinp, *pw;
+    const float *dout, *inp, *w;
+    int K, N, dry;
+    float *acc; /* the bias sums, or NULL */
+} bwd_chunk;
+
+/* the input gradient, the weight gradient and the bias sums of rows [r0, r1) */
+static int backward_chunk(void *ctx, int r0, int r1)
+{
+    bwd_chunk *c = ctx;
+    int K = c->K, N = c->N;
+    if (c->dry)
+        return (c->dinp && tiles(NULL, K, NULL, N, NULL, K, r0, r1, K, N, NULL, NULL, 1)) ||
+               xsmm_wgrad(NULL, NULL, NULL, r0, r1, K, N, 1);
+    if (c->dinp) tiles(c->w, K, c->dout, N, c->dinp, K, r0, r1, K, N, NULL, NULL, 0);
+    xsmm_wgrad(c->pw, c->dout, c->inp, r0, r1, K, N, 0);
+    if (c->acc)
+        for (int m = r0; m < r1; m++) {
+            const float *row = c->dout + (size_t)m * N;
+            float *acc = c->acc;
+#pragma omp simd
+            for (int j = 0; j < N; j++) acc[j] += row[j];
+        }
+    return 0;
+}
+
+static int groups_all(row_groups g) { return g.nb == 1 && g.off == 0 && g.G == g.T; }
+
+void linear_backward_groups(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, row_groups g, int K, int N)
+{
+    int nt = omp_get_max_threads(), R = g.nb * g.G;
     size_t wn = (size_t)N * K, stride = wn + (size_t)N;
-    int ok = use_xsmm(M, K, N);
+    int ok = use_xsmm(R, K, N);
     float *buf = ok && nt > 1 ? partials(stride * (size_t)(nt - 1)) : NULL;
     ok = ok && (nt == 1 || buf);
     for (int t = 0; t < nt && ok; t++) { /* every kernel there before anything is written */
-        int m0 = part_lo(M, t, nt), m1 = part_lo(M, t + 1, nt);
-        ok = (!dinp || !tiles(NULL, K, NULL, N, NULL, K, m0, m1, K, N, NULL, 1)) &&
-             !xsmm_wgrad(NULL, NULL, NULL, m0, m1, K, N, 1);
+        bwd_chunk c = {.dinp = dinp, .K = K, .N = N, .dry = 1};
+        ok = !for_chunks(g, part_lo(R, t, nt), part_lo(R, t + 1, nt), backward_chunk, &c);
     }
     if (ok) {
 #pragma omp parallel num_threads(nt)
         {
             int t = omp_get_thread_num(), n = omp_get_num_threads();
-            int m0 = part_lo(M, t, n), m1 = part_lo(M, t + 1, n);
             /* thread 0 adds into dw and db, the others write their own partials */
             float *pw = t == 0 ? dw : buf + (size_t)(t - 1) * stride;
             float *pb = t == 0 ? db : pw + wn;
@@ -258,17 +325,8 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
              * order as whole passes would make */
             float acc[XSMM_MAX_WIDE];
             for (int j = 0; j < N; j++) acc[j] = 0.0f;
-            for (int r = m0; r < m1; r += TILE_ROWS) {
-                int r1 = r + TILE_ROWS < m1 ? r + TILE_ROWS : m1;
-                if (dinp) tiles(w, K, dout, N, dinp, K, r, r1, K, N, NULL, 0);
-                xsmm_wgrad(pw, dout, inp, r, r1, K, N, 0);
-                if (db)
-                    for (int m = r; m < r1; m++) {
-                        const float *row = dout + (size_t)m * N;
-#pragma omp simd
-                        for (int j = 0; j < N; j++) acc[j] += row[j];
-                    }
-            }
+            bwd_chunk c = {dinp, pw, dout, inp, w, K, N, 0, db ? acc : NULL};
+            for_chunks(g, part_lo(R, t, n), part_lo(R, t + 1, n), backward_chunk, &c);
             if (db) {
                 if (t > 0) memset(pb, 0, (size_t)N * sizeof(float));
                 for (int j = 0; j < N; j++) pb[j] += acc[j];
@@ -278,7 +336,20 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
         }
         return;
     }
-    linear_backward_blas(dinp, dw, db, dout, inp, w, M, K, N);
+    if (groups_all(g)) {
+        linear_backward_blas(dinp, dw, db, dout, inp, w, g.T, K, N);
+        return;
+    }
+    for (int b = 0; b < g.nb; b++) {
+        size_t r = (size_t)b * g.T + g.off;
+        linear_backward_blas(dinp ? dinp + r * K : NULL, dw, db, dout + r * N, inp + r * K, w, g.G, K, N);
+    }
+}
+
+void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                     const float *w, int M, int K, int N)
+{
+    linear_backward_groups(dinp, dw, db, dout, inp, w, (row_groups){1, M, 0, M}, K, N);
 }
 
 static void linear_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp,

@@ -7,15 +7,33 @@
 #define MAEC_OPS_H
 #include <stddef.h>
 
+/* Some rows of an array of nb blocks of T rows: rows b T + off + i for
+ * b < nb, i < G (the rows of the masked patches in each image of the
+ * decoder's last block, whose gradients alone are not zero). */
+typedef struct {
+    int nb, T, off, G;
+} row_groups;
+
 /* out[M,N] = inp[M,K] @ w[N,K]^T + b[N] (b may be NULL) */
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
                     int N);
+/* out = inp @ w^T + b + res, res [M,N] (b may be NULL; out must not alias res):
+ * the residual connection added in the same pass */
+void linear_forward_residual(float *out, const float *inp, const float *w, const float *b, const float *res,
+                             int M, int K, int N);
 /* how many threads split a linear layer's products by hand (1: OpenBLAS
  * threads them itself), for M rows of K inputs and N outputs */
 int linear_split_threads(int M, int K, int N);
 /* dinp[M,K] = dout @ w (if dinp); dw[N,K] += dout^T @ inp; db[N] += colsum(dout) (if db) */
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, int M, int K, int N);
+
+/* linear_backward on the rows g only (dinp's other rows untouched) */
+void linear_backward_groups(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, row_groups g, int K, int N);
+/* whether linear layers of these shapes run on libxsmm's tiles, where the
+ * _groups ops cost in proportion to their rows */
+int linear_tiled(int M, int K, int N);
 
 /* out[M,D] = (inp - mean) * rstd * w + b, eps 1e-6; mean, rstd [M] saved */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
@@ -24,6 +42,10 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int M, int D);
 
+/* layernorm_backward on the rows g only */
+void layernorm_backward_groups(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                               const float *w, const float *mean, const float *rstd, row_groups g, int D);
+
 /* out[n] = x * Phi(x), the exact (erf) GELU (out may alias inp), and
  * deriv[n] = GELU'(x) = Phi(x) + x phi(x) for the backward pass; gelu_scalar
  * for one value */
@@ -31,6 +53,9 @@ float gelu_scalar(float x);
 void gelu_forward(float *out, float *deriv, const float *inp, size_t n);
 /* dinp[n] = dout * deriv, deriv saved by the forward pass (dinp may alias dout) */
 void gelu_backward(float *dinp, const float *deriv, const float *dout, size_t n);
+
+/* gelu_backward on the rows g (Hd values each) only */
+void gelu_backward_groups(float *dinp, const float *deriv, const float *dout, row_groups g, int Hd);
 
 /* Multi-head self-attention core (no projections).
  * qkv [B,T,3D] laid out per token as (3, H, hd); out [B,T,D] as (H, hd);
