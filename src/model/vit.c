@@ -1,4 +1,5 @@
 /* The ViT block (pre-norm attention + MLP), forward and backward. */
+#include <omp.h>
 #include <string.h>
 
 #include "ops/ops.h"
@@ -39,14 +40,44 @@ void carve_scratch(arena *a, block_scratch *s, int B, int Tmax, int Wmax, int Hm
     s->nthreads = nthreads;
 }
 
+/* attention on images as the qkv product finishes them (forward), or
+ * just before the qkv product's backward reads them */
+typedef struct {
+    float *out, *att, *dqkv;
+    const float *qkv, *att_in, *dout;
+    const block_scratch *s;
+    int T, D, H;
+} attn_items;
+
+static void attention_forward_items(void *ctx, int b0, int b1)
+{
+    attn_items *c = ctx;
+    attention_forward_images(c->out, c->att, c->qkv, b0, b1, c->T, c->D, c->H);
+}
+
+static void attention_backward_items(void *ctx, int b0, int b1)
+{
+    attn_items *c = ctx;
+    float *scratch = c->s->att + (size_t)omp_get_thread_num() * attention_scratch_floats(c->T);
+    attention_backward_images(c->dqkv, c->dout, c->qkv, c->att_in, scratch, b0, b1, c->T, c->D, c->H);
+}
+
 /* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)); rows = B*T */
 void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
                       int H, int Hd, const float *keep_attn, const float *keep_mlp)
 {
     int M = B * T;
     layernorm_forward(a->ln1, a->m1, a->r1, x_in, p->n1w, p->n1b, M, D);
-    linear_forward(a->qkv, a->ln1, p->qkvw, p->qkvb, M, D, 3 * D);
-    attention_forward(a->attn_out, a->att, a->qkv, B, T, D, H);
+    /* each image's attention while its rows of qkv are in the cache of the
+     * thread that made them (where the product runs on libxsmm's tiles: the
+     * training step 1.7-2.1% faster on configs A and B, docs/PERF.md) */
+    if (linear_tiled(M, D, 3 * D)) {
+        attn_items ai = {.out = a->attn_out, .att = a->att, .qkv = a->qkv, .T = T, .D = D, .H = H};
+        linear_forward_items(a->qkv, a->ln1, p->qkvw, p->qkvb, B, T, D, 3 * D, attention_forward_items, &ai);
+    } else {
+        linear_forward(a->qkv, a->ln1, p->qkvw, p->qkvb, M, D, 3 * D);
+        attention_forward(a->attn_out, a->att, a->qkv, B, T, D, H);
+    }
     if (keep_attn) { /* drop path: the branch scaled before the residual is added */
         linear_forward(a->x_mid, a->attn_out, p->projw, p->projb, M, D, D);
         scale_rows(a->x_mid, keep_attn, B, T, D);
@@ -78,8 +109,17 @@ static void attention_half_backward(const block_acts *a, const vit_block *p, vit
                                     float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H)
 {
     int M = B * T;
-    attention_backward(s->dqkv, dtmp, a->qkv, a->att, s->att, s->nthreads, B, T, D, H);
-    linear_backward(dtmp, g->qkvw, g->qkvb, s->dqkv, a->ln1, p->qkvw, M, D, 3 * D);
+    /* each image's attention backward just before the qkv product's
+     * backward reads its rows; dtmp is attention's input, then (row by
+     * row, after it is read) the qkv product's output */
+    attn_items ai = {.dqkv = s->dqkv, .qkv = a->qkv, .att_in = a->att, .dout = dtmp, .s = s, .T = T, .D = D, .H = H};
+    if (linear_tiled(M, D, 3 * D) && omp_get_max_threads() <= s->nthreads) { /* a scratch block per thread */
+        linear_backward_items(dtmp, g->qkvw, g->qkvb, s->dqkv, a->ln1, p->qkvw, B, T, D, 3 * D,
+                              attention_backward_items, &ai);
+    } else {
+        attention_backward(s->dqkv, dtmp, a->qkv, a->att, s->att, s->nthreads, B, T, D, H);
+        linear_backward(dtmp, g->qkvw, g->qkvb, s->dqkv, a->ln1, p->qkvw, M, D, 3 * D);
+    }
     /* The key bias adds q.b to every score of a row, which the softmax
      * ignores: its gradient is exactly zero. Write that, not rounding noise
      * (which AdamW, dividing by its own scale, would turn into steps). */

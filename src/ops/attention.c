@@ -328,114 +328,111 @@ static int short_index(int T, int hd)
     return (hd == 64) * SHORT_NZ + (T + 15) / 16 - 1;
 }
 
-static int attention_forward_short(float *out, float *att, const float *qkv, int B, int T, int D, int H)
+/* the kernels for T tokens in heads of D / H, or NULL for OpenBLAS's path */
+static short_fwd_fn short_forward_fn(int T, int D, int H)
 {
-    int hd = D / H, ix = short_index(T, hd);
-    if (ix < 0) return -1;
-    short_fwd_fn f = short_fns[ix / SHORT_NZ][ix % SHORT_NZ].fwd;
-    float scale = 1.0f / sqrtf((float)hd);
-    int ld = 3 * D;
-#pragma omp parallel for schedule(static) collapse(2)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
-            f(out + (size_t)b * T * D + (size_t)h * hd, D, att + ((size_t)b * H + h) * T * T, q, q + D, q + 2 * D,
-              ld, T, scale);
-        }
-    return 0;
+    int ix = short_index(T, D / H);
+    return ix < 0 ? NULL : short_fns[ix / SHORT_NZ][ix % SHORT_NZ].fwd;
 }
 
-static int attention_backward_short(float *dqkv, const float *dout, const float *qkv, const float *att, int B,
-                                    int T, int D, int H)
+static short_bwd_fn short_backward_fn(int T, int D, int H)
 {
-    int hd = D / H, ix = short_index(T, hd);
-    if (ix < 0) return -1;
-    short_bwd_fn f = short_fns[ix / SHORT_NZ][ix % SHORT_NZ].bwd;
-    float scale = 1.0f / sqrtf((float)hd);
-    int ld = 3 * D;
-#pragma omp parallel for schedule(static) collapse(2)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
-            float *dq = dqkv + (size_t)b * T * ld + (size_t)h * hd;
-            f(dq, dq + D, dq + 2 * D, dout + (size_t)b * T * D + (size_t)h * hd, D,
-              att + ((size_t)b * H + h) * T * T, q, q + D, q + 2 * D, ld, T, scale);
-        }
-    return 0;
+    int ix = short_index(T, D / H);
+    return ix < 0 ? NULL : short_fns[ix / SHORT_NZ][ix % SHORT_NZ].bwd;
 }
 #else
 static void softmax_row(float *row, int n) { softmax_row_loops(row, n); }
+typedef void *short_fwd_fn;
+typedef void *short_bwd_fn;
+static short_fwd_fn short_forward_fn(int T, int D, int H) { return (void)T, (void)D, (void)H, NULL; }
+static short_bwd_fn short_backward_fn(int T, int D, int H) { return (void)T, (void)D, (void)H, NULL; }
 #endif
 
-/* For each (batch, head): S = Q K^T * scale, P = softmax(S) by rows,
- * O = P V. Q, K, V are strided views into qkv (row stride 3D). */
+/* Image b, head h: S = Q K^T * scale, P = softmax(S) by rows, O = P V, with
+ * Q, K, V strided views into qkv (row stride 3D); on the short kernels f
+ * where there are some, else on OpenBLAS. */
+static void head_forward(short_fwd_fn f, float *out, float *att, const float *qkv, int b, int h, int T, int D, int H)
+{
+    int hd = D / H, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
+    float *o = out + (size_t)b * T * D + (size_t)h * hd, *p = att + ((size_t)b * H + h) * T * T;
+#ifdef __AVX512F__
+    if (f) {
+        f(o, D, p, q, k, v, ld, T, scale);
+        return;
+    }
+#endif
+    (void)f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, p, T);
+    for (int i = 0; i < T; i++) softmax_row(p + (size_t)i * T, T);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld, 0.0f, o, D);
+}
+
 void attention_forward(float *out, float *att, const float *qkv, int B, int T, int D, int H)
 {
-#ifdef __AVX512F__
-    if (attention_forward_short(out, att, qkv, B, T, D, H) == 0) return;
-#endif
-    int hd = D / H;
-    float scale = 1.0f / sqrtf((float)hd);
-    int ld = 3 * D;
+    short_fwd_fn f = short_forward_fn(T, D, H);
 #pragma omp parallel for schedule(static) collapse(2)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
-            const float *k = q + D;
-            const float *v = q + 2 * D;
-            float *p = att + ((size_t)b * H + h) * T * T;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld,
-                        0.0f, p, T);
-            for (int i = 0; i < T; i++) softmax_row(p + (size_t)i * T, T);
-            float *o = out + (size_t)b * T * D + (size_t)h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld,
-                        0.0f, o, D);
-        }
-    }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++) head_forward(f, out, att, qkv, b, h, T, D, H);
+}
+
+void attention_forward_images(float *out, float *att, const float *qkv, int b0, int b1, int T, int D, int H)
+{
+    short_fwd_fn f = short_forward_fn(T, D, H);
+    for (int b = b0; b < b1; b++)
+        for (int h = 0; h < H; h++) head_forward(f, out, att, qkv, b, h, T, D, H);
 }
 
 size_t attention_scratch_floats(int T) { return (size_t)T * T; }
 
 /* dP = dO V^T; dV = P^T dO; dS = P * (dP - rowsum(dP * P)) * scale;
- * dQ = dS K; dK = dS^T Q. */
+ * dQ = dS K; dK = dS^T Q, for image b, head h; dp: T x T floats of scratch
+ * for OpenBLAS's path */
+static void head_backward(short_bwd_fn f, float *dqkv, const float *dout, const float *qkv, const float *att,
+                          float *dp, int b, int h, int T, int D, int H)
+{
+    int hd = D / H, ld = 3 * D;
+    float scale = 1.0f / sqrtf((float)hd);
+    const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
+    float *dq = dqkv + (size_t)b * T * ld + (size_t)h * hd, *dk = dq + D, *dv = dq + 2 * D;
+    const float *p = att + ((size_t)b * H + h) * T * T, *dO = dout + (size_t)b * T * D + (size_t)h * hd;
+#ifdef __AVX512F__
+    if (f) {
+        f(dq, dk, dv, dO, D, p, q, k, v, ld, T, scale);
+        return;
+    }
+#endif
+    (void)f;
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, ld, 0.0f, dp, T);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, dO, D, 0.0f, dv, ld);
+    for (int i = 0; i < T; i++) {
+        const float *pr = p + (size_t)i * T;
+        float *dr = dp + (size_t)i * T;
+        float s = 0.0f;
+        for (int j = 0; j < T; j++) s += pr[j] * dr[j];
+        for (int j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - s) * scale;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dp, T, k, ld, 0.0f, dq, ld);
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dp, T, q, ld, 0.0f, dk, ld);
+}
+
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                         float *scratch, int nscratch, int B, int T, int D, int H)
 {
-#ifdef __AVX512F__
-    if (attention_backward_short(dqkv, dout, qkv, att, B, T, D, H) == 0) return;
-#endif
-    int hd = D / H;
-    float scale = 1.0f / sqrtf((float)hd);
-    int ld = 3 * D;
+    short_bwd_fn f = short_backward_fn(T, D, H);
     int nthr = omp_get_max_threads() < nscratch ? omp_get_max_threads() : nscratch;
     (void)nthr; /* unused where OpenMP is off (the fuzz build) */
 #pragma omp parallel for schedule(static) collapse(2) num_threads(nthr)
-    for (int b = 0; b < B; b++) {
-        for (int h = 0; h < H; h++) {
-            float *dp = scratch + (size_t)omp_get_thread_num() * T * T;
-            const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd;
-            const float *k = q + D;
-            const float *v = q + 2 * D;
-            float *dq = dqkv + (size_t)b * T * ld + (size_t)h * hd;
-            float *dk = dq + D;
-            float *dv = dq + 2 * D;
-            const float *p = att + ((size_t)b * H + h) * T * T;
-            const float *dO = dout + (size_t)b * T * D + (size_t)h * hd;
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, ld,
-                        0.0f, dp, T);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, dO, D,
-                        0.0f, dv, ld);
-            for (int i = 0; i < T; i++) {
-                const float *pr = p + (size_t)i * T;
-                float *dr = dp + (size_t)i * T;
-                float s = 0.0f;
-                for (int j = 0; j < T; j++) s += pr[j] * dr[j];
-                for (int j = 0; j < T; j++) dr[j] = pr[j] * (dr[j] - s) * scale;
-            }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, dp, T, k, ld,
-                        0.0f, dq, ld);
-            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, dp, T, q, ld,
-                        0.0f, dk, ld);
-        }
-    }
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < H; h++)
+            head_backward(f, dqkv, dout, qkv, att, scratch + (size_t)omp_get_thread_num() * T * T, b, h, T, D, H);
+}
+
+void attention_backward_images(float *dqkv, const float *dout, const float *qkv, const float *att,
+                               float *scratch, int b0, int b1, int T, int D, int H)
+{
+    short_bwd_fn f = short_backward_fn(T, D, H);
+    for (int b = b0; b < b1; b++)
+        for (int h = 0; h < H; h++) head_backward(f, dqkv, dout, qkv, att, scratch, b, h, T, D, H);
 }

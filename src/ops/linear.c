@@ -118,8 +118,24 @@ static int tiles(const float *A, int lda, const float *B, int ldb, float *C, int
 static _Thread_local float *wt_buf;
 static _Thread_local size_t wt_len;
 
+/* Thread t of n's rows: a share of M, or with items (per > 0 rows each,
+ * M = items * per) a share of whole items. */
+static void thread_rows(int M, int per, int t, int n, int *r0, int *r1)
+{
+    if (per > 0) {
+        int items = M / per;
+        *r0 = part_lo(items, t, n) * per;
+        *r1 = part_lo(items, t + 1, n) * per;
+    } else {
+        *r0 = part_lo(M, t, n);
+        *r1 = part_lo(M, t + 1, n);
+    }
+}
+
+/* after (may be NULL): called by each thread for its items as soon as their
+ * rows are done (linear_forward_items) */
 static int xsmm_forward(float *out, const float *inp, const float *w, const float *b, const float *res, int M,
-                        int K, int N)
+                        int K, int N, int per, linear_items_fn after, void *ctx)
 {
     size_t n = (size_t)N * K;
     if (n > wt_len) {
@@ -130,9 +146,11 @@ static int xsmm_forward(float *out, const float *inp, const float *w, const floa
     }
     float *wt = wt_buf;
     int nt = omp_get_max_threads();
-    for (int t = 0; t < nt; t++)
-        if (tiles(NULL, N, NULL, K, NULL, N, part_lo(M, t, nt), part_lo(M, t + 1, nt), N, K, b, res, 1))
-            return -1;
+    for (int t = 0; t < nt; t++) {
+        int r0, r1;
+        thread_rows(M, after ? per : 0, t, nt, &r0, &r1);
+        if (tiles(NULL, N, NULL, K, NULL, N, r0, r1, N, K, b, res, 1)) return -1;
+    }
 #pragma omp parallel num_threads(nt)
     {
         enum { TB = 16 };
@@ -141,16 +159,42 @@ static int xsmm_forward(float *out, const float *inp, const float *w, const floa
             for (int k0 = 0; k0 < K; k0 += TB)
                 for (int j = j0; j < j0 + TB && j < N; j++)
                     for (int k = k0; k < k0 + TB && k < K; k++) wt[(size_t)k * N + j] = w[(size_t)j * K + k];
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-        tiles(wt, N, inp, K, out, N, part_lo(M, t, n), part_lo(M, t + 1, n), N, K, b, res, 0);
+        int t = omp_get_thread_num(), n = omp_get_num_threads(), r0, r1;
+        thread_rows(M, after ? per : 0, t, n, &r0, &r1);
+        if (!after) {
+            tiles(wt, N, inp, K, out, N, r0, r1, N, K, b, res, 0);
+        } else { /* a row tile at a time, each item handed on once its last row is done */
+            int done = r0 / per;
+            for (int r = r0; r < r1; r += TILE_ROWS) {
+                int e = r + TILE_ROWS < r1 ? r + TILE_ROWS : r1;
+                tiles(wt, N, inp, K, out, N, r, e, N, K, b, res, 0);
+                if (e / per > done) {
+                    after(ctx, done, e / per);
+                    done = e / per;
+                }
+            }
+        }
     }
     return 0;
+}
+
+void linear_forward_items(float *out, const float *inp, const float *w, const float *b, int items, int per,
+                          int K, int N, linear_items_fn after, void *ctx)
+{
+    int M = items * per;
+    if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, NULL, M, K, N, per, after, ctx) == 0) return;
+    linear_forward(out, inp, w, b, M, K, N);
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        if (part_lo(items, t + 1, n) > part_lo(items, t, n)) after(ctx, part_lo(items, t, n), part_lo(items, t + 1, n));
+    }
 }
 
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
                     int N)
 {
-    if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, NULL, M, K, N) == 0) return;
+    if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, NULL, M, K, N, 0, NULL, NULL) == 0) return;
     int nt = linear_split_threads(M, K, N);
     if (nt == 1) {
         float beta = 0.0f;
@@ -182,7 +226,7 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
 void linear_forward_residual(float *out, const float *inp, const float *w, const float *b, const float *res,
                              int M, int K, int N)
 {
-    if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, res, M, K, N) == 0) return;
+    if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, res, M, K, N, 0, NULL, NULL) == 0) return;
     linear_forward(out, inp, w, b, M, K, N);
     add_inplace(out, res, (size_t)M * N);
 }
@@ -276,6 +320,12 @@ typedef struct {
     const float *dout, *inp, *w;
     int K, N, dry;
     float *acc; /* the bias sums, or NULL */
+    /* linear_backward_items: before(bctx, ...) makes dout's rows of each
+     * item ahead of the first chunk that reads them; items [0, done) are
+     * made, the thread's last is item_end - 1 */
+    linear_items_fn before;
+    void *bctx;
+    int per, done, item_end;
 } bwd_chunk;
 
 /* the input gradient, the weight gradient and the bias sums of rows [r0, r1) */
@@ -286,6 +336,14 @@ static int backward_chunk(void *ctx, int r0, int r1)
     if (c->dry)
         return (c->dinp && tiles(NULL, K, NULL, N, NULL, K, r0, r1, K, N, NULL, NULL, 1)) ||
                xsmm_wgrad(NULL, NULL, NULL, r0, r1, K, N, 1);
+    if (c->before) {
+        int need = (r1 + c->per - 1) / c->per;
+        if (need > c->item_end) need = c->item_end;
+        if (need > c->done) {
+            c->before(c->bctx, c->done, need);
+            c->done = need;
+        }
+    }
     if (c->dinp) tiles(c->w, K, c->dout, N, c->dinp, K, r0, r1, K, N, NULL, NULL, 0);
     xsmm_wgrad(c->pw, c->dout, c->inp, r0, r1, K, N, 0);
     if (c->acc)
@@ -300,42 +358,51 @@ static int backward_chunk(void *ctx, int r0, int r1)
 
 static int groups_all(row_groups g) { return g.nb == 1 && g.off == 0 && g.G == g.T; }
 
-void linear_backward_groups(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, row_groups g, int K, int N)
+/* libxsmm's backward on the rows g, -1 (nothing done) if it does not apply */
+static int xsmm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                         row_groups g, int K, int N, int per, linear_items_fn before, void *bctx)
 {
     int nt = omp_get_max_threads(), R = g.nb * g.G;
     size_t wn = (size_t)N * K, stride = wn + (size_t)N;
-    int ok = use_xsmm(R, K, N);
-    float *buf = ok && nt > 1 ? partials(stride * (size_t)(nt - 1)) : NULL;
-    ok = ok && (nt == 1 || buf);
-    for (int t = 0; t < nt && ok; t++) { /* every kernel there before anything is written */
+    if (!use_xsmm(R, K, N)) return -1;
+    float *buf = nt > 1 ? partials(stride * (size_t)(nt - 1)) : NULL;
+    if (nt > 1 && !buf) return -1;
+    for (int t = 0; t < nt; t++) { /* every kernel there before anything is written */
         bwd_chunk c = {.dinp = dinp, .K = K, .N = N, .dry = 1};
-        ok = !for_chunks(g, part_lo(R, t, nt), part_lo(R, t + 1, nt), backward_chunk, &c);
+        int a0, a1;
+        thread_rows(g.nb * g.G, before ? per : 0, t, nt, &a0, &a1); /* g is all rows where before is given */
+        if (for_chunks(g, a0, a1, backward_chunk, &c)) return -1;
     }
-    if (ok) {
 #pragma omp parallel num_threads(nt)
-        {
-            int t = omp_get_thread_num(), n = omp_get_num_threads();
-            /* thread 0 adds into dw and db, the others write their own partials */
-            float *pw = t == 0 ? dw : buf + (size_t)(t - 1) * stride;
-            float *pb = t == 0 ? db : pw + wn;
-            if (t > 0) memset(pw, 0, wn * sizeof(float));
-            /* a chunk of rows at a time, each product and the bias sums reading
-             * the chunk of dout while it is in cache: the same sums in the same
-             * order as whole passes would make */
-            float acc[XSMM_MAX_WIDE];
-            for (int j = 0; j < N; j++) acc[j] = 0.0f;
-            bwd_chunk c = {dinp, pw, dout, inp, w, K, N, 0, db ? acc : NULL};
-            for_chunks(g, part_lo(R, t, n), part_lo(R, t + 1, n), backward_chunk, &c);
-            if (db) {
-                if (t > 0) memset(pb, 0, (size_t)N * sizeof(float));
-                for (int j = 0; j < N; j++) pb[j] += acc[j];
-            }
-#pragma omp barrier
-            add_partials(dw, db, buf, stride, wn, N, t, n);
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads(), a0, a1;
+        thread_rows(g.nb * g.G, before ? per : 0, t, n, &a0, &a1);
+        /* thread 0 adds into dw and db, the others write their own partials */
+        float *pw = t == 0 ? dw : buf + (size_t)(t - 1) * stride;
+        float *pb = t == 0 ? db : pw + wn;
+        if (t > 0) memset(pw, 0, wn * sizeof(float));
+        /* a chunk of rows at a time, each product and the bias sums reading
+         * the chunk of dout while it is in cache: the same sums in the same
+         * order as whole passes would make */
+        float acc[XSMM_MAX_WIDE];
+        for (int j = 0; j < N; j++) acc[j] = 0.0f;
+        bwd_chunk c = {dinp, pw, dout, inp, w, K, N, 0, db ? acc : NULL, before, bctx, per,
+                       before ? a0 / per : 0, before ? a1 / per : 0};
+        for_chunks(g, a0, a1, backward_chunk, &c);
+        if (db) {
+            if (t > 0) memset(pb, 0, (size_t)N * sizeof(float));
+            for (int j = 0; j < N; j++) pb[j] += acc[j];
         }
-        return;
+#pragma omp barrier
+        add_partials(dw, db, buf, stride, wn, N, t, n);
     }
+    return 0;
+}
+
+void linear_backward_groups(float *dinp, float *dw, float *db, const float *dout, const float *inp,
+                            const float *w, row_groups g, int K, int N)
+{
+    if (xsmm_backward(dinp, dw, db, dout, inp, w, g, K, N, 0, NULL, NULL) == 0) return;
     if (groups_all(g)) {
         linear_backward_blas(dinp, dw, db, dout, inp, w, g.T, K, N);
         return;
@@ -344,6 +411,20 @@ void linear_backward_groups(float *dinp, float *dw, float *db, const float *dout
         size_t r = (size_t)b * g.T + g.off;
         linear_backward_blas(dinp ? dinp + r * K : NULL, dw, db, dout + r * N, inp + r * K, w, g.G, K, N);
     }
+}
+
+void linear_backward_items(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                           int items, int per, int K, int N, linear_items_fn before, void *ctx)
+{
+    int M = items * per;
+    row_groups all = {1, M, 0, M};
+    if (xsmm_backward(dinp, dw, db, dout, inp, w, all, K, N, per, before, ctx) == 0) return;
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        if (part_lo(items, t + 1, n) > part_lo(items, t, n)) before(ctx, part_lo(items, t, n), part_lo(items, t + 1, n));
+    }
+    linear_backward_blas(dinp, dw, db, dout, inp, w, M, K, N);
 }
 
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,

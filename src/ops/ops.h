@@ -21,6 +21,15 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
  * the residual connection added in the same pass */
 void linear_forward_residual(float *out, const float *inp, const float *w, const float *b, const float *res,
                              int M, int K, int N);
+/* Items of rows (the images of a batch) handed on as soon as their rows
+ * are done: fn(ctx, i0, i1) works on items [i0, i1), single-threaded, in
+ * the thread that made them (inside a parallel region). */
+typedef void (*linear_items_fn)(void *ctx, int i0, int i1);
+/* linear_forward on items * per rows, then after(ctx, ...) for every item
+ * once, each while its rows are in that thread's cache where the product
+ * runs on libxsmm's tiles (the qkv product and attention, vit.c) */
+void linear_forward_items(float *out, const float *inp, const float *w, const float *b, int items, int per,
+                          int K, int N, linear_items_fn after, void *ctx);
 /* how many threads split a linear layer's products by hand (1: OpenBLAS
  * threads them itself), for M rows of K inputs and N outputs */
 int linear_split_threads(int M, int K, int N);
@@ -31,6 +40,11 @@ void linear_backward(float *dinp, float *dw, float *db, const float *dout, const
 /* linear_backward on the rows g only (dinp's other rows untouched) */
 void linear_backward_groups(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                             const float *w, row_groups g, int K, int N);
+/* linear_backward on items * per rows whose dout is made by before(ctx,
+ * ...), called by each thread for its items just ahead of the chunk of rows
+ * that first reads them (attention's backward and the qkv product's) */
+void linear_backward_items(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
+                           int items, int per, int K, int N, linear_items_fn before, void *ctx);
 /* whether linear layers of these shapes run on libxsmm's tiles, where the
  * _groups ops cost in proportion to their rows */
 int linear_tiled(int M, int K, int N);
@@ -66,6 +80,11 @@ void attention_forward(float *out, float *att, const float *qkv, int B, int T, i
 void attention_backward(float *dqkv, const float *dout, const float *qkv, const float *att,
                         float *scratch, int nscratch, int B, int T, int D, int H);
 size_t attention_scratch_floats(int T);
+/* the same for images [b0, b1) only, single-threaded (inside a parallel
+ * region); scratch: attention_scratch_floats(T) floats of this thread's */
+void attention_forward_images(float *out, float *att, const float *qkv, int b0, int b1, int T, int D, int H);
+void attention_backward_images(float *dqkv, const float *dout, const float *qkv, const float *att,
+                               float *scratch, int b0, int b1, int T, int D, int H);
 
 /* y[n] += x[n] */
 void add_inplace(float *y, const float *x, size_t n);
