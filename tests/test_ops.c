@@ -476,6 +476,47 @@ static void test_items(int B, int T, int D, int H)
     free(x), free(w), free(b), free(dy), free(dy2), free(scratch);
 }
 
+/* fc1 with the GELU applied to each row tile as the product finishes it
+ * (linear_forward_items, one row an item) against linear_forward then
+ * gelu_forward: the same bits, at 1-3 threads */
+typedef struct {
+    float *h, *d;
+    int N;
+} gelu_ctx;
+
+static void gelu_cb(void *p, int r0, int r1)
+{
+    gelu_ctx *c = p;
+    size_t o = (size_t)r0 * c->N;
+    gelu_forward_rows(c->h + o, c->d + o, c->h + o, (size_t)(r1 - r0) * c->N);
+}
+
+static void test_gelu_items(int M, int K, int N, int tiled)
+{
+    CHECK(linear_tiled(M, K, N) == tiled, "fc1 with the GELU, %d x %d -> %d: on %s", M, K, N,
+          tiled ? "libxsmm's tiles" : "OpenBLAS");
+    uint64_t s = 19;
+    float *x = malloc((size_t)M * K * sizeof(float)), *w = malloc((size_t)N * K * sizeof(float));
+    float *b = malloc(N * sizeof(float)), *h[2], *d[2];
+    for (int v = 0; v < 2; v++) h[v] = malloc((size_t)M * N * sizeof(float)), d[v] = malloc((size_t)M * N * sizeof(float));
+    for (size_t i = 0; i < (size_t)M * K; i++) x[i] = 4.0f * frand(&s);
+    for (size_t i = 0; i < (size_t)N * K; i++) w[i] = frand(&s);
+    for (int i = 0; i < N; i++) b[i] = frand(&s);
+    int saved = omp_get_max_threads();
+    for (int nt = 1; nt <= 3; nt++) {
+        omp_set_num_threads(nt);
+        linear_forward(h[0], x, w, b, M, K, N);
+        gelu_forward(h[0], d[0], h[0], (size_t)M * N);
+        gelu_ctx c = {h[1], d[1], N};
+        linear_forward_items(h[1], x, w, b, M, 1, K, N, gelu_cb, &c);
+        CHECK(!memcmp(h[0], h[1], (size_t)M * N * sizeof(float)) && !memcmp(d[0], d[1], (size_t)M * N * sizeof(float)),
+              "fc1 with the GELU on its row tiles, %d x %d -> %d, %d threads: the same bits", M, K, N, nt);
+    }
+    omp_set_num_threads(saved);
+    for (int v = 0; v < 2; v++) free(h[v]), free(d[v]);
+    free(x), free(w), free(b);
+}
+
 /* the vectorizable exp (softmax, GELU) against exp in double */
 static void test_exp(void)
 {
@@ -526,6 +567,8 @@ int main(void)
     test_items(80, 17, 192, 3); /* libxsmm's tiles: cifar-tiny's encoder */
     test_items(20, 65, 128, 4); /* its decoder */
     test_items(3, 9, 48, 2);    /* few rows: OpenBLAS, then attention */
+    test_gelu_items(1650, 192, 768, 1); /* libxsmm's tiles, short last tiles */
+    test_gelu_items(50, 64, 96, 0);     /* few rows: OpenBLAS, then the GELU */
     test_layernorm(301, 192);
     test_layernorm(3, 4100);
     TEST_END();

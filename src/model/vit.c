@@ -62,6 +62,19 @@ static void attention_backward_items(void *ctx, int b0, int b1)
     attention_backward_images(c->dqkv, c->dout, c->qkv, c->att_in, scratch, b0, b1, c->T, c->D, c->H);
 }
 
+/* the GELU on rows of fc1's output as the product finishes them */
+typedef struct {
+    float *h, *deriv;
+    int Hd;
+} gelu_items;
+
+static void gelu_rows(void *ctx, int r0, int r1)
+{
+    gelu_items *c = ctx;
+    size_t o = (size_t)r0 * c->Hd;
+    gelu_forward_rows(c->h + o, c->deriv + o, c->h + o, (size_t)(r1 - r0) * c->Hd);
+}
+
 /* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)); rows = B*T */
 void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
                       int H, int Hd, const float *keep_attn, const float *keep_mlp)
@@ -86,8 +99,13 @@ void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int 
         linear_forward_residual(a->x_mid, a->attn_out, p->projw, p->projb, x_in, M, D, D);
     }
     layernorm_forward(a->ln2, a->m2, a->r2, a->x_mid, p->n2w, p->n2b, M, D);
-    linear_forward(a->gelu, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
-    gelu_forward(a->gelu, a->dgelu, a->gelu, (size_t)M * Hd); /* in place */
+    if (linear_tiled(M, D, Hd)) { /* the GELU on each row tile while in cache: A, B +2.2-2.8% */
+        gelu_items gi = {a->gelu, a->dgelu, Hd};
+        linear_forward_items(a->gelu, a->ln2, p->fc1w, p->fc1b, M, 1, D, Hd, gelu_rows, &gi);
+    } else {
+        linear_forward(a->gelu, a->ln2, p->fc1w, p->fc1b, M, D, Hd);
+        gelu_forward(a->gelu, a->dgelu, a->gelu, (size_t)M * Hd); /* in place */
+    }
     if (keep_mlp) {
         linear_forward(a->x_out, a->gelu, p->fc2w, p->fc2b, M, Hd, D);
         scale_rows(a->x_out, keep_mlp, B, T, D);

@@ -114,6 +114,8 @@ void gelu_forward(float *out, float *deriv, const float *inp, size_t n)
     }
 }
 
+void gelu_forward_rows(float *out, float *deriv, const float *inp, size_t n) { gelu_row(out, deriv, inp, (long)n); }
+
 void gelu_backward(float *dinp, const float *deriv, const float *dout, size_t n)
 {
 #pragma omp parallel for simd schedule(static)

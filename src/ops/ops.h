@@ -65,6 +65,8 @@ void layernorm_backward_groups(float *dinp, float *dw, float *db, const float *d
  * for one value */
 float gelu_scalar(float x);
 void gelu_forward(float *out, float *deriv, const float *inp, size_t n);
+/* the same, single-threaded (inside a parallel region) */
+void gelu_forward_rows(float *out, float *deriv, const float *inp, size_t n);
 /* dinp[n] = dout * deriv, deriv saved by the forward pass (dinp may alias dout) */
 void gelu_backward(float *dinp, const float *deriv, const float *dout, size_t n);
 
