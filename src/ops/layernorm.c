@@ -70,15 +70,14 @@ static void ln_rows(float *dinp, float *aw, float *ab, const float *dout, const 
  * them) take two passes */
 enum { LN_MAXD = 4096 };
 
-/* ln_rows on the active rows [a0, a1) of g (a = b G + i is row b T + off + i) */
+/* ln_rows on the active rows [a0, a1) of g */
 static void ln_active(float *dinp, float *aw, float *ab, const float *dout, const float *inp, const float *w,
                       const float *mean, const float *rstd, row_groups g, int a0, int a1, int D)
 {
-    for (int a = a0; a < a1;) {
-        int b = a / g.G, end = (b + 1) * g.G < a1 ? (b + 1) * g.G : a1;
-        int base = b * g.T + g.off - b * g.G;
-        ln_rows(dinp, aw, ab, dout, inp, w, mean, rstd, base + a, base + end, D);
-        a = end;
+    for (int a = a0, end; a < a1; a = end) {
+        end = group_run_end(g, a, a1);
+        int row = group_row(g, a);
+        ln_rows(dinp, aw, ab, dout, inp, w, mean, rstd, row, row + (end - a), D);
     }
 }
 
@@ -119,7 +118,7 @@ void layernorm_backward_groups(float *dinp, float *dw, float *db, const float *d
     for (int i = 0; i < D; i++) {
         float aw = 0.0f, ab = 0.0f;
         for (int a = 0; a < R; a++) {
-            int m = a / g.G * g.T + g.off + a % g.G;
+            int m = group_row(g, a);
             const float *x = inp + (size_t)m * D, *dy = dout + (size_t)m * D;
             aw += dy[i] * (x[i] - mean[m]) * rstd[m];
             ab += dy[i];

@@ -178,17 +178,25 @@ static int xsmm_forward(float *out, const float *inp, const float *w, const floa
     return 0;
 }
 
+/* fn(ctx, ...) on each thread's share of the items, where the product did
+ * not run item by item */
+static void items_by_thread(int items, linear_items_fn fn, void *ctx)
+{
+#pragma omp parallel
+    {
+        int t = omp_get_thread_num(), n = omp_get_num_threads();
+        int i0 = part_lo(items, t, n), i1 = part_lo(items, t + 1, n);
+        if (i1 > i0) fn(ctx, i0, i1);
+    }
+}
+
 void linear_forward_items(float *out, const float *inp, const float *w, const float *b, int items, int per,
                           int K, int N, linear_items_fn after, void *ctx)
 {
     int M = items * per;
     if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, NULL, M, K, N, per, after, ctx) == 0) return;
     linear_forward(out, inp, w, b, M, K, N);
-#pragma omp parallel
-    {
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-        if (part_lo(items, t + 1, n) > part_lo(items, t, n)) after(ctx, part_lo(items, t, n), part_lo(items, t + 1, n));
-    }
+    items_by_thread(items, after, ctx);
 }
 
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
@@ -297,20 +305,17 @@ static int xsmm_wgrad(float *C, const float *dout, const float *inp, int m0, int
     return 0;
 }
 
-/* Active rows a in [a0, a1) of groups g (a = b G + i is row b T + off + i),
+/* Active rows a in [a0, a1) of groups g (group_row),
  * as runs of consecutive rows, each cut into chunks of at most TILE_ROWS
  * from its start: calls fn(ctx, r0, r1) for each chunk in order. For one
  * group of all rows, the chunks of rows [a0, a1) from a0. */
 static int for_chunks(row_groups g, int a0, int a1, int (*fn)(void *, int, int), void *ctx)
 {
-    for (int a = a0; a < a1;) {
-        int b = a / g.G, end = (b + 1) * g.G < a1 ? (b + 1) * g.G : a1;
-        int base = b * g.T + g.off - b * g.G; /* row of active index a: base + a */
-        for (int r = a; r < end; r += TILE_ROWS) {
-            int r1 = r + TILE_ROWS < end ? r + TILE_ROWS : end;
-            if (fn(ctx, base + r, base + r1)) return -1;
-        }
-        a = end;
+    for (int a = a0, end; a < a1; a = end) {
+        end = group_run_end(g, a, a1);
+        int row = group_row(g, a), row_end = row + (end - a);
+        for (int r = row; r < row_end; r += TILE_ROWS)
+            if (fn(ctx, r, r + TILE_ROWS < row_end ? r + TILE_ROWS : row_end)) return -1;
     }
     return 0;
 }
@@ -419,11 +424,7 @@ void linear_backward_items(float *dinp, float *dw, float *db, const float *dout,
     int M = items * per;
     row_groups all = {1, M, 0, M};
     if (xsmm_backward(dinp, dw, db, dout, inp, w, all, K, N, per, before, ctx) == 0) return;
-#pragma omp parallel
-    {
-        int t = omp_get_thread_num(), n = omp_get_num_threads();
-        if (part_lo(items, t + 1, n) > part_lo(items, t, n)) before(ctx, part_lo(items, t, n), part_lo(items, t + 1, n));
-    }
+    items_by_thread(items, before, ctx);
     linear_backward_blas(dinp, dw, db, dout, inp, w, M, K, N);
 }
 

@@ -13,6 +13,15 @@
 typedef struct {
     int nb, T, off, G;
 } row_groups;
+/* active index a = b G + i is row b T + off + i; rows of consecutive
+ * active indices are consecutive up to the end of a group: from a, up to
+ * (not including) group_run_end(g, a, a1) */
+static inline int group_row(row_groups g, int a) { return a / g.G * g.T + g.off + a % g.G; }
+static inline int group_run_end(row_groups g, int a, int a1)
+{
+    int e = (a / g.G + 1) * g.G;
+    return e < a1 ? e : a1;
+}
 
 /* out[M,N] = inp[M,K] @ w[N,K]^T + b[N] (b may be NULL) */
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
