@@ -145,6 +145,9 @@ int maec_workspace_create(const maec_model *m, int max_batch,
                           maec_workspace **out, maec_error *err);
 void maec_workspace_free(maec_workspace *ws);
 
+/* Set every gradient to zero (nothing to do where they are known to be zero
+ * already: after an AdamW step, or a maec_zero_grad with no backward pass or
+ * maec_model_grads call since). */
 void maec_zero_grad(maec_model *m);
 
 /* Forward pass on images [B,C,H,W] with the masks that noise [B,L] gives
@@ -172,7 +175,10 @@ typedef struct {
 } maec_adamw;
 
 /* One AdamW step over the trainable tensors (decay on those marked). The
- * step counter lives in the model and is incremented first. */
+ * step counter lives in the model and is incremented first. The step
+ * consumes the gradients: it leaves them all zero, so that the next
+ * maec_zero_grad has nothing left to do (it clears each gradient in the pass
+ * that reads it, instead of a pass of its own over them all). */
 void maec_adamw_step(maec_model *m, const maec_adamw *opt);
 int64_t maec_model_step(const maec_model *m);
 void maec_model_set_step(maec_model *m, int64_t step);
@@ -317,7 +323,8 @@ const float *maec_clf_ws_logits(const maec_clf_workspace *w);
 
 /* AdamW over the trainable tensors with layer-wise lr decay (layer_decay 1:
  * none); weight decay on tensors of more than one dimension except cls_token
- * and pos_embed. The step counter is incremented first. */
+ * and pos_embed. The step counter is incremented first. It leaves the
+ * gradients zero, as maec_adamw_step does. */
 void maec_classifier_adamw_step(maec_classifier *c, const maec_adamw *opt, float layer_decay);
 int64_t maec_classifier_step(const maec_classifier *c);
 

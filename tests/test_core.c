@@ -117,6 +117,14 @@ static void run_case(const char *cs)
     maec_forward_backward(m, ws, x.data, B, nz.data, NULL, 1, 1.0f, &loss, &err);
     CHECK(memcmp(g1, maec_model_grads(m), maec_model_num_floats(m) * sizeof(float)) == 0,
           "%s: a second identical pass gave different gradients", cs);
+    /* zero_grad after a backward pass clears it (it skips its pass only
+     * where the gradients are known to be zero) */
+    maec_zero_grad(m);
+    maec_forward_backward(m, ws, x.data, B, nz.data, NULL, 1, 1.0f, &loss, &err);
+    maec_zero_grad(m);
+    maec_forward_backward(m, ws, x.data, B, nz.data, NULL, 1, 1.0f, &loss, &err);
+    CHECK(memcmp(g1, maec_model_grads(m), maec_model_num_floats(m) * sizeof(float)) == 0,
+          "%s: zero_grad after a backward pass left gradients behind", cs);
 
     /* gradient accumulation: two half batches at scale 1/2 = one batch */
     if (B % 2 == 0) {
@@ -160,6 +168,21 @@ static void run_case(const char *cs)
     printf("  %-12s after 3 AdamW steps: worst parameter err %.2e\n", cs, worst);
     free(rlosses);
     st_close(&a);
+
+    /* the steps leave every gradient zero (the steps' zero_grad skipped its
+     * pass, which the parameters above show did no harm); a gradient written
+     * through maec_model_grads is cleared by the next zero_grad */
+    {
+        size_t nf = maec_model_num_floats(m), nonzero = 0;
+        float *gr = maec_model_grads(m);
+        for (size_t i = 0; i < nf; i++) nonzero += gr[i] != 0.0f;
+        CHECK(nonzero == 0, "%s: %zu gradients not zero after an AdamW step", cs, nonzero);
+        maec_zero_grad(m);
+        gr = maec_model_grads(m);
+        gr[0] = 1.0f, gr[nf - 1] = 2.0f;
+        maec_zero_grad(m);
+        CHECK(gr[0] == 0.0f && gr[nf - 1] == 0.0f, "%s: zero_grad kept a gradient written through maec_model_grads", cs);
+    }
 
     /* save, load: same configuration and the same bits */
     char tmp[] = "/tmp/maec_test_XXXXXX";

@@ -316,8 +316,16 @@ int maec_classifier_find(const maec_classifier *c, const char *name)
     return -1;
 }
 float *maec_classifier_params(maec_classifier *c) { return c->params; }
-float *maec_classifier_grads(maec_classifier *c) { return c->grads; }
-void maec_classifier_zero_grad(maec_classifier *c) { memset(c->grads, 0, c->nfloats * sizeof(float)); }
+float *maec_classifier_grads(maec_classifier *c)
+{
+    c->grads_zero = 0; /* the caller may write through it */
+    return c->grads;
+}
+void maec_classifier_zero_grad(maec_classifier *c)
+{
+    if (!c->grads_zero) memset(c->grads, 0, c->nfloats * sizeof(float));
+    c->grads_zero = 1;
+}
 int64_t maec_classifier_step(const maec_classifier *c) { return c->step; }
 
 int maec_classifier_layer_id(const maec_classifier *c, int i)
@@ -799,6 +807,7 @@ int maec_classifier_forward_backward(maec_classifier *c, maec_clf_workspace *w, 
     if (loss) *loss = (float)l;
     if (!isfinite(l)) return maec_fail(err, MAEC_ENONFINITE, "the loss is not finite (%g)", l);
     if (!backward) return 0;
+    c->grads_zero = 0;
 
     clf_views *g = &c->g;
     const clf_views *p = &c->p;
@@ -846,7 +855,10 @@ void maec_classifier_adamw_step(maec_classifier *c, const maec_adamw *o, float l
     c->step++;
     for (int i = 0; i < c->ntensors; i++) {
         const maec_tensor_info *t = &c->info[i];
-        if (!t->trainable) continue;
+        if (!t->trainable) { /* adamw_update clears the others' */
+            memset(c->grads + t->offset, 0, t->size * sizeof(float));
+            continue;
+        }
         float lr = (float)(o->lr * maec_classifier_lr_scale(c, i, layer_decay));
         size_t off = t->offset;
         adamw_update(c->params + off, c->grads + off, c->adam_m + off, c->adam_v + off, t->size, lr, o->beta1,

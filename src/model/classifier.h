@@ -25,6 +25,7 @@ struct maec_classifier {
     size_t nfloats;
     float *mem, *params, *grads, *adam_m, *adam_v;
     clf_views p, g;
+    int grads_zero; /* as maec_model's */
     int64_t step;
     int nmeta;
     char *meta_key[MAEC_META_MAX], *meta_val[MAEC_META_MAX];

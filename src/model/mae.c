@@ -397,6 +397,7 @@ int maec_forward_backward(maec_model *m, maec_workspace *w, const float *images,
     if (loss) *loss = (float)l;
     if (!isfinite(l)) return maec_fail(err, MAEC_ENONFINITE, "the loss is not finite (%g)", l);
     if (!backward) return 0;
+    m->grads_zero = 0;
     loss_backward(w, B, grad_scale);
     decoder_backward(m, w, B);
     encoder_backward(m, w, B);
@@ -408,12 +409,16 @@ void maec_adamw_step(maec_model *m, const maec_adamw *o)
     m->step++;
     for (int i = 0; i < m->ntensors; i++) {
         const maec_tensor_info *t = &m->info[i];
-        if (!t->trainable) continue;
         size_t off = t->offset;
+        if (!t->trainable) { /* adamw_update clears the others' */
+            memset(m->grads + off, 0, t->size * sizeof(float));
+            continue;
+        }
         adamw_update(m->params + off, m->grads + off, m->adam_m + off, m->adam_v + off, t->size,
                      o->lr, o->beta1, o->beta2, o->eps, t->decay ? o->weight_decay : 0.0f,
                      (long)m->step);
     }
+    m->grads_zero = 1;
 }
 
 double maec_lr_at(double epoch, double lr, double min_lr, double warmup_epochs, double epochs)

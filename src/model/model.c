@@ -250,14 +250,22 @@ int maec_model_find(const maec_model *m, const char *name)
     return -1;
 }
 float *maec_model_params(maec_model *m) { return m->params; }
-float *maec_model_grads(maec_model *m) { return m->grads; }
+float *maec_model_grads(maec_model *m)
+{
+    m->grads_zero = 0; /* the caller may write through it */
+    return m->grads;
+}
 float *maec_model_adam_m(maec_model *m) { return m->adam_m; }
 float *maec_model_adam_v(maec_model *m) { return m->adam_v; }
 size_t maec_model_num_floats(const maec_model *m) { return m->nfloats; }
 int64_t maec_model_step(const maec_model *m) { return m->step; }
 void maec_model_set_step(maec_model *m, int64_t step) { m->step = step; }
 
-void maec_zero_grad(maec_model *m) { memset(m->grads, 0, m->nfloats * sizeof(float)); }
+void maec_zero_grad(maec_model *m)
+{
+    if (!m->grads_zero) memset(m->grads, 0, m->nfloats * sizeof(float));
+    m->grads_zero = 1;
+}
 
 /* ------------------------------------------------------------ load / save */
 

@@ -31,6 +31,10 @@ struct maec_model {
     float *mem;         /* params | grads | adam m | adam v */
     float *params, *grads, *adam_m, *adam_v;
     mae_views p, g;     /* views into params and grads */
+    /* every gradient is known to be zero (after maec_zero_grad or an AdamW
+     * step, until a backward pass or maec_model_grads hands them out), so
+     * that maec_zero_grad can skip its pass */
+    int grads_zero;
     int64_t step;
     int nmeta;
     char *meta_key[MAEC_META_MAX], *meta_val[MAEC_META_MAX];

@@ -2,7 +2,7 @@
 
 #include "ops.h"
 
-void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float lr, float beta1,
+void adamw_update(float *p, float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, long step)
 {
     /* the scalars in double, as torch computes them in Python */
@@ -13,6 +13,7 @@ void adamw_update(float *p, const float *g, float *m, float *v, size_t n, float 
 #pragma omp parallel for schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
+        g[i] = 0.0f;
         float pi = p[i] * decay;
         float mi = m[i] * beta1 + (1.0f - beta1) * gi;
         float vi = v[i] * beta2 + (1.0f - beta2) * gi * gi;
