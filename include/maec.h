@@ -160,7 +160,10 @@ int maec_forward_backward(maec_model *m, maec_workspace *ws,
                           float *loss, maec_error *err);
 
 /* After a forward pass: the prediction [B,L,P] (patch order as patchify),
- * the mask [B,L] (1 = hidden) and the target [B,L,P]. */
+ * the mask [B,L] (1 = hidden) and the target [B,L,P]. A pass with backward
+ * predicts only the patches the loss reads: the hidden ones (every patch
+ * with loss_on_all or mask_token_in_encoder); the kept patches' predictions
+ * are then zero. A pass without (backward = 0) predicts every patch. */
 const float *maec_ws_pred(const maec_workspace *ws);
 const float *maec_ws_mask(const maec_workspace *ws);
 const float *maec_ws_target(const maec_workspace *ws);

@@ -24,6 +24,10 @@ struct maec_workspace {
     int *ids_keep, *ids_restore;
     /* backward */
     float *dx_enc, *dtmp_enc, *dx_dec, *dtmp_dec, *dpred, *ddec_emb, *dtokens;
+    /* the decoder's last block after attention on the masked patches'
+     * rows alone, B*(L-K) of them in a row (decoder_forward): attention's
+     * output, the residual and scratch */
+    float *c_attn, *c_res, *c_tmp;
     block_scratch scratch;
     void *mem;
     size_t nbytes;
@@ -60,6 +64,9 @@ static void carve(maec_workspace *w, arena *a)
         w->dtmp_dec = TAKE(a, (size_t)B * w->Td * E);
         w->dpred = TAKE(a, (size_t)B * w->Td * P);
         w->ddec_emb = TAKE(a, (size_t)B * w->Te * E);
+        w->c_attn = TAKE(a, BL * E);
+        w->c_res = TAKE(a, BL * E);
+        w->c_tmp = TAKE(a, BL * E);
         if (w->Td > Tmax) Tmax = w->Td;
         if (E > Wmax) Wmax = E;
         if (E * c->mlp_ratio > Hmax) Hmax = E * c->mlp_ratio;
@@ -209,7 +216,50 @@ static void encoder_forward(maec_model *m, maec_workspace *w, int B)
     layernorm_forward(w->enc_norm, w->en_m, w->en_r, x, p->norm_w, p->norm_b, B * Te, D);
 }
 
-static void decoder_forward(maec_model *m, maec_workspace *w, int B)
+/* The rows of the last block that reach the loss when training: the
+ * masked patches', the last G = L - K of each image of Td (dec_row), kept
+ * together as B*G rows in a row from the last block's projection on
+ * (c_attn, c_res, and the first B*G rows of that block's later activations,
+ * the decoder norm's and the prediction's). Every other row's output is
+ * dropped by the loss, so the work there is skipped (docs/PERF.md); the
+ * sums of the rows kept are the same. */
+static int compact_rows(const maec_workspace *w, int backward)
+{
+    const maec_config *c = &w->cfg;
+    return backward && !w->all_rows && !c->mask_token_in_encoder && !c->loss_on_all && w->L > w->K &&
+           c->dec_depth > 0;
+}
+
+/* rows [off, off + G) of each of B images of T rows (stride D) <-> B*G rows in
+ * a row; expanding zeroes the images' other rows */
+static void rows_gather(float *dst, const float *src, int B, int T, int off, int G, int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++)
+        memcpy(dst + (size_t)b * G * D, src + ((size_t)b * T + off) * D, (size_t)G * D * sizeof(float));
+}
+
+static void rows_expand(float *dst, const float *src, int B, int T, int off, int G, int D)
+{
+#pragma omp parallel for schedule(static)
+    for (int b = 0; b < B; b++) {
+        float *d = dst + (size_t)b * T * D;
+        memset(d, 0, (size_t)off * D * sizeof(float));
+        memcpy(d + (size_t)off * D, src + (size_t)b * G * D, (size_t)G * D * sizeof(float));
+        memset(d + (size_t)(off + G) * D, 0, (size_t)(T - off - G) * D * sizeof(float));
+    }
+}
+
+/* the last block with its attention output and later activations in the
+ * compact rows */
+static block_acts compact_acts(const maec_workspace *w)
+{
+    block_acts a = w->dec[w->cfg.dec_depth - 1];
+    a.attn_out = w->c_attn;
+    return a;
+}
+
+static void decoder_forward(maec_model *m, maec_workspace *w, int B, int backward)
 {
     const maec_config *c = &m->cfg;
     const mae_views *p = &m->p;
@@ -235,18 +285,35 @@ static void decoder_forward(maec_model *m, maec_workspace *w, int B)
             for (int d = 0; d < E; d++) x[(size_t)t * E + d] = src[d] + pos[d];
         }
     }
+    int compact = compact_rows(w, backward), G = L - K, Hd = E * c->mlp_ratio;
+    w->used_rows = compact;
     const float *x = w->dec_in;
     for (int i = 0; i < c->dec_depth; i++) {
-        block_forward(&w->dec[i], &p->dec_blocks[i], x, B, Td, E, c->dec_heads, E * c->mlp_ratio);
+        if (compact && i == c->dec_depth - 1) {
+            block_forward_attn(&w->dec[i], &p->dec_blocks[i], x, B, Td, E, c->dec_heads);
+            rows_gather(w->c_attn, w->dec[i].attn_out, B, Td, 1 + K, G, E);
+            rows_gather(w->c_res, x, B, Td, 1 + K, G, E);
+            block_acts ac = compact_acts(w);
+            block_forward_after_attn(&ac, &p->dec_blocks[i], w->c_res, B * G, E, Hd);
+        } else {
+            block_forward(&w->dec[i], &p->dec_blocks[i], x, B, Td, E, c->dec_heads, Hd);
+        }
         x = w->dec[i].x_out;
     }
-    layernorm_forward(w->dec_norm, w->dn_m, w->dn_r, x, p->dec_norm_w, p->dec_norm_b, B * Td, E);
-    linear_forward(w->pred_full, w->dec_norm, p->dec_pred_w, p->dec_pred_b, B * Td, E, w->P);
+    int R = compact ? B * G : B * Td; /* the rows from here on */
+    layernorm_forward(w->dec_norm, w->dn_m, w->dn_r, x, p->dec_norm_w, p->dec_norm_b, R, E);
+    linear_forward(w->pred_full, w->dec_norm, p->dec_pred_w, p->dec_pred_b, R, E, w->P);
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++)
-        for (int l = 0; l < L; l++)
-            memcpy(w->pred + ((size_t)b * L + l) * w->P, w->pred_full + ((size_t)b * Td + dec_row(w, b, l)) * w->P,
-                   (size_t)w->P * sizeof(float));
+        for (int l = 0; l < L; l++) {
+            float *dst = w->pred + ((size_t)b * L + l) * w->P;
+            int t = dec_row(w, b, l);
+            if (compact && t <= K) /* a kept patch's prediction, not made */
+                memset(dst, 0, (size_t)w->P * sizeof(float));
+            else
+                memcpy(dst, w->pred_full + (compact ? (size_t)b * G + t - 1 - K : (size_t)b * Td + t) * w->P,
+                       (size_t)w->P * sizeof(float));
+        }
 }
 
 /* loss = sum_{b,l} mask * mean_P (pred - target)^2 / sum(mask) */
@@ -276,13 +343,16 @@ static void loss_backward(maec_workspace *w, int B, float grad_scale)
     double msum = 0;
     for (size_t r = 0; r < (size_t)B * L; r++) msum += w->cfg.loss_on_all ? 1.0f : w->mask[r];
     float k = (float)(2.0 * grad_scale / (P * msum));
+    int compact = w->used_rows, K = w->K, G = L - K;
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
-        memset(w->dpred + (size_t)b * Td * P, 0, (size_t)P * sizeof(float));
+        if (!compact) memset(w->dpred + (size_t)b * Td * P, 0, (size_t)P * sizeof(float));
         for (int l = 0; l < L; l++) {
             size_t r = (size_t)b * L + l;
             float wt = w->cfg.loss_on_all ? 1.0f : w->mask[r];
-            float *d = w->dpred + ((size_t)b * Td + dec_row(w, b, l)) * P;
+            int row = dec_row(w, b, l);
+            if (compact && row <= K) continue; /* kept: no row, and a weight of 0 */
+            float *d = w->dpred + (compact ? (size_t)b * G + row - 1 - K : (size_t)b * Td + row) * P;
             const float *a = w->pred + r * P, *t = w->target + r * P;
             for (int i = 0; i < P; i++) d[i] = wt * k * (a[i] - t[i]);
         }
@@ -297,29 +367,35 @@ static void decoder_backward(maec_model *m, maec_workspace *w, int B)
     int D = w->D, E = w->E, Te = w->Te, Td = w->Td, L = w->L, K = w->K;
     int menc = c->mask_token_in_encoder;
     int Hd = E * c->mlp_ratio;
-    /* Only the masked patches' rows, the last L - K of each image, reach the
-     * loss: up to the last block's attention every other row's gradient is
-     * zero, and the row-wise layers there run on those rows alone (where
-     * their products run on libxsmm's tiles, whose cost follows the rows). */
-    row_groups hidden = {B, Td, 1 + K, L - K};
-    int rows = !w->all_rows && !menc && !c->loss_on_all && L > K && linear_tiled(B * (L - K), E, Hd) &&
-               linear_tiled(B * (L - K), E, w->P) && linear_tiled(B * (L - K), E, E);
-    w->used_rows = rows;
-    row_groups all = {1, B * Td, 0, B * Td}, active = rows ? hidden : all;
-    linear_backward_groups(w->dtmp_dec, g->dec_pred_w, g->dec_pred_b, w->dpred, w->dec_norm, p->dec_pred_w,
-                           active, E, w->P);
-    memset(w->dx_dec, 0, (size_t)B * Td * E * sizeof(float));
-    const float *x_last = c->dec_depth ? w->dec[c->dec_depth - 1].x_out : w->dec_in;
-    layernorm_backward_groups(w->dx_dec, g->dec_norm_w, g->dec_norm_b, w->dtmp_dec, x_last, p->dec_norm_w,
-                              w->dn_m, w->dn_r, active, E);
-    for (int i = c->dec_depth - 1; i >= 0; i--) {
+    int G = L - K, n = c->dec_depth;
+    if (w->used_rows) { /* the last block after attention on the masked rows alone (decoder_forward) */
+        int R = B * G;
+        block_acts ac = compact_acts(w);
+        linear_backward(w->c_tmp, g->dec_pred_w, g->dec_pred_b, w->dpred, w->dec_norm, p->dec_pred_w, R, E, w->P);
+        memset(w->c_res, 0, (size_t)R * E * sizeof(float));
+        layernorm_backward(w->c_res, g->dec_norm_w, g->dec_norm_b, w->c_tmp, ac.x_out, p->dec_norm_w, w->dn_m,
+                           w->dn_r, R, E);
+        block_backward_after_attn(&ac, &p->dec_blocks[n - 1], &g->dec_blocks[n - 1], w->c_res, w->c_tmp,
+                                  &w->scratch, R, E, Hd);
+        /* every other row's gradient is zero up to attention */
+        rows_expand(w->dx_dec, w->c_res, B, Td, 1 + K, G, E);
+        rows_expand(w->dtmp_dec, w->c_tmp, B, Td, 1 + K, G, E);
+        block_backward_attn(&w->dec[n - 1], &p->dec_blocks[n - 1], &g->dec_blocks[n - 1],
+                            n > 1 ? w->dec[n - 2].x_out : w->dec_in, w->dx_dec, w->dtmp_dec, &w->scratch, B, Td, E,
+                            c->dec_heads);
+        n--;
+    } else {
+        linear_backward(w->dtmp_dec, g->dec_pred_w, g->dec_pred_b, w->dpred, w->dec_norm, p->dec_pred_w, B * Td, E,
+                        w->P);
+        memset(w->dx_dec, 0, (size_t)B * Td * E * sizeof(float));
+        const float *x_last = n ? w->dec[n - 1].x_out : w->dec_in;
+        layernorm_backward(w->dx_dec, g->dec_norm_w, g->dec_norm_b, w->dtmp_dec, x_last, p->dec_norm_w, w->dn_m,
+                           w->dn_r, B * Td, E);
+    }
+    for (int i = n - 1; i >= 0; i--) {
         const float *x_in = i ? w->dec[i - 1].x_out : w->dec_in;
-        if (rows && i == c->dec_depth - 1)
-            block_backward_rows(&w->dec[i], &p->dec_blocks[i], &g->dec_blocks[i], x_in, w->dx_dec, w->dtmp_dec,
-                                &w->scratch, B, Td, E, c->dec_heads, Hd, hidden);
-        else
-            block_backward(&w->dec[i], &p->dec_blocks[i], &g->dec_blocks[i], x_in, w->dx_dec, w->dtmp_dec,
-                           &w->scratch, B, Td, E, c->dec_heads, Hd);
+        block_backward(&w->dec[i], &p->dec_blocks[i], &g->dec_blocks[i], x_in, w->dx_dec, w->dtmp_dec,
+                       &w->scratch, B, Td, E, c->dec_heads, Hd);
     }
     /* un-shuffle backward: the cls and kept rows back to the encoder (the
      * same order), the masked rows' sum to the mask token */
@@ -392,7 +468,7 @@ int maec_forward_backward(maec_model *m, maec_workspace *w, const float *images,
     make_target(w, B);
     gather_patch_inputs(w, images, B);
     encoder_forward(m, w, B);
-    decoder_forward(m, w, B);
+    decoder_forward(m, w, B, backward);
     double l = compute_loss(w, B);
     if (loss) *loss = (float)l;
     if (!isfinite(l)) return maec_fail(err, MAEC_ENONFINITE, "the loss is not finite (%g)", l);

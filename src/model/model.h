@@ -77,10 +77,11 @@ int save_tensor_file(const char *path, const maec_tensor_info *info, int n, cons
                      const float *adam_m, const float *adam_v, int64_t step, const char *run_json,
                      const char **keys, const char **vals, int nk, maec_error *err);
 
-/* for tests: all = 1 runs the backward of the decoder's last block on
- * every row, not only on the masked patches' (decoder_backward) */
+/* for tests: all = 1 runs the decoder's last block after attention on
+ * every row in a training pass, not only on the masked patches'
+ * (decoder_forward, decoder_backward) */
 void mae_ws_all_rows(maec_workspace *w, int all);
-/* whether the last backward pass ran the last block on the masked rows alone */
+/* whether the last pass ran the last block on the masked rows alone */
 int mae_ws_used_rows(const maec_workspace *w);
 /* masking: ids_keep [B,K], ids_restore [B,L], mask [B,L] from noise [B,L] */
 void mask_from_noise(const float *noise, int B, int L, int K, int *ids_keep, int *ids_restore,

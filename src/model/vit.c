@@ -75,9 +75,7 @@ static void gelu_rows(void *ctx, int r0, int r1)
     gelu_forward_rows(c->h + o, c->deriv + o, c->h + o, (size_t)(r1 - r0) * c->Hd);
 }
 
-/* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)); rows = B*T */
-void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
-                      int H, int Hd, const float *keep_attn, const float *keep_mlp)
+void block_forward_attn(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D, int H)
 {
     int M = B * T;
     layernorm_forward(a->ln1, a->m1, a->r1, x_in, p->n1w, p->n1b, M, D);
@@ -91,12 +89,20 @@ void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int 
         linear_forward(a->qkv, a->ln1, p->qkvw, p->qkvb, M, D, 3 * D);
         attention_forward(a->attn_out, a->att, a->qkv, B, T, D, H);
     }
-    if (keep_attn) { /* drop path: the branch scaled before the residual is added */
+}
+
+/* after attention: x_mid = res + proj(attn_out), x_out = x_mid +
+ * MLP(LN2(x_mid)) on M rows; with drop path (keep_attn, keep_mlp not NULL,
+ * M = B*T) each image's branch scaled before its residual is added */
+static void after_attn_forward(block_acts *a, const vit_block *p, const float *res, int M, int B, int T, int D,
+                               int Hd, const float *keep_attn, const float *keep_mlp)
+{
+    if (keep_attn) {
         linear_forward(a->x_mid, a->attn_out, p->projw, p->projb, M, D, D);
         scale_rows(a->x_mid, keep_attn, B, T, D);
-        add_inplace(a->x_mid, x_in, (size_t)M * D);
+        add_inplace(a->x_mid, res, (size_t)M * D);
     } else {
-        linear_forward_residual(a->x_mid, a->attn_out, p->projw, p->projb, x_in, M, D, D);
+        linear_forward_residual(a->x_mid, a->attn_out, p->projw, p->projb, res, M, D, D);
     }
     layernorm_forward(a->ln2, a->m2, a->r2, a->x_mid, p->n2w, p->n2b, M, D);
     if (linear_tiled(M, D, Hd)) { /* the GELU on each row tile while in cache: A, B +2.2-2.8% */
@@ -115,16 +121,27 @@ void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int 
     }
 }
 
+void block_forward_after_attn(block_acts *a, const vit_block *p, const float *res, int M, int D, int Hd)
+{
+    after_attn_forward(a, p, res, M, 1, M, D, Hd, NULL, NULL);
+}
+
+/* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)); rows = B*T */
+void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
+                      int H, int Hd, const float *keep_attn, const float *keep_mlp)
+{
+    block_forward_attn(a, p, x_in, B, T, D, H);
+    after_attn_forward(a, p, x_in, B * T, B, T, D, Hd, keep_attn, keep_mlp);
+}
+
 void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
                    int H, int Hd)
 {
     block_forward_ex(a, p, x_in, B, T, D, H, Hd, NULL, NULL);
 }
 
-/* the backward from the attention's output gradient dtmp on: attention,
- * the qkv product, LN1 (its input gradient added into dx) */
-static void attention_half_backward(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
-                                    float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H)
+void block_backward_attn(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in, float *dx,
+                         float *dtmp, block_scratch *s, int B, int T, int D, int H)
 {
     int M = B * T;
     /* each image's attention backward just before the qkv product's
@@ -145,12 +162,12 @@ static void attention_half_backward(const block_acts *a, const vit_block *p, vit
     layernorm_backward(dx, g->n1w, g->n1b, dtmp, x_in, p->n1w, a->m1, a->r1, M, D);
 }
 
-/* dx [B*T, D]: on entry d(loss)/d(x_out), on exit d(loss)/d(x_in). */
-void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
-                       float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
-                       const float *keep_attn, const float *keep_mlp)
+/* the backward of after_attn_forward: dx on entry d(loss)/d(x_out), on exit
+ * d(loss)/d(res); dtmp on exit d(loss)/d(attn_out) */
+static void after_attn_backward(const block_acts *a, const vit_block *p, vit_block *g, float *dx, float *dtmp,
+                                block_scratch *s, int M, int B, int T, int D, int Hd, const float *keep_attn,
+                                const float *keep_mlp)
 {
-    int M = B * T;
     const float *dbranch = dx;
     if (keep_mlp) { /* the MLP branch sees keep_mlp[b] * dx; dtmp is free until fc1's backward */
         memcpy(dtmp, dx, (size_t)M * D * sizeof(float));
@@ -168,26 +185,21 @@ void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, co
         dbranch = s->dqkv;
     }
     linear_backward(dtmp, g->projw, g->projb, dbranch, a->attn_out, p->projw, M, D, D);
-    attention_half_backward(a, p, g, x_in, dx, dtmp, s, B, T, D, H);
 }
 
-void block_backward_rows(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
-                         float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
-                         row_groups rows)
+void block_backward_after_attn(const block_acts *a, const vit_block *p, vit_block *g, float *dx, float *dtmp,
+                               block_scratch *s, int M, int D, int Hd)
 {
-    linear_backward_groups(s->dfc, g->fc2w, g->fc2b, dx, a->gelu, p->fc2w, rows, Hd, D);
-    gelu_backward_groups(s->dfc, a->dgelu, s->dfc, rows, Hd);
-    linear_backward_groups(dtmp, g->fc1w, g->fc1b, s->dfc, a->ln2, p->fc1w, rows, D, Hd);
-    layernorm_backward_groups(dx, g->n2w, g->n2b, dtmp, a->x_mid, p->n2w, a->m2, a->r2, rows, D);
-    linear_backward_groups(dtmp, g->projw, g->projb, dx, a->attn_out, p->projw, rows, D, D);
-    /* the other rows' attention output gradient is zero */
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; b++) {
-        float *d = dtmp + (size_t)b * T * D;
-        memset(d, 0, (size_t)rows.off * D * sizeof(float));
-        memset(d + (size_t)(rows.off + rows.G) * D, 0, (size_t)(T - rows.off - rows.G) * D * sizeof(float));
-    }
-    attention_half_backward(a, p, g, x_in, dx, dtmp, s, B, T, D, H);
+    after_attn_backward(a, p, g, dx, dtmp, s, M, 1, M, D, Hd, NULL, NULL);
+}
+
+/* dx [B*T, D]: on entry d(loss)/d(x_out), on exit d(loss)/d(x_in). */
+void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+                       float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
+                       const float *keep_attn, const float *keep_mlp)
+{
+    after_attn_backward(a, p, g, dx, dtmp, s, B * T, B, T, D, Hd, keep_attn, keep_mlp);
+    block_backward_attn(a, p, g, x_in, dx, dtmp, s, B, T, D, H);
 }
 
 void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,

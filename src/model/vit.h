@@ -50,12 +50,20 @@ void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, co
                        float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
                        const float *keep_attn, const float *keep_mlp);
 
-/* block_backward when d(loss)/d(x_out) is zero outside the rows g (the
- * decoder's last block, where only the masked patches' rows reach the
- * loss): the MLP branch and the projection after attention, row-wise, run
- * on those rows alone; attention and what is before it on all. The same
- * gradients as block_backward, up to the order of the sums. */
-void block_backward_rows(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
-                         float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
-                         row_groups rows);
+/* The block in its two halves, for the decoder's last block, whose rows
+ * after attention the MAE computes for the masked patches alone (mae.c):
+ * block_forward_attn: LN1, qkv and attention on all B*T rows, into
+ * a->attn_out; block_forward_after_attn: x_mid = res + proj(a->attn_out),
+ * x_out = x_mid + MLP(LN2(x_mid)), on M rows of a->attn_out, whatever rows
+ * those are. block_backward_after_attn: dx on entry d(loss)/d(x_out), on
+ * exit d(loss)/d(res), dtmp on exit d(loss)/d(attn_out), all M rows;
+ * block_backward_attn: from dtmp = d(loss)/d(attn_out) of all B*T rows,
+ * attention, qkv and LN1, LN1's input gradient added into dx. Together the
+ * same sums, in the same order, as block_forward and block_backward. */
+void block_forward_attn(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D, int H);
+void block_forward_after_attn(block_acts *a, const vit_block *p, const float *res, int M, int D, int Hd);
+void block_backward_after_attn(const block_acts *a, const vit_block *p, vit_block *g, float *dx, float *dtmp,
+                               block_scratch *s, int M, int D, int Hd);
+void block_backward_attn(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in, float *dx,
+                         float *dtmp, block_scratch *s, int B, int T, int D, int H);
 #endif

@@ -121,16 +121,3 @@ void gelu_backward(float *dinp, const float *deriv, const float *dout, size_t n)
 #pragma omp parallel for simd schedule(static)
     for (size_t i = 0; i < n; i++) dinp[i] = dout[i] * deriv[i];
 }
-
-void gelu_backward_groups(float *dinp, const float *deriv, const float *dout, row_groups g, int Hd)
-{
-    size_t run = (size_t)g.G * Hd;
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < g.nb; b++) {
-        size_t o = ((size_t)b * g.T + g.off) * Hd;
-        float *di = dinp + o;
-        const float *de = deriv + o, *dd = dout + o;
-#pragma omp simd
-        for (size_t i = 0; i < run; i++) di[i] = dd[i] * de[i];
-    }
-}

@@ -79,9 +79,6 @@ void gelu_forward_rows(float *out, float *deriv, const float *inp, size_t n);
 /* dinp[n] = dout * deriv, deriv saved by the forward pass (dinp may alias dout) */
 void gelu_backward(float *dinp, const float *deriv, const float *dout, size_t n);
 
-/* gelu_backward on the rows g (Hd values each) only */
-void gelu_backward_groups(float *dinp, const float *deriv, const float *dout, row_groups g, int Hd);
-
 /* Multi-head self-attention core (no projections).
  * qkv [B,T,3D] laid out per token as (3, H, hd); out [B,T,D] as (H, hd);
  * att [B,H,T,T] keeps the softmax probabilities for the backward pass. */
