@@ -250,6 +250,13 @@ static void rows_expand(float *dst, const float *src, int B, int T, int off, int
     }
 }
 
+/* the row of pred_full and dpred that decoder row t of image b lands in
+ * (t > K where the rows are compact) */
+static inline size_t pred_row(const maec_workspace *w, int b, int t)
+{
+    return w->used_rows ? (size_t)b * (w->L - w->K) + t - 1 - w->K : (size_t)b * w->Td + t;
+}
+
 /* the last block with its attention output and later activations in the
  * compact rows */
 static block_acts compact_acts(const maec_workspace *w)
@@ -311,8 +318,7 @@ static void decoder_forward(maec_model *m, maec_workspace *w, int B, int backwar
             if (compact && t <= K) /* a kept patch's prediction, not made */
                 memset(dst, 0, (size_t)w->P * sizeof(float));
             else
-                memcpy(dst, w->pred_full + (compact ? (size_t)b * G + t - 1 - K : (size_t)b * Td + t) * w->P,
-                       (size_t)w->P * sizeof(float));
+                memcpy(dst, w->pred_full + pred_row(w, b, t) * w->P, (size_t)w->P * sizeof(float));
         }
 }
 
@@ -343,7 +349,7 @@ static void loss_backward(maec_workspace *w, int B, float grad_scale)
     double msum = 0;
     for (size_t r = 0; r < (size_t)B * L; r++) msum += w->cfg.loss_on_all ? 1.0f : w->mask[r];
     float k = (float)(2.0 * grad_scale / (P * msum));
-    int compact = w->used_rows, K = w->K, G = L - K;
+    int compact = w->used_rows;
 #pragma omp parallel for schedule(static)
     for (int b = 0; b < B; b++) {
         if (!compact) memset(w->dpred + (size_t)b * Td * P, 0, (size_t)P * sizeof(float));
@@ -351,8 +357,8 @@ static void loss_backward(maec_workspace *w, int B, float grad_scale)
             size_t r = (size_t)b * L + l;
             float wt = w->cfg.loss_on_all ? 1.0f : w->mask[r];
             int row = dec_row(w, b, l);
-            if (compact && row <= K) continue; /* kept: no row, and a weight of 0 */
-            float *d = w->dpred + (compact ? (size_t)b * G + row - 1 - K : (size_t)b * Td + row) * P;
+            if (compact && row <= w->K) continue; /* kept: no row, and a weight of 0 */
+            float *d = w->dpred + pred_row(w, b, row) * P;
             const float *a = w->pred + r * P, *t = w->target + r * P;
             for (int i = 0; i < P; i++) d[i] = wt * k * (a[i] - t[i]);
         }
