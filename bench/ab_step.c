@@ -20,6 +20,7 @@
 
 int main(int argc, char **argv)
 {
+    maec_blas_reexec(argv); /* OpenBLAS's fitting kernels where it does not know the CPU */
     if (argc != 4) {
         fprintf(stderr, "usage: ab_step PRESET BATCH PAIRS\n");
         return 2;

@@ -63,6 +63,13 @@ static void time_attention(const char *what, int B, int T, int D, int H, int rep
 
 int main(int argc, char **argv)
 {
+    if (argc == 2 && !strcmp(argv[1], "blas")) { /* before any re-run: what OpenBLAS chose, and the advice */
+        const char *adv = maec_blas_core_advice();
+        printf("{\"core\": \"%s\", \"advice\": %s%s%s}\n", maec_blas_core(), adv ? "\"" : "",
+               adv ? adv : "null", adv ? "\"" : "");
+        return 0;
+    }
+    maec_blas_reexec(argv);
     if (argc == 4 && !strcmp(argv[1], "sgemm")) {
         int n = atoi(argv[2]), reps = atoi(argv[3]);
         float *a = calloc((size_t)n * n, 4), *b = calloc((size_t)n * n, 4), *c = calloc((size_t)n * n, 4);
@@ -77,7 +84,7 @@ int main(int argc, char **argv)
     }
     if (argc != 5 || (strcmp(argv[1], "step") && strcmp(argv[1], "attention"))) {
         fprintf(stderr, "usage: bench_step step PRESET BATCH STEPS | bench_step sgemm N REPS | "
-                        "bench_step attention PRESET BATCH REPS\n");
+                        "bench_step attention PRESET BATCH REPS | bench_step blas\n");
         return 2;
     }
     maec_config c;

@@ -158,6 +158,7 @@ typedef struct {
 
 int main(int argc, char **argv)
 {
+    maec_blas_reexec(argv); /* OpenBLAS's fitting kernels where it does not know the CPU */
     const char *preset = argc > 1 ? argv[1] : "fmnist-tiny";
     int B = argc > 2 ? atoi(argv[2]) : 256;
     maec_config c;

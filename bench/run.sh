@@ -19,7 +19,15 @@ declare -A STEPS=([A]=6 [B]=6 [C]=3)
 ours() { OMP_NUM_THREADS=$THREADS ./build/bench_step step "$@"; }
 torch() { OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4 $PY bench/torch_step.py "$@"; }
 field() { $PY -c "import json,sys; print(json.loads(sys.argv[1])['$2'])" "$1"; }
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; threads $THREADS; $(date -u +%Y-%m-%d)"
+# OpenBLAS's kernels for this CPU, for all three (ours, the sgemm rate and
+# PyTorch, which calls the same OpenBLAS): where OpenBLAS does not know the
+# CPU and falls back to its generic kernels, the fitting ones by
+# OPENBLAS_CORETYPE, as the maec command sets it (maec_blas_reexec)
+advice=$(field "$(./build/bench_step blas)" advice)
+[ "$advice" = None ] || export OPENBLAS_CORETYPE=$advice
+core=$(field "$(./build/bench_step blas)" core)
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p') (family $(lscpu | sed -n 's/^CPU family: *//p'), model $(lscpu | sed -n 's/^Model: *//p')), $(nproc) cores; threads $THREADS; $(date -u +%Y-%m-%d)"
+echo "OpenBLAS $(pkg-config --modversion openblas 2>/dev/null || echo '?') on its $core kernels${OPENBLAS_CORETYPE:+ (OPENBLAS_CORETYPE=$OPENBLAS_CORETYPE)}; PyTorch $($PY -c 'import torch; print(torch.__version__)')"
 sgemm() { field "$(OMP_NUM_THREADS=$THREADS ./build/bench_step sgemm 2048 10)" sgemm_gflops; }
 echo
 echo "| config | maec img/s | PyTorch img/s | ratio | maec GFLOP/s | sgemm GFLOP/s | share of sgemm | maec peak MiB | PyTorch peak MiB |"

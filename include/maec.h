@@ -221,6 +221,22 @@ int maec_reconstruction_png(maec_model *m, maec_workspace *ws, const float *imag
 /* Set the number of threads used by maec (OpenMP and BLAS). 0 = default. */
 void maec_set_threads(int n);
 
+/* The kernels OpenBLAS runs on ("SkylakeX", "Haswell", "Prescott", ...).
+ * OpenBLAS picks them from the CPU's model when it is loaded, and a CPU
+ * newer than the OpenBLAS build gets its generic SSE3 kernels ("Prescott"),
+ * several times slower (Debian 12's OpenBLAS on a 5th-generation Xeon:
+ * docs/PERF.md). maec_blas_core_advice() returns the OPENBLAS_CORETYPE
+ * that fits this CPU in that case ("SkylakeX" with AVX-512, "Haswell" with
+ * AVX2), NULL when OpenBLAS's choice is fine or OPENBLAS_CORETYPE is set.
+ * The variable only acts when OpenBLAS is loaded: a program that embeds
+ * maec sets it in its environment, or calls maec_blas_reexec(argv) first
+ * thing in main(), which sets it and runs the program again from the start
+ * (same process, same arguments) where the advice is not NULL, and returns
+ * without doing anything otherwise or if that fails. */
+const char *maec_blas_core(void);
+const char *maec_blas_core_advice(void);
+void maec_blas_reexec(char **argv);
+
 /* ------------------------------------------------------------------ evaluation */
 
 /* A classifier on the MAE encoder, as the official fine-tuning and linear

@@ -6,6 +6,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "ops/ops.h"
 #include "ops/vmath.h"
@@ -521,8 +522,32 @@ static void test_exp(void)
     CHECK(worst < 4e-7, "exp_vec relative error %.3g", worst);
 }
 
+/* OpenBLAS's kernels: advice only where its choice is below what the CPU
+ * can run, and never against the user's OPENBLAS_CORETYPE */
+static void test_blas_advice(void)
+{
+    const char *core = maec_blas_core(), *adv = maec_blas_core_advice();
+    CHECK(core && *core, "no OpenBLAS core name");
+    CHECK(!adv || !strcmp(adv, "SkylakeX") || !strcmp(adv, "Haswell"), "advice %s", adv);
+    int modern = !strcasecmp(core, "haswell") || !strcasecmp(core, "zen") || !strcasecmp(core, "excavator") ||
+                 !strcasecmp(core, "skylakex") || !strcasecmp(core, "cooperlake") ||
+                 !strcasecmp(core, "sapphirerapids");
+    CHECK(!(modern && adv), "advice %s against OpenBLAS's own choice %s", adv, core);
+    __builtin_cpu_init();
+    if (!modern && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && !getenv("OPENBLAS_CORETYPE"))
+        CHECK(adv != NULL, "OpenBLAS on %s kernels on a CPU with AVX2, and no advice", core);
+    const char *was = getenv("OPENBLAS_CORETYPE");
+    char keep[64] = "";
+    if (was) snprintf(keep, sizeof keep, "%s", was);
+    setenv("OPENBLAS_CORETYPE", "Haswell", 1);
+    CHECK(maec_blas_core_advice() == NULL, "advice against a set OPENBLAS_CORETYPE");
+    if (was) setenv("OPENBLAS_CORETYPE", keep, 1);
+    else unsetenv("OPENBLAS_CORETYPE");
+}
+
 int main(void)
 {
+    test_blas_advice();
     test_exp();
     test_gelu();
     /* rows split between threads by hand; few rows against a wide weight

@@ -34,6 +34,7 @@ static void usage(FILE *f)
 
 int main(int argc, char **argv)
 {
+    maec_blas_reexec(argv); /* OpenBLAS's fitting kernels where it does not know the CPU */
     if (argc < 2) {
         usage(stderr);
         return 2;
@@ -43,7 +44,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("maec %s\n", MAEC_VERSION);
+        printf("maec %s\nOpenBLAS kernels: %s\n", MAEC_VERSION, maec_blas_core());
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
