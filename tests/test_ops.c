@@ -272,15 +272,14 @@ static void test_layernorm(int M, int D)
     free(rdx), free(rdw), free(rdb);
 }
 
-/* The row-group ops against double on those rows, every other row of their
- * outputs left as it was, at 1-3 threads: linear_backward_groups (libxsmm's
- * tiles when the rows are many, OpenBLAS per group when few),
- * layernorm_backward_groups; and linear_forward_residual against double and
- * against linear_forward then add_inplace (the same bits). */
-static void test_groups(int nb, int T, int off, int G, int K, int N, int tiled)
+/* The backward ops on the decoder's shapes against double at 1-3 threads:
+ * linear_backward (libxsmm's tiles when the rows are many, OpenBLAS when
+ * few), layernorm_backward, each adding into its parameter gradients; and
+ * linear_forward_residual against double and against linear_forward then
+ * add_inplace (the same bits). */
+static void test_backward_rows(size_t M, int K, int N, int tiled)
 {
     uint64_t s = 13;
-    size_t M = (size_t)nb * T;
     float *x = malloc(M * K * sizeof(float)), *dy = malloc(M * N * sizeof(float)), *w = malloc((size_t)N * K * sizeof(float));
     float *b = malloc(N * sizeof(float)), *res = malloc(M * N * sizeof(float)), *out = malloc(M * N * sizeof(float));
     float *out2 = malloc(M * N * sizeof(float)), *dx = malloc(M * K * sizeof(float));
@@ -293,63 +292,53 @@ static void test_groups(int nb, int T, int off, int G, int K, int N, int tiled)
     for (int i = 0; i < N * K; i++) w[i] = frand(&s);
     for (int i = 0; i < N; i++) b[i] = frand(&s);
     for (int i = 0; i < K; i++) lw[i] = 1.0f + frand(&s), lb[i] = frand(&s);
-    row_groups g = {nb, T, off, G};
-    CHECK(linear_tiled(nb * G, K, N) == tiled, "linear groups %dx(%d of %d): on %s", nb, G, T,
+    CHECK(linear_tiled((int)M, K, N) == tiled, "linear %zu x %d -> %d: on %s", M, K, N,
           tiled ? "libxsmm's tiles" : "OpenBLAS");
-#define IN_GROUP(m) ((int)((m) % T) >= off && (int)((m) % T) < off + G)
     for (int n = 0; n < N; n++) {
         rdb[n] = 0;
-        for (size_t m = 0; m < M; m++) rdb[n] += IN_GROUP(m) ? dy[m * N + n] : 0.0;
+        for (size_t m = 0; m < M; m++) rdb[n] += dy[m * N + n];
         for (int k = 0; k < K; k++) {
             double a = 0;
-            for (size_t m = 0; m < M; m++)
-                if (IN_GROUP(m)) a += (double)dy[m * N + n] * x[m * K + k];
+            for (size_t m = 0; m < M; m++) a += (double)dy[m * N + n] * x[m * K + k];
             rdw[(size_t)n * K + k] = a;
         }
     }
-    double tol_w = 1e-4 * fmax(1.0, sqrt(nb * G / 1037.0)), tol_x = 1e-5 * fmax(1.0, sqrt(N / 48.0));
+    double tol_w = 1e-4 * fmax(1.0, sqrt(M / 1037.0)), tol_x = 1e-5 * fmax(1.0, sqrt(N / 48.0));
     double tol_o = 1e-5 * fmax(1.0, sqrt(K / 48.0));
     int saved = omp_get_max_threads();
     for (int nt = 1; nt <= 3; nt++) {
         omp_set_num_threads(nt);
-        /* linear_backward_groups */
+        /* linear_backward, adding into gradients that start at 0.5 */
         for (size_t i = 0; i < M * K; i++) dx[i] = 7.0f;
-        for (int i = 0; i < N * K; i++) dw[i] = 0.0f;
-        for (int i = 0; i < N; i++) db[i] = 0.0f;
-        linear_backward_groups(dx, dw, db, dy, x, w, g, K, N);
+        for (int i = 0; i < N * K; i++) dw[i] = 0.5f;
+        for (int i = 0; i < N; i++) db[i] = 0.5f;
+        linear_backward(dx, dw, db, dy, x, w, (int)M, K, N);
         double ex = 0, ew = 0, eb = 0;
-        int kept = 1;
         for (size_t m = 0; m < M; m++)
             for (int k = 0; k < K; k++) {
-                if (!IN_GROUP(m)) {
-                    kept &= dx[m * K + k] == 7.0f;
-                    continue;
-                }
                 double a = 0;
                 for (int n = 0; n < N; n++) a += (double)dy[m * N + n] * w[(size_t)n * K + k];
                 ex = fmax(ex, fabs(dx[m * K + k] - a));
             }
-        for (int i = 0; i < N * K; i++) ew = fmax(ew, fabs(dw[i] - rdw[i]));
-        for (int i = 0; i < N; i++) eb = fmax(eb, fabs(db[i] - rdb[i]));
-        CHECK(kept && ex < tol_x && ew < tol_w && eb < tol_w,
-              "linear groups %dx(%d of %d) x %d -> %d, %d threads: other rows kept %d, input grad %.2g, weight "
-              "grad %.2g, bias grad %.2g", nb, G, T, K, N, nt, kept, ex, ew, eb);
-        /* layernorm_backward_groups, rows of K */
+        for (int i = 0; i < N * K; i++) ew = fmax(ew, fabs(dw[i] - (0.5 + rdw[i])));
+        for (int i = 0; i < N; i++) eb = fmax(eb, fabs(db[i] - (0.5 + rdb[i])));
+        CHECK(ex < tol_x && ew < tol_w && eb < tol_w,
+              "linear backward %zu x %d -> %d, %d threads: input grad %.2g, weight grad %.2g, bias grad %.2g", M,
+              K, N, nt, ex, ew, eb);
+        /* layernorm_backward, rows of K */
         layernorm_forward(ly, mean, rstd, x, lw, lb, (int)M, K);
         for (size_t i = 0; i < M * K; i++) dx[i] = 1.0f;
         float gw[4096], gb[4096];
         for (int i = 0; i < K; i++) gw[i] = gb[i] = 0.0f;
-        layernorm_backward_groups(dx, gw, gb, ldy, x, lw, mean, rstd, g, K);
+        layernorm_backward(dx, gw, gb, ldy, x, lw, mean, rstd, (int)M, K);
         double lx = 0, lg = 0;
-        kept = 1;
         for (int k = 0; k < K; k++) {
             double aw = 0, ab = 0;
-            for (size_t m = 0; m < M; m++)
-                if (IN_GROUP(m)) {
-                    double xh = (x[m * K + k] - mean[m]) * (double)rstd[m];
-                    aw += ldy[m * K + k] * xh;
-                    ab += ldy[m * K + k];
-                }
+            for (size_t m = 0; m < M; m++) {
+                double xh = (x[m * K + k] - mean[m]) * (double)rstd[m];
+                aw += ldy[m * K + k] * xh;
+                ab += ldy[m * K + k];
+            }
             lg = fmax(lg, fmax(fabs(gw[k] - aw), fabs(gb[k] - ab)));
         }
         for (size_t m = 0; m < M; m++) {
@@ -360,18 +349,14 @@ static void test_groups(int nb, int T, int off, int G, int K, int N, int tiled)
                 sgx += gg * xh;
             }
             for (int k = 0; k < K; k++) {
-                if (!IN_GROUP(m)) {
-                    kept &= dx[m * K + k] == 1.0f;
-                    continue;
-                }
                 double xh = (x[m * K + k] - mean[m]) * (double)rstd[m];
                 double r = 1.0 + ((double)ldy[m * K + k] * lw[k] - sg / K - xh * sgx / K) * rstd[m];
                 lx = fmax(lx, fabs(dx[m * K + k] - r));
             }
         }
-        CHECK(kept && lx < 2e-5 && lg < 1e-4 * fmax(1.0, sqrt(nb * G / 1037.0)),
-              "layer norm groups %dx(%d of %d) x %d, %d threads: other rows kept %d, input grad %.2g, "
-              "weight/bias grad %.2g", nb, G, T, K, nt, kept, lx, lg);
+        CHECK(lx < 2e-5 && lg < 1e-4 * fmax(1.0, sqrt(M / 1037.0)),
+              "layer norm backward %zu x %d, %d threads: input grad %.2g (added to 1), weight/bias grad %.2g", M, K,
+              nt, lx, lg);
         /* linear_forward_residual over all M rows */
         linear_forward_residual(out, x, w, b, res, (int)M, K, N);
         linear_forward(out2, x, w, b, (int)M, K, N);
@@ -387,7 +372,6 @@ static void test_groups(int nb, int T, int off, int G, int K, int N, int tiled)
               "linear with residual %zu x %d -> %d, %d threads: error %.2g, the bits of linear then add %d", M, K,
               N, nt, eo, !memcmp(out, out2, M * N * sizeof(float)));
     }
-#undef IN_GROUP
     omp_set_num_threads(saved);
     free(x), free(dy), free(w), free(b), free(res), free(out), free(out2), free(dx), free(dw), free(db);
     free(lw), free(lb), free(mean), free(rstd), free(ly), free(ldy), free(rdw), free(rdb);
@@ -577,9 +561,9 @@ int main(void)
     test_attention(3, 33, 48, 4);
     test_attention(3, 65, 160, 2);
     test_attention(2, 128, 32, 1);
-    test_groups(40, 50, 13, 37, 128, 512, 1); /* libxsmm's tiles: fmnist-tiny's decoder, fc1 */
-    test_groups(20, 65, 17, 48, 128, 128, 1); /* cifar-tiny's decoder, proj */
-    test_groups(3, 20, 5, 15, 64, 48, 0);  /* few rows: OpenBLAS per group */
+    test_backward_rows(40 * 37, 128, 512, 1); /* libxsmm's tiles: fmnist-tiny's decoder, fc1 */
+    test_backward_rows(20 * 48, 128, 128, 1); /* cifar-tiny's decoder, proj */
+    test_backward_rows(3 * 15, 64, 48, 0);    /* few rows: OpenBLAS */
     test_items(80, 17, 192, 3); /* libxsmm's tiles: cifar-tiny's encoder */
     test_items(20, 65, 128, 4); /* its decoder */
     test_items(3, 9, 48, 2);    /* few rows: OpenBLAS, then attention */

@@ -70,35 +70,17 @@ static void ln_rows(float *dinp, float *aw, float *ab, const float *dout, const 
  * them) take two passes */
 enum { LN_MAXD = 4096 };
 
-/* ln_rows on the active rows [a0, a1) of g */
-static void ln_active(float *dinp, float *aw, float *ab, const float *dout, const float *inp, const float *w,
-                      const float *mean, const float *rstd, row_groups g, int a0, int a1, int D)
-{
-    for (int a = a0, end; a < a1; a = end) {
-        end = group_run_end(g, a, a1);
-        int row = group_row(g, a);
-        ln_rows(dinp, aw, ab, dout, inp, w, mean, rstd, row, row + (end - a), D);
-    }
-}
-
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int M, int D)
 {
-    layernorm_backward_groups(dinp, dw, db, dout, inp, w, mean, rstd, (row_groups){1, M, 0, M}, D);
-}
-
-void layernorm_backward_groups(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                               const float *w, const float *mean, const float *rstd, row_groups g, int D)
-{
-    int R = g.nb * g.G;
     if (D <= LN_MAXD) {
 #pragma omp parallel
         {
             int t = omp_get_thread_num(), nt = omp_get_num_threads();
-            int a0 = (int)((long long)R * t / nt), a1 = (int)((long long)R * (t + 1) / nt);
+            int m0 = (int)((long long)M * t / nt), m1 = (int)((long long)M * (t + 1) / nt);
             float aw[LN_MAXD], ab[LN_MAXD];
             for (int i = 0; i < D; i++) aw[i] = ab[i] = 0.0f;
-            ln_active(dinp, aw, ab, dout, inp, w, mean, rstd, g, a0, a1, D);
+            ln_rows(dinp, aw, ab, dout, inp, w, mean, rstd, m0, m1, D);
             /* each thread adds its partials, in thread order */
 #pragma omp for ordered schedule(static, 1)
             for (int u = 0; u < nt; u++) {
@@ -113,12 +95,11 @@ void layernorm_backward_groups(float *dinp, float *dw, float *db, const float *d
     }
     /* input gradient by rows, then the parameter gradients by columns */
 #pragma omp parallel for schedule(static)
-    for (int a = 0; a < R; a++) ln_active(dinp, NULL, NULL, dout, inp, w, mean, rstd, g, a, a + 1, D);
+    for (int m = 0; m < M; m++) ln_rows(dinp, NULL, NULL, dout, inp, w, mean, rstd, m, m + 1, D);
 #pragma omp parallel for schedule(static)
     for (int i = 0; i < D; i++) {
         float aw = 0.0f, ab = 0.0f;
-        for (int a = 0; a < R; a++) {
-            int m = group_row(g, a);
+        for (int m = 0; m < M; m++) {
             const float *x = inp + (size_t)m * D, *dy = dout + (size_t)m * D;
             aw += dy[i] * (x[i] - mean[m]) * rstd[m];
             ab += dy[i];

@@ -305,18 +305,11 @@ static int xsmm_wgrad(float *C, const float *dout, const float *inp, int m0, int
     return 0;
 }
 
-/* Active rows a in [a0, a1) of groups g (group_row),
- * as runs of consecutive rows, each cut into chunks of at most TILE_ROWS
- * from its start: calls fn(ctx, r0, r1) for each chunk in order. For one
- * group of all rows, the chunks of rows [a0, a1) from a0. */
-static int for_chunks(row_groups g, int a0, int a1, int (*fn)(void *, int, int), void *ctx)
+/* fn(ctx, r0, r1) on rows [a0, a1) in chunks of at most TILE_ROWS, in order */
+static int for_chunks(int a0, int a1, int (*fn)(void *, int, int), void *ctx)
 {
-    for (int a = a0, end; a < a1; a = end) {
-        end = group_run_end(g, a, a1);
-        int row = group_row(g, a), row_end = row + (end - a);
-        for (int r = row; r < row_end; r += TILE_ROWS)
-            if (fn(ctx, r, r + TILE_ROWS < row_end ? r + TILE_ROWS : row_end)) return -1;
-    }
+    for (int r = a0; r < a1; r += TILE_ROWS)
+        if (fn(ctx, r, r + TILE_ROWS < a1 ? r + TILE_ROWS : a1)) return -1;
     return 0;
 }
 
@@ -361,27 +354,25 @@ static int backward_chunk(void *ctx, int r0, int r1)
     return 0;
 }
 
-static int groups_all(row_groups g) { return g.nb == 1 && g.off == 0 && g.G == g.T; }
-
-/* libxsmm's backward on the rows g, -1 (nothing done) if it does not apply */
+/* libxsmm's backward on M rows, -1 (nothing done) if it does not apply */
 static int xsmm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
-                         row_groups g, int K, int N, int per, linear_items_fn before, void *bctx)
+                         int M, int K, int N, int per, linear_items_fn before, void *bctx)
 {
-    int nt = omp_get_max_threads(), R = g.nb * g.G;
+    int nt = omp_get_max_threads();
     size_t wn = (size_t)N * K, stride = wn + (size_t)N;
-    if (!use_xsmm(R, K, N)) return -1;
+    if (!use_xsmm(M, K, N)) return -1;
     float *buf = nt > 1 ? partials(stride * (size_t)(nt - 1)) : NULL;
     if (nt > 1 && !buf) return -1;
     for (int t = 0; t < nt; t++) { /* every kernel there before anything is written */
         bwd_chunk c = {.dinp = dinp, .K = K, .N = N, .dry = 1};
         int a0, a1;
-        thread_rows(g.nb * g.G, before ? per : 0, t, nt, &a0, &a1); /* g is all rows where before is given */
-        if (for_chunks(g, a0, a1, backward_chunk, &c)) return -1;
+        thread_rows(M, before ? per : 0, t, nt, &a0, &a1);
+        if (for_chunks(a0, a1, backward_chunk, &c)) return -1;
     }
 #pragma omp parallel num_threads(nt)
     {
         int t = omp_get_thread_num(), n = omp_get_num_threads(), a0, a1;
-        thread_rows(g.nb * g.G, before ? per : 0, t, n, &a0, &a1);
+        thread_rows(M, before ? per : 0, t, n, &a0, &a1);
         /* thread 0 adds into dw and db, the others write their own partials */
         float *pw = t == 0 ? dw : buf + (size_t)(t - 1) * stride;
         float *pb = t == 0 ? db : pw + wn;
@@ -393,7 +384,7 @@ static int xsmm_backward(float *dinp, float *dw, float *db, const float *dout, c
         for (int j = 0; j < N; j++) acc[j] = 0.0f;
         bwd_chunk c = {dinp, pw, dout, inp, w, K, N, 0, db ? acc : NULL, before, bctx, per,
                        before ? a0 / per : 0, before ? a1 / per : 0};
-        for_chunks(g, a0, a1, backward_chunk, &c);
+        for_chunks(a0, a1, backward_chunk, &c);
         if (db) {
             if (t > 0) memset(pb, 0, (size_t)N * sizeof(float));
             for (int j = 0; j < N; j++) pb[j] += acc[j];
@@ -404,26 +395,11 @@ static int xsmm_backward(float *dinp, float *dw, float *db, const float *dout, c
     return 0;
 }
 
-void linear_backward_groups(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, row_groups g, int K, int N)
-{
-    if (xsmm_backward(dinp, dw, db, dout, inp, w, g, K, N, 0, NULL, NULL) == 0) return;
-    if (groups_all(g)) {
-        linear_backward_blas(dinp, dw, db, dout, inp, w, g.T, K, N);
-        return;
-    }
-    for (int b = 0; b < g.nb; b++) {
-        size_t r = (size_t)b * g.T + g.off;
-        linear_backward_blas(dinp ? dinp + r * K : NULL, dw, db, dout + r * N, inp + r * K, w, g.G, K, N);
-    }
-}
-
 void linear_backward_items(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                            int items, int per, int K, int N, linear_items_fn before, void *ctx)
 {
     int M = items * per;
-    row_groups all = {1, M, 0, M};
-    if (xsmm_backward(dinp, dw, db, dout, inp, w, all, K, N, per, before, ctx) == 0) return;
+    if (xsmm_backward(dinp, dw, db, dout, inp, w, M, K, N, per, before, ctx) == 0) return;
     items_by_thread(items, before, ctx);
     linear_backward_blas(dinp, dw, db, dout, inp, w, M, K, N);
 }
@@ -431,7 +407,8 @@ void linear_backward_items(float *dinp, float *dw, float *db, const float *dout,
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, int M, int K, int N)
 {
-    linear_backward_groups(dinp, dw, db, dout, inp, w, (row_groups){1, M, 0, M}, K, N);
+    if (xsmm_backward(dinp, dw, db, dout, inp, w, M, K, N, 0, NULL, NULL) == 0) return;
+    linear_backward_blas(dinp, dw, db, dout, inp, w, M, K, N);
 }
 
 static void linear_backward_blas(float *dinp, float *dw, float *db, const float *dout, const float *inp,

@@ -7,22 +7,6 @@
 #define MAEC_OPS_H
 #include <stddef.h>
 
-/* Some rows of an array of nb blocks of T rows: rows b T + off + i for
- * b < nb, i < G (the rows of the masked patches in each image of the
- * decoder's last block, whose gradients alone are not zero). */
-typedef struct {
-    int nb, T, off, G;
-} row_groups;
-/* active index a = b G + i is row b T + off + i; rows of consecutive
- * active indices are consecutive up to the end of a group: from a, up to
- * (not including) group_run_end(g, a, a1) */
-static inline int group_row(row_groups g, int a) { return a / g.G * g.T + g.off + a % g.G; }
-static inline int group_run_end(row_groups g, int a, int a1)
-{
-    int e = (a / g.G + 1) * g.G;
-    return e < a1 ? e : a1;
-}
-
 /* out[M,N] = inp[M,K] @ w[N,K]^T + b[N] (b may be NULL) */
 void linear_forward(float *out, const float *inp, const float *w, const float *b, int M, int K,
                     int N);
@@ -45,17 +29,12 @@ int linear_split_threads(int M, int K, int N);
 /* dinp[M,K] = dout @ w (if dinp); dw[N,K] += dout^T @ inp; db[N] += colsum(dout) (if db) */
 void linear_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                      const float *w, int M, int K, int N);
-
-/* linear_backward on the rows g only (dinp's other rows untouched) */
-void linear_backward_groups(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                            const float *w, row_groups g, int K, int N);
 /* linear_backward on items * per rows whose dout is made by before(ctx,
  * ...), called by each thread for its items just ahead of the chunk of rows
  * that first reads them (attention's backward and the qkv product's) */
 void linear_backward_items(float *dinp, float *dw, float *db, const float *dout, const float *inp, const float *w,
                            int items, int per, int K, int N, linear_items_fn before, void *ctx);
-/* whether linear layers of these shapes run on libxsmm's tiles, where the
- * _groups ops cost in proportion to their rows */
+/* whether linear layers of these shapes run on libxsmm's tiles */
 int linear_tiled(int M, int K, int N);
 
 /* out[M,D] = (inp - mean) * rstd * w + b, eps 1e-6; mean, rstd [M] saved */
@@ -64,10 +43,6 @@ void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, c
 /* dinp[M,D] += ..., dw[D] += ..., db[D] += ... */
 void layernorm_backward(float *dinp, float *dw, float *db, const float *dout, const float *inp,
                         const float *w, const float *mean, const float *rstd, int M, int D);
-
-/* layernorm_backward on the rows g only */
-void layernorm_backward_groups(float *dinp, float *dw, float *db, const float *dout, const float *inp,
-                               const float *w, const float *mean, const float *rstd, row_groups g, int D);
 
 /* out[n] = x * Phi(x), the exact (erf) GELU (out may alias inp), and
  * deriv[n] = GELU'(x) = Phi(x) + x phi(x) for the backward pass; gelu_scalar
