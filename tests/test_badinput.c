@@ -94,8 +94,10 @@ static void expect_fail(const char *what, const char *model, const char *images,
     printf("  %-28s -> %s\n", what, msg);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    maec_blas_reexec(argv); /* on the OpenBLAS kernels the maec command runs on (test_ops keeps OpenBLAS's own) */
     if (test_make_dir("bad")) return 1;
     maec_config c;
     maec_error err;

@@ -1257,8 +1257,10 @@ static void test_fashion_mnist(void)
     }
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    maec_blas_reexec(argv); /* on the OpenBLAS kernels the maec command runs on (test_ops keeps OpenBLAS's own) */
     if (test_make_dir("data")) return 1;
     test_idx();
     test_cifar();

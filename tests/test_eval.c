@@ -579,8 +579,10 @@ static void test_bad_files(void)
     maec_classifier_free(c);
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    (void)argc;
+    maec_blas_reexec(argv); /* on the OpenBLAS kernels the maec command runs on (test_ops keeps OpenBLAS's own) */
     maec_set_threads(2);
     test_batchnorm();
     test_xent_head();
