@@ -4,7 +4,7 @@
  * family and model when it is loaded. A CPU newer than the build, e.g. a
  * 5th-generation Xeon (family 6, model 207) under Debian 12's OpenBLAS
  * 0.3.21, is not in its table and gets the generic SSE3 kernels
- * ("Prescott"): sgemm at 2048^3 ran at 42 GFLOP/s there, against 210-226
+ * ("Prescott"): sgemm at 2048^3 ran at 42 GFLOP/s there, against 209-233
  * with the SkylakeX kernels the CPU can run (docs/PERF.md). The variable
  * OPENBLAS_CORETYPE overrides the choice, but only when OpenBLAS is loaded,
  * i.e. before main(); so a program corrects it by running itself again. */
