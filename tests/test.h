@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdlib.h>
 
+#include "maec.h"
+
 static int test_passed, test_failed;
 
 #define CHECK(cond, ...)                                                  \
@@ -22,6 +24,12 @@ static int test_passed, test_failed;
             printf("\n");                                                 \
         }                                                                 \
     } while (0)
+
+/* First thing in a test program's main: run on the OpenBLAS kernels the
+ * maec command runs on (maec_blas_reexec), so that the model is checked
+ * against its fixtures as users run it. test_ops does not call it, and so
+ * checks the ops on the kernels OpenBLAS picks by itself. */
+static inline void test_on_command_kernels(char **argv) { maec_blas_reexec(argv); }
 
 /* ||a - b|| / ||b|| (or ||a|| when b is all zero) */
 static inline double rel_err(const float *a, const float *b, size_t n)

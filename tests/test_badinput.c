@@ -97,7 +97,7 @@ static void expect_fail(const char *what, const char *model, const char *images,
 int main(int argc, char **argv)
 {
     (void)argc;
-    maec_blas_reexec(argv); /* on the OpenBLAS kernels the maec command runs on (test_ops keeps OpenBLAS's own) */
+    test_on_command_kernels(argv);
     if (test_make_dir("bad")) return 1;
     maec_config c;
     maec_error err;

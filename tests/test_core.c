@@ -516,7 +516,7 @@ done:
 int main(int argc, char **argv)
 {
     (void)argc;
-    maec_blas_reexec(argv); /* on the OpenBLAS kernels the maec command runs on (test_ops keeps OpenBLAS's own) */
+    test_on_command_kernels(argv);
     const char *cases[] = {"c1", "c3_normpix", "nonsquare", "menc", "allloss"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(cases[i]);
     test_grad_command("c3_normpix");

@@ -1260,7 +1260,7 @@ static void test_fashion_mnist(void)
 int main(int argc, char **argv)
 {
     (void)argc;
-    maec_blas_reexec(argv); /* on the OpenBLAS kernels the maec command runs on (test_ops keeps OpenBLAS's own) */
+    test_on_command_kernels(argv);
     if (test_make_dir("data")) return 1;
     test_idx();
     test_cifar();

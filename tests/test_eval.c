@@ -582,7 +582,7 @@ static void test_bad_files(void)
 int main(int argc, char **argv)
 {
     (void)argc;
-    maec_blas_reexec(argv); /* on the OpenBLAS kernels the maec command runs on (test_ops keeps OpenBLAS's own) */
+    test_on_command_kernels(argv);
     maec_set_threads(2);
     test_batchnorm();
     test_xent_head();

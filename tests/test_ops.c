@@ -529,11 +529,10 @@ static void test_blas_advice(void)
     else unsetenv("OPENBLAS_CORETYPE");
 }
 
-/* Unlike the other test programs, this one does not call maec_blas_reexec:
- * the ops are checked on the kernels OpenBLAS picks by itself (its generic
- * ones where it does not know the CPU), the model against the fixtures on
- * the ones the maec command runs on, and test_blas_advice sees the advice
- * where there is one. */
+/* Unlike the other test programs, this one does not call
+ * test_on_command_kernels (test.h): the ops are checked on the kernels
+ * OpenBLAS picks by itself (its generic ones where it does not know the
+ * CPU), and test_blas_advice sees the advice where there is one. */
 int main(void)
 {
     test_blas_advice();

@@ -44,7 +44,7 @@ static void same_tensors(const st_file *got, const st_file *want, int as_f32, co
 int main(int argc, char **argv)
 {
     (void)argc;
-    maec_blas_reexec(argv); /* on the OpenBLAS kernels the maec command runs on (test_ops keeps OpenBLAS's own) */
+    test_on_command_kernels(argv);
     if (test_make_dir("pth")) return 1;
     maec_error err = {0};
     st_file pth, ref;
