@@ -6,11 +6,11 @@
  * threads (see "libxsmm" below). The others run on OpenBLAS: split by hand
  * between the threads when the rows are many (each part a single-threaded
  * sgemm; OpenBLAS's OpenMP build runs single-threaded inside a parallel
- * region), else threaded by OpenBLAS itself (ViT-B at batch 8: 400 rows, 768
- * x 3072). A weight gradient split by rows goes into one buffer per thread,
- * added in thread order at the end. The partitions are static, so results
- * are the same from run to run at a given thread count (docs/PERF.md has the
- * measurements behind each choice). */
+ * region), else split by output columns (ViT-B at batch 8: 400 rows, 768 x
+ * 3072; see "columns" below). A weight gradient split by rows goes into one
+ * buffer per thread, added in thread order at the end. The partitions are
+ * static, so results are the same from run to run at a given thread count
+ * (docs/PERF.md has the measurements behind each choice). */
 #include <cblas.h>
 #include <libxsmm.h>
 #include <omp.h>
@@ -22,11 +22,12 @@
 /* fewer rows than this per thread: leave the product to OpenBLAS */
 enum { SPLIT_MIN_ROWS = 128 };
 
-/* Split by hand when the rows are many and the weight small (the MAE on
+/* Split by rows when the rows are many and the weight small (the MAE on
  * small images: thousands of rows, 128-768 wide); when the weight is as
- * large as the rows are many (ViT-B at batch 8: 400 rows, 768 x 3072),
- * OpenBLAS's own partition of it does better (bench/gemm_shapes: 98% of
- * square sgemm against 95%). */
+ * large as the rows are many (ViT-B at batch 8: 400 rows, 768 x 3072), a
+ * split by rows ran below OpenBLAS's own threading (bench/gemm_shapes: 95%
+ * of square sgemm against 98%), each thread packing the whole weight: those
+ * are split by columns ("columns" below). */
 int linear_split_threads(int M, int K, int N)
 {
     if (omp_in_parallel()) return 1;
@@ -35,6 +36,29 @@ int linear_split_threads(int M, int K, int N)
 }
 
 static int part_lo(int M, int t, int nt) { return (int)((long long)M * t / nt); }
+
+/* ---- columns: products of few rows against a large weight ----
+ *
+ * Each thread computes its share of the output's columns with one
+ * single-threaded sgemm, reading all the rows and its part of the weight:
+ * nothing to add up afterwards, and no synchronization inside OpenBLAS.
+ * Threaded by OpenBLAS itself, the threads wait for each other's packed
+ * panels in sched_yield, a system call under the VM: 7% of ViT-B's step at
+ * batch 8 on a Zen 5 EPYC, where the step ran 1.3-5.5% faster split this
+ * way (docs/PERF.md). Shares are whole blocks of COL_BLOCK columns. */
+enum { COL_BLOCK = 64 };
+
+static void col_share(int N, int t, int n, int *c0, int *c1)
+{
+    int blocks = (N + COL_BLOCK - 1) / COL_BLOCK;
+    *c0 = part_lo(blocks, t, n) * COL_BLOCK;
+    *c1 = part_lo(blocks, t + 1, n) * COL_BLOCK;
+    if (*c0 > N) *c0 = N;
+    if (*c1 > N) *c1 = N;
+}
+
+/* the threads to split a product by columns: 1 inside a parallel region */
+static int col_threads(void) { return omp_in_parallel() ? 1 : omp_get_max_threads(); }
 
 /* ---- libxsmm: the products of many rows and a small weight ----
  *
@@ -205,14 +229,18 @@ void linear_forward(float *out, const float *inp, const float *w, const float *b
     if (use_xsmm(M, K, N) && xsmm_forward(out, inp, w, b, NULL, M, K, N, 0, NULL, NULL) == 0) return;
     int nt = linear_split_threads(M, K, N);
     if (nt == 1) {
-        float beta = 0.0f;
-        if (b) {
-#pragma omp parallel for schedule(static)
-            for (int m = 0; m < M; m++) memcpy(out + (size_t)m * N, b, (size_t)N * sizeof(float));
-            beta = 1.0f;
+#pragma omp parallel num_threads(col_threads())
+        {
+            int c0, c1;
+            col_share(N, omp_get_thread_num(), omp_get_num_threads(), &c0, &c1);
+            if (c1 > c0) {
+                if (b)
+                    for (int m = 0; m < M; m++)
+                        memcpy(out + (size_t)m * N + c0, b + c0, (size_t)(c1 - c0) * sizeof(float));
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, c1 - c0, K, 1.0f, inp, K,
+                            w + (size_t)c0 * K, K, b ? 1.0f : 0.0f, out + c0, N);
+            }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, M, N, K, 1.0f, inp, K, w, K, beta,
-                    out, N);
         return;
     }
 #pragma omp parallel num_threads(nt)
@@ -417,16 +445,20 @@ static void linear_backward_blas(float *dinp, float *dw, float *db, const float 
     int nt = linear_split_threads(M, K, N);
     size_t wn = (size_t)N * K, stride = wn + (size_t)N;
     float *buf = nt > 1 ? partials(stride * (size_t)(nt - 1)) : NULL;
-    if (!buf) { /* one thread, or no memory for the partial sums: OpenBLAS threads it */
-        if (dinp)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, K, N, 1.0f, dout, N, w, K,
-                        0.0f, dinp, K);
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, N, K, M, 1.0f, dout, N, inp, K, 1.0f,
-                    dw, K);
-        if (db) {
-            enum { CB = 64 };
-#pragma omp parallel for schedule(static)
-            for (int n0 = 0; n0 < N; n0 += CB) colsum(db, dout, 0, M, n0, n0 + CB < N ? n0 + CB : N, N);
+    if (!buf) { /* few rows, or no memory for the partial sums: split by columns */
+#pragma omp parallel num_threads(nt > 1 ? 1 : col_threads())
+        {
+            int t = omp_get_thread_num(), n = omp_get_num_threads(), c0, c1;
+            col_share(K, t, n, &c0, &c1); /* dinp's columns */
+            if (dinp && c1 > c0)
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, M, c1 - c0, N, 1.0f, dout, N, w + c0, K,
+                            0.0f, dinp + c0, K);
+            col_share(N, t, n, &c0, &c1); /* dw's rows, db's elements */
+            if (c1 > c0) {
+                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, c1 - c0, K, M, 1.0f, dout + c0, N, inp, K,
+                            1.0f, dw + (size_t)c0 * K, K);
+                if (db) colsum(db, dout, 0, M, c0, c1, N);
+            }
         }
         return;
     }
