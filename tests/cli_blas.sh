@@ -9,7 +9,7 @@ check() { if eval "$1"; then ok; else bad "$2"; fi; }
 
 out=$($MAEC --version 2>&1)
 check '[ $? -eq 0 ]' "maec --version failed: $out"
-core=$(echo "$out" | sed -n 's/^OpenBLAS kernels: //p')
+core=$(echo "$out" | sed -n 's/^OpenBLAS kernels: \([^ ]*\).*/\1/p')
 check '[ -n "$core" ]' "no 'OpenBLAS kernels:' line in: $out"
 echo "  OpenBLAS kernels: $core"
 flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
@@ -21,7 +21,7 @@ if [[ " $flags " == *" avx2 "* && " $flags " == *" fma "* ]]; then
 fi
 # the user's choice stands
 out=$(OPENBLAS_CORETYPE=Haswell $MAEC --version 2>&1)
-check 'echo "$out" | grep -qx "OpenBLAS kernels: Haswell"' "OPENBLAS_CORETYPE=Haswell not kept: $out"
+check 'echo "$out" | grep -qx "OpenBLAS kernels: Haswell (OPENBLAS_CORETYPE=Haswell)"' "OPENBLAS_CORETYPE=Haswell not kept: $out"
 # the arguments reach the command whole after a re-run
 out=$($MAEC info 2>&1); rc=$?
 check '[ $rc -ne 0 ] && echo "$out" | grep -q "^maec: error: "' "maec info without a file: exit $rc, $out"

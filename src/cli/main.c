@@ -1,5 +1,6 @@
 /* maec: the command. Each subcommand lives in its own file. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
@@ -44,7 +45,13 @@ int main(int argc, char **argv)
         return 0;
     }
     if (!strcmp(argv[1], "--version")) {
-        printf("maec %s\nOpenBLAS kernels: %s\n", MAEC_VERSION, maec_blas_core());
+        /* OPENBLAS_CORETYPE is named where set (by the user, or by
+         * maec_blas_reexec): a user's may hold OpenBLAS below the kernels
+         * it would choose itself (docs/PERF.md) */
+        const char *ct = getenv("OPENBLAS_CORETYPE");
+        printf("maec %s\nOpenBLAS kernels: %s", MAEC_VERSION, maec_blas_core());
+        if (ct) printf(" (OPENBLAS_CORETYPE=%s)", ct);
+        printf("\n");
         return 0;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
