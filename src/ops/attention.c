@@ -340,6 +340,274 @@ static short_bwd_fn short_backward_fn(int T, int D, int H)
     int ix = short_index(T, D / H);
     return ix < 0 ? NULL : short_fns[ix / SHORT_NZ][ix % SHORT_NZ].bwd;
 }
+#elif defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+
+/* lanes j < n of 8 set (for the blends and the masked loads and stores) */
+static inline __m256i tail8(int n)
+{
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+static inline float hmax8(__m256 v)
+{
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+}
+
+static inline float hsum8(__m256 v)
+{
+    __m128 m = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_add_ps(m, _mm_movehl_ps(m, m));
+    return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
+}
+
+/* dst[0..n) = softmax(scale src[0..n)); src may be dst; the lanes of src
+ * past n up to the next multiple of 8 must be readable */
+static inline void softmax8(float *dst, const float *src, int n, float scale)
+{
+    __m256 sc = _mm256_set1_ps(scale), mx = _mm256_set1_ps(-INFINITY), ninf = mx;
+    int j = 0;
+    for (; j + 8 <= n; j += 8) mx = _mm256_max_ps(mx, _mm256_mul_ps(_mm256_loadu_ps(src + j), sc));
+    __m256i last = tail8(n - j);
+    if (j < n)
+        mx = _mm256_max_ps(mx, _mm256_blendv_ps(ninf, _mm256_mul_ps(_mm256_maskload_ps(src + j, last), sc),
+                                                _mm256_castsi256_ps(last)));
+    __m256 m = _mm256_set1_ps(hmax8(mx)), sum = _mm256_setzero_ps();
+    for (j = 0; j + 8 <= n; j += 8) {
+        __m256 e = exp8(_mm256_fmsub_ps(_mm256_loadu_ps(src + j), sc, m));
+        _mm256_storeu_ps(dst + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    if (j < n) {
+        __m256 e = _mm256_and_ps(exp8(_mm256_fmsub_ps(_mm256_maskload_ps(src + j, last), sc, m)),
+                                 _mm256_castsi256_ps(last));
+        _mm256_maskstore_ps(dst + j, last, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    __m256 inv = _mm256_set1_ps(1.0f / hsum8(sum));
+    for (j = 0; j + 8 <= n; j += 8) _mm256_storeu_ps(dst + j, _mm256_mul_ps(_mm256_loadu_ps(dst + j), inv));
+    if (j < n) _mm256_maskstore_ps(dst + j, last, _mm256_mul_ps(_mm256_maskload_ps(dst + j, last), inv));
+}
+
+static void softmax_row(float *row, int n)
+{
+    if (n < 8) softmax_row_loops(row, n);
+    else softmax8(row, row, n, 1.0f);
+}
+
+/* ---- Short sequences, heads a multiple of 8 up to 64 wide, on AVX2 ----
+ *
+ * The same idea as the AVX-512 kernels above with half the lanes and half
+ * the registers: every product of a (batch element, head) on one register
+ * tile, 6 rows by 16 columns (12 accumulators of 8 lanes), one factor's row
+ * broadcast. S = Q K^T and dP = dO V^T take K and V transposed per head (8 x
+ * 8 blocks in registers, the keys past T zero), land in a buffer on the
+ * stack, and the softmax or its backward runs over that buffer's rows;
+ * O, dV, dQ and dK have the head's width in the lanes. */
+enum { SHORT_T = 80, SHORT_LT = 80, SHORT_HD = 64 };
+
+/* the 8 rows of r transposed in place */
+static inline __attribute__((always_inline)) void transpose8(__m256 r[8])
+{
+    __m256 a[8], b[8];
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) {
+        a[2 * k] = _mm256_unpacklo_ps(r[2 * k], r[2 * k + 1]);
+        a[2 * k + 1] = _mm256_unpackhi_ps(r[2 * k], r[2 * k + 1]);
+    }
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++) {
+        b[4 * k] = _mm256_shuffle_ps(a[4 * k], a[4 * k + 2], 0x44);
+        b[4 * k + 1] = _mm256_shuffle_ps(a[4 * k], a[4 * k + 2], 0xEE);
+        b[4 * k + 2] = _mm256_shuffle_ps(a[4 * k + 1], a[4 * k + 3], 0x44);
+        b[4 * k + 3] = _mm256_shuffle_ps(a[4 * k + 1], a[4 * k + 3], 0xEE);
+    }
+#pragma GCC unroll 4
+    for (int m = 0; m < 4; m++) {
+        r[m] = _mm256_permute2f128_ps(b[m], b[4 + m], 0x20);
+        r[4 + m] = _mm256_permute2f128_ps(b[m], b[4 + m], 0x31);
+    }
+}
+
+/* dst[d][j] (row stride lt, a multiple of 8) = src[j ld + d] for d < HD,
+ * j < T; 0 for T <= j < lt */
+static inline __attribute__((always_inline)) void head_transpose8(float *dst, int lt, const float *src, int ld, int T,
+                                                                  const int HD)
+{
+    for (int j0 = 0; j0 < lt; j0 += 8)
+        for (int c = 0; c < HD; c += 8) {
+            __m256 r[8];
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++)
+                r[i] = j0 + i < T ? _mm256_loadu_ps(src + (size_t)(j0 + i) * ld + c) : _mm256_setzero_ps();
+            transpose8(r);
+#pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) _mm256_store_ps(dst + (size_t)(c + i) * lt + j0, r[i]);
+        }
+}
+
+/* dst's rows i0..i0+R-1 (row stride ldd), columns 0..8 CW: row i =
+ * sum_{k < K} coef[i sr + k sc] B's row k (row stride ldb) */
+static inline __attribute__((always_inline)) void tile8(const int R, const int CW, float *dst, int ldd,
+                                                        const float *coef, int sr, int sc, const float *B, int ldb,
+                                                        int K, int i0)
+{
+    __m256 acc[6][2]; /* fixed sizes (R <= 6, CW <= 2), so that they stay in registers */
+    const float *c[6];
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        c[r] = coef + (size_t)(i0 + r) * sr;
+        acc[r][0] = acc[r][1] = _mm256_setzero_ps();
+    }
+    for (int k = 0; k < K; k++) {
+        const float *br = B + (size_t)k * ldb;
+        __m256 b0 = _mm256_loadu_ps(br), b1 = CW == 2 ? _mm256_loadu_ps(br + 8) : b0;
+#pragma GCC unroll 6
+        for (int r = 0; r < R; r++) {
+            __m256 av = _mm256_broadcast_ss(c[r] + (size_t)k * sc);
+            acc[r][0] = _mm256_fmadd_ps(av, b0, acc[r][0]);
+            if (CW == 2) acc[r][1] = _mm256_fmadd_ps(av, b1, acc[r][1]);
+        }
+    }
+#pragma GCC unroll 6
+    for (int r = 0; r < R; r++) {
+        float *o = dst + (size_t)(i0 + r) * ldd;
+        _mm256_storeu_ps(o, acc[r][0]);
+        if (CW == 2) _mm256_storeu_ps(o + 8, acc[r][1]);
+    }
+}
+
+/* the rows i0.. of a tile, the last block (T - i0 rows, 1 to 6) */
+static inline __attribute__((always_inline)) void tile8_tail(const int CW, int rows, float *dst, int ldd,
+                                                             const float *coef, int sr, int sc, const float *B,
+                                                             int ldb, int K, int i0)
+{
+    switch (rows) {
+    case 1: tile8(1, CW, dst, ldd, coef, sr, sc, B, ldb, K, i0); break;
+    case 2: tile8(2, CW, dst, ldd, coef, sr, sc, B, ldb, K, i0); break;
+    case 3: tile8(3, CW, dst, ldd, coef, sr, sc, B, ldb, K, i0); break;
+    case 4: tile8(4, CW, dst, ldd, coef, sr, sc, B, ldb, K, i0); break;
+    case 5: tile8(5, CW, dst, ldd, coef, sr, sc, B, ldb, K, i0); break;
+    default: tile8(6, CW, dst, ldd, coef, sr, sc, B, ldb, K, i0); break;
+    }
+}
+
+/* dst (T rows, stride ldd; N columns, a multiple of 8) = coef B, coef's
+ * element (i, k) at i sr + k sc, B's rows K of stride ldb */
+static inline __attribute__((always_inline)) void product8(float *dst, int ldd, const float *coef, int sr, int sc,
+                                                           const float *B, int ldb, int K, int N, int T)
+{
+    int c0 = 0;
+    for (; c0 + 16 <= N; c0 += 16) {
+        int i0 = 0;
+        for (; i0 + 6 <= T; i0 += 6) tile8(6, 2, dst + c0, ldd, coef, sr, sc, B + c0, ldb, K, i0);
+        if (i0 < T) tile8_tail(2, T - i0, dst + c0, ldd, coef, sr, sc, B + c0, ldb, K, i0);
+    }
+    if (c0 < N) {
+        int i0 = 0;
+        for (; i0 + 6 <= T; i0 += 6) tile8(6, 1, dst + c0, ldd, coef, sr, sc, B + c0, ldb, K, i0);
+        if (i0 < T) tile8_tail(1, T - i0, dst + c0, ldd, coef, sr, sc, B + c0, ldb, K, i0);
+    }
+}
+
+/* one (batch element, head), as short_forward above: q, k, v its rows
+ * (stride ld), o the output's (stride ldo), p its T x T probabilities */
+static inline __attribute__((always_inline)) void short_forward8(const int HD, float *o, int ldo, float *p,
+                                                                 const float *q, const float *k, const float *v,
+                                                                 int ld, int T, float scale)
+{
+    int lt = (T + 7) & ~7;
+    float kt[SHORT_HD * SHORT_LT] __attribute__((aligned(32)));
+    float s[SHORT_T * SHORT_LT] __attribute__((aligned(32)));
+    head_transpose8(kt, lt, k, ld, T, HD);
+    product8(s, lt, q, ld, 1, kt, lt, HD, lt, T); /* S = Q K^T, not yet scaled */
+    for (int i = 0; i < T; i++) softmax8(p + (size_t)i * T, s + (size_t)i * lt, T, scale);
+    product8(o, ldo, p, T, 1, v, ld, T, HD, T); /* O = P V */
+}
+
+static inline __attribute__((always_inline)) void short_backward8(const int HD, float *dq, float *dk, float *dv,
+                                                                  const float *dO, int ldo, const float *p,
+                                                                  const float *q, const float *k, const float *v,
+                                                                  int ld, int T, float scale)
+{
+    int lt = (T + 7) & ~7;
+    float vt[SHORT_HD * SHORT_LT] __attribute__((aligned(32)));
+    float ds[SHORT_T * SHORT_LT] __attribute__((aligned(32)));
+    head_transpose8(vt, lt, v, ld, T, HD);
+    product8(ds, lt, dO, ldo, 1, vt, lt, HD, lt, T); /* dP = dO V^T */
+    __m256i last = tail8(T - (lt - 8));
+    __m256 sc = _mm256_set1_ps(scale);
+    for (int i = 0; i < T; i++) { /* dS = P (dP - rowsum(P dP)) scale */
+        const float *pr = p + (size_t)i * T;
+        float *dr = ds + (size_t)i * lt;
+        __m256 dot = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 8 < lt; j += 8) dot = _mm256_fmadd_ps(_mm256_loadu_ps(pr + j), _mm256_load_ps(dr + j), dot);
+        dot = _mm256_fmadd_ps(_mm256_maskload_ps(pr + j, last), _mm256_load_ps(dr + j), dot);
+        __m256 sum = _mm256_set1_ps(hsum8(dot));
+        for (j = 0; j + 8 < lt; j += 8)
+            _mm256_store_ps(dr + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_loadu_ps(pr + j),
+                                                                _mm256_sub_ps(_mm256_load_ps(dr + j), sum)), sc));
+        _mm256_store_ps(dr + j, _mm256_mul_ps(_mm256_mul_ps(_mm256_maskload_ps(pr + j, last),
+                                                            _mm256_sub_ps(_mm256_load_ps(dr + j), sum)), sc));
+    }
+    product8(dv, ld, p, 1, T, dO, ldo, T, HD, T);  /* dV = P^T dO */
+    product8(dq, ld, ds, lt, 1, k, ld, T, HD, T);  /* dQ = dS K */
+    product8(dk, ld, ds, 1, lt, q, ld, T, HD, T);  /* dK = dS^T Q */
+}
+
+typedef void (*short_fwd_fn)(float *, int, float *, const float *, const float *, const float *, int, int, float);
+typedef void (*short_bwd_fn)(float *, float *, float *, const float *, int, const float *, const float *,
+                             const float *, const float *, int, int, float);
+
+#define SHORT8_VARIANT(HD)                                                                                 \
+    static void short8_forward_##HD(float *o, int ldo, float *p, const float *q, const float *k,          \
+                                    const float *v, int ld, int T, float scale)                            \
+    {                                                                                                      \
+        short_forward8(HD, o, ldo, p, q, k, v, ld, T, scale);                                              \
+    }                                                                                                      \
+    static void short8_backward_##HD(float *dq, float *dk, float *dv, const float *dO, int ldo,           \
+                                     const float *p, const float *q, const float *k, const float *v,       \
+                                     int ld, int T, float scale)                                           \
+    {                                                                                                      \
+        short_backward8(HD, dq, dk, dv, dO, ldo, p, q, k, v, ld, T, scale);                                \
+    }
+SHORT8_VARIANT(8)
+SHORT8_VARIANT(16)
+SHORT8_VARIANT(24)
+SHORT8_VARIANT(32)
+SHORT8_VARIANT(40)
+SHORT8_VARIANT(48)
+SHORT8_VARIANT(56)
+SHORT8_VARIANT(64)
+
+#define SHORT8_ENTRY(HD) {short8_forward_##HD, short8_backward_##HD}
+static const struct {
+    short_fwd_fn fwd;
+    short_bwd_fn bwd;
+} short8_fns[SHORT_HD / 8] = {SHORT8_ENTRY(8),  SHORT8_ENTRY(16), SHORT8_ENTRY(24), SHORT8_ENTRY(32),
+                              SHORT8_ENTRY(40), SHORT8_ENTRY(48), SHORT8_ENTRY(56), SHORT8_ENTRY(64)};
+
+/* the variant for T tokens and heads hd wide, or -1 for OpenBLAS's path */
+static int short_index(int T, int hd)
+{
+    if (T < 1 || T > SHORT_T || hd < 8 || hd > SHORT_HD || hd % 8) return -1;
+    return hd / 8 - 1;
+}
+
+static short_fwd_fn short_forward_fn(int T, int D, int H)
+{
+    int ix = short_index(T, D / H);
+    return ix < 0 ? NULL : short8_fns[ix].fwd;
+}
+
+static short_bwd_fn short_backward_fn(int T, int D, int H)
+{
+    int ix = short_index(T, D / H);
+    return ix < 0 ? NULL : short8_fns[ix].bwd;
+}
 #else
 static void softmax_row(float *row, int n) { softmax_row_loops(row, n); }
 typedef void *short_fwd_fn;
@@ -357,7 +625,7 @@ static void head_forward(short_fwd_fn f, float *out, float *att, const float *qk
     float scale = 1.0f / sqrtf((float)hd);
     const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
     float *o = out + (size_t)b * T * D + (size_t)h * hd, *p = att + ((size_t)b * H + h) * T * T;
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
     if (f) {
         f(o, D, p, q, k, v, ld, T, scale);
         return;
@@ -397,7 +665,7 @@ static void head_backward(short_bwd_fn f, float *dqkv, const float *dout, const 
     const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
     float *dq = dqkv + (size_t)b * T * ld + (size_t)h * hd, *dk = dq + D, *dv = dq + 2 * D;
     const float *p = att + ((size_t)b * H + h) * T * T, *dO = dout + (size_t)b * T * D + (size_t)h * hd;
-#ifdef __AVX512F__
+#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
     if (f) {
         f(dq, dk, dv, dO, D, p, q, k, v, ld, T, scale);
         return;
