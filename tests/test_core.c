@@ -113,13 +113,17 @@ static void run_case(const char *cs)
     double ge = compare_grads(m, &g, "f64 ref", cs);
     printf("  %-12s loss %.7f (ref %.7f)  pred err %.2e  worst grad err %.2e\n", cs, (double)loss,
            rl ? (double)rl[0] : 0.0, pe, ge);
-    /* a pass without the backward predicts every patch, the same loss */
+    /* a pass without the backward predicts every patch, the same loss: the
+     * same bits on libxsmm's tiles, within 1e-6 on OpenBLAS alone (the
+     * default without AVX-512), whose bits for a row depend on its place
+     * in the product, and the compact last block moves the masked rows */
     float *gsave = malloc(maec_model_num_floats(m) * sizeof(float));
     memcpy(gsave, maec_model_grads(m), maec_model_num_floats(m) * sizeof(float));
     float floss;
     rc = maec_forward_backward(m, ws, x.data, B, nz.data, NULL, 0, 1.0f, &floss, &err);
     double fpe = rpred ? rel_err(maec_ws_pred(ws), rpred, (size_t)B * L * P) : 1;
-    CHECK(rc == 0 && fpe < TOL && floss == loss, "%s: forward only: prediction rel err %.3g, loss %.8g vs %.8g", cs,
+    CHECK(rc == 0 && fpe < TOL && fabs((double)floss - loss) <= 1e-6 * fabs((double)loss),
+          "%s: forward only: prediction rel err %.3g, loss %.8g vs %.8g", cs,
           fpe, (double)floss, (double)loss);
     CHECK(memcmp(gsave, maec_model_grads(m), maec_model_num_floats(m) * sizeof(float)) == 0,
           "%s: a pass without the backward changed the gradients", cs);

@@ -34,7 +34,7 @@ static void test_gelu(void)
         /* error relative to the size of the terms that make the value */
         double e = fabs(y[i] - ref) / (fabs(xv) + 1e-3);
         double ed = fabs(d[i] - dref);
-        /* the one-value formula (machines without AVX-512, gelu_scalar) */
+        /* the one-value formula (machines without AVX2, gelu_scalar, the tails) */
         double es = fabs(gelu_scalar(x[i]) - ref) / (fabs(xv) + 1e-3);
         if (e > worst) worst = e;
         if (es > worst) worst = es;
@@ -504,6 +504,21 @@ static void test_exp(void)
     }
     printf("  exp: worst relative error %.2e on [-87, 88]\n", worst);
     CHECK(worst < 4e-7, "exp_vec relative error %.3g", worst);
+#if defined(__AVX2__) && defined(__FMA__)
+    /* the 8-lane version (softmax and GELU where there is AVX2 but not AVX-512) */
+    double worst8 = 0;
+    for (int i = 0; i <= 1000000; i += 8) {
+        float xs[8], es[8];
+        for (int l = 0; l < 8; l++) xs[l] = -87.0f + 175.0f * (float)(i + l) / 1000008.0f;
+        _mm256_storeu_ps(es, exp8(_mm256_loadu_ps(xs)));
+        for (int l = 0; l < 8; l++) {
+            double ref = exp((double)xs[l]), e = fabs(es[l] - ref) / ref;
+            if (e > worst8) worst8 = e;
+        }
+    }
+    printf("  exp8: worst relative error %.2e on [-87, 88]\n", worst8);
+    CHECK(worst8 < 4e-7, "exp8 relative error %.3g", worst8);
+#endif
 }
 
 /* OpenBLAS's kernels: advice only where its choice is below what the CPU
@@ -529,15 +544,9 @@ static void test_blas_advice(void)
     else unsetenv("OPENBLAS_CORETYPE");
 }
 
-/* Unlike the other test programs, this one does not call
- * test_on_command_kernels (test.h): the ops are checked on the kernels
- * OpenBLAS picks by itself (its generic ones where it does not know the
- * CPU), and test_blas_advice sees the advice where there is one. */
-int main(void)
+/* the linear layers' tests, libxsmm's tiles on where tiled is 1 */
+static void linear_tests(int tiled)
 {
-    test_blas_advice();
-    test_exp();
-    test_gelu();
     /* rows split between threads by hand; few rows against a wide weight
      * (OpenBLAS's own threads); a thin input (patch embedding); a handful of
      * rows */
@@ -547,8 +556,28 @@ int main(void)
     test_linear(29, 600, 33);
     test_linear(300, 16, 192);
     test_linear(7, 192, 100);
+    test_backward_rows(40 * 37, 128, 512, tiled); /* libxsmm's tiles: fmnist-tiny's decoder, fc1 */
+    test_backward_rows(20 * 48, 128, 128, tiled); /* cifar-tiny's decoder, proj */
+    test_backward_rows(3 * 15, 64, 48, 0);    /* few rows: OpenBLAS */
+    test_items(80, 17, 192, 3); /* libxsmm's tiles: cifar-tiny's encoder */
+    test_items(20, 65, 128, 4); /* its decoder */
+    test_items(3, 9, 48, 2);    /* few rows: OpenBLAS, then attention */
+    test_gelu_items(1650, 192, 768, tiled); /* libxsmm's tiles, short last tiles */
+    test_gelu_items(50, 64, 96, 0);     /* few rows: OpenBLAS, then the GELU */
+}
+
+/* Unlike the other test programs, this one does not call
+ * test_on_command_kernels (test.h): the ops are checked on the kernels
+ * OpenBLAS picks by itself (its generic ones where it does not know the
+ * CPU), and test_blas_advice sees the advice where there is one. */
+int main(void)
+{
+    test_blas_advice();
+    test_exp();
+    test_gelu();
     test_attention(3, 13, 192, 3);
-    /* the short-sequence kernels: each block of 16 keys, heads of 32 and 64,
+    /* the short-sequence kernels: each block of 16 keys (AVX-512) or 8
+     * (AVX2), heads of 32 and 64 (and any multiple of 8 to 64 on AVX2),
      * sequences shorter than a row block */
     test_attention(3, 17, 192, 3);
     test_attention(2, 1, 64, 1);
@@ -565,14 +594,19 @@ int main(void)
     test_attention(3, 33, 48, 4);
     test_attention(3, 65, 160, 2);
     test_attention(2, 128, 32, 1);
-    test_backward_rows(40 * 37, 128, 512, 1); /* libxsmm's tiles: fmnist-tiny's decoder, fc1 */
-    test_backward_rows(20 * 48, 128, 128, 1); /* cifar-tiny's decoder, proj */
-    test_backward_rows(3 * 15, 64, 48, 0);    /* few rows: OpenBLAS */
-    test_items(80, 17, 192, 3); /* libxsmm's tiles: cifar-tiny's encoder */
-    test_items(20, 65, 128, 4); /* its decoder */
-    test_items(3, 9, 48, 2);    /* few rows: OpenBLAS, then attention */
-    test_gelu_items(1650, 192, 768, 1); /* libxsmm's tiles, short last tiles */
-    test_gelu_items(50, 64, 96, 0);     /* few rows: OpenBLAS, then the GELU */
+    test_attention(2, 23, 96, 4);  /* heads of 24 */
+    test_attention(3, 9, 80, 2);   /* heads of 40 */
+    /* the products on libxsmm's tiles where they apply (every CPU can run
+     * them; the default where it has AVX-512), then on OpenBLAS alone (the
+     * default with AVX2 only) */
+    for (int tiled = 1; tiled >= 0; tiled--) {
+        linear_set_tiled(tiled);
+        printf("  linear layers %s\n", tiled ? "on libxsmm's tiles where they apply" : "on OpenBLAS alone");
+        linear_tests(tiled);
+    }
+#ifdef __AVX512F__
+    linear_set_tiled(1);
+#endif
     test_layernorm(301, 192);
     test_layernorm(3, 4100);
     TEST_END();

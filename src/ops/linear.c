@@ -74,9 +74,23 @@ static int col_threads(void) { return omp_in_parallel() ? 1 : omp_get_max_thread
  * WG_ROWS rows (a transposed-B kernel), C staying in cache. */
 enum { TILE_ROWS = 64, TILE_COLS = 64, WG_ROWS = TILE_ROWS, XSMM_MAX_WIDE = 1024 };
 
+/* libxsmm's tiles where the CPU has AVX-512. With AVX2 alone its JIT
+ * kernels ran below OpenBLAS's split by hand (bench/gemm_shapes on a Zen 3
+ * EPYC, fmnist-tiny: all products of a step at 62% of square sgemm against
+ * 84%; the training steps of A and B 9% and 15% faster on OpenBLAS,
+ * bench/ab_step; docs/PERF.md), so there the products stay on OpenBLAS.
+ * linear_set_tiled turns the tiles on or off (the tests run both). */
+#ifdef __AVX512F__
+static int xsmm_on = 1;
+#else
+static int xsmm_on = 0;
+#endif
+
+void linear_set_tiled(int on) { xsmm_on = on; }
+
 static int use_xsmm(int M, int K, int N)
 {
-    if (omp_in_parallel()) return 0;
+    if (!xsmm_on || omp_in_parallel()) return 0;
     int wide = K > N ? K : N;
     return wide <= XSMM_MAX_WIDE && M >= 2 * wide && M >= SPLIT_MIN_ROWS * omp_get_max_threads();
 }
