@@ -589,6 +589,8 @@ int main(void)
     test_attention(2, 80, 128, 2);
     test_attention(2, 81, 128, 2);
     test_attention(3, 140, 64, 2);
+    test_attention(2, 197, 64, 2); /* ViT-B at 224, its decoder (AVX2: the longest short kernel) */
+    test_attention(1, 201, 64, 2); /* past it: OpenBLAS */
     test_attention(1, 50, 64, 2);
     test_attention(4, 50, 128, 4);
     test_attention(3, 33, 48, 4);

@@ -1,6 +1,7 @@
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops.h"
@@ -404,9 +405,32 @@ static void softmax_row(float *row, int n)
  * tile, 6 rows by 16 columns (12 accumulators of 8 lanes), one factor's row
  * broadcast. S = Q K^T and dP = dO V^T take K and V transposed per head (8 x
  * 8 blocks in registers, the keys past T zero), land in a buffer on the
- * stack, and the softmax or its backward runs over that buffer's rows;
- * O, dV, dQ and dK have the head's width in the lanes. */
-enum { SHORT_T = 80, SHORT_LT = 80, SHORT_HD = 64 };
+ * thread's buffer, and the softmax or its backward runs over its rows; O,
+ * dV, dQ and dK have the head's width in the lanes. Up to 200 tokens (ViT-B
+ * at 224's decoder, 197): bench_step attention vit-base-16 8 on a Zen 3
+ * EPYC, the decoder's 50 GFLOP/s on OpenBLAS's calls against 85 here. */
+enum { SHORT_T = 200, SHORT_HD = 64 };
+
+/* this thread's buffer for a head: K or V transposed (SHORT_HD x lt) and
+ * the scores (T x lt), lt = T rounded up to 8; grown, never shrunk; NULL
+ * when there is no memory (the head then goes to OpenBLAS). On the heap,
+ * not the stack: at 200 tokens it is 210 KB, and threads of programs that
+ * embed maec may have small stacks. */
+static _Thread_local float *short8_buf;
+static _Thread_local size_t short8_len;
+
+static float *short8_scratch(int T)
+{
+    size_t lt = (size_t)(T + 7) & ~(size_t)7, n = (SHORT_HD + (size_t)T) * lt;
+    if (n > short8_len) {
+        float *p = aligned_alloc(32, (n * sizeof(float) + 31) & ~(size_t)31);
+        if (!p) return NULL;
+        free(short8_buf);
+        short8_buf = p;
+        short8_len = n;
+    }
+    return short8_buf;
+}
 
 /* the 8 rows of r transposed in place */
 static inline __attribute__((always_inline)) void transpose8(__m256 r[8])
@@ -514,27 +538,28 @@ static inline __attribute__((always_inline)) void product8(float *dst, int ldd, 
 
 /* one (batch element, head), as short_forward above: q, k, v its rows
  * (stride ld), o the output's (stride ldo), p its T x T probabilities */
-static inline __attribute__((always_inline)) void short_forward8(const int HD, float *o, int ldo, float *p,
-                                                                 const float *q, const float *k, const float *v,
-                                                                 int ld, int T, float scale)
+static inline __attribute__((always_inline)) int short_forward8(const int HD, float *o, int ldo, float *p,
+                                                                const float *q, const float *k, const float *v,
+                                                                int ld, int T, float scale)
 {
     int lt = (T + 7) & ~7;
-    float kt[SHORT_HD * SHORT_LT] __attribute__((aligned(32)));
-    float s[SHORT_T * SHORT_LT] __attribute__((aligned(32)));
+    float *kt = short8_scratch(T), *s = kt + (size_t)SHORT_HD * lt;
+    if (!kt) return -1;
     head_transpose8(kt, lt, k, ld, T, HD);
     product8(s, lt, q, ld, 1, kt, lt, HD, lt, T); /* S = Q K^T, not yet scaled */
     for (int i = 0; i < T; i++) softmax8(p + (size_t)i * T, s + (size_t)i * lt, T, scale);
     product8(o, ldo, p, T, 1, v, ld, T, HD, T); /* O = P V */
+    return 0;
 }
 
-static inline __attribute__((always_inline)) void short_backward8(const int HD, float *dq, float *dk, float *dv,
+static inline __attribute__((always_inline)) int short_backward8(const int HD, float *dq, float *dk, float *dv,
                                                                   const float *dO, int ldo, const float *p,
                                                                   const float *q, const float *k, const float *v,
                                                                   int ld, int T, float scale)
 {
     int lt = (T + 7) & ~7;
-    float vt[SHORT_HD * SHORT_LT] __attribute__((aligned(32)));
-    float ds[SHORT_T * SHORT_LT] __attribute__((aligned(32)));
+    float *vt = short8_scratch(T), *ds = vt + (size_t)SHORT_HD * lt;
+    if (!vt) return -1;
     head_transpose8(vt, lt, v, ld, T, HD);
     product8(ds, lt, dO, ldo, 1, vt, lt, HD, lt, T); /* dP = dO V^T */
     __m256i last = tail8(T - (lt - 8));
@@ -556,23 +581,24 @@ static inline __attribute__((always_inline)) void short_backward8(const int HD, 
     product8(dv, ld, p, 1, T, dO, ldo, T, HD, T);  /* dV = P^T dO */
     product8(dq, ld, ds, lt, 1, k, ld, T, HD, T);  /* dQ = dS K */
     product8(dk, ld, ds, 1, lt, q, ld, T, HD, T);  /* dK = dS^T Q */
+    return 0;
 }
 
-typedef void (*short_fwd_fn)(float *, int, float *, const float *, const float *, const float *, int, int, float);
-typedef void (*short_bwd_fn)(float *, float *, float *, const float *, int, const float *, const float *,
+typedef int (*short_fwd_fn)(float *, int, float *, const float *, const float *, const float *, int, int, float);
+typedef int (*short_bwd_fn)(float *, float *, float *, const float *, int, const float *, const float *,
                              const float *, const float *, int, int, float);
 
 #define SHORT8_VARIANT(HD)                                                                                 \
-    static void short8_forward_##HD(float *o, int ldo, float *p, const float *q, const float *k,          \
+    static int short8_forward_##HD(float *o, int ldo, float *p, const float *q, const float *k,          \
                                     const float *v, int ld, int T, float scale)                            \
     {                                                                                                      \
-        short_forward8(HD, o, ldo, p, q, k, v, ld, T, scale);                                              \
+        return short_forward8(HD, o, ldo, p, q, k, v, ld, T, scale);                                           \
     }                                                                                                      \
-    static void short8_backward_##HD(float *dq, float *dk, float *dv, const float *dO, int ldo,           \
+    static int short8_backward_##HD(float *dq, float *dk, float *dv, const float *dO, int ldo,           \
                                      const float *p, const float *q, const float *k, const float *v,       \
                                      int ld, int T, float scale)                                           \
     {                                                                                                      \
-        short_backward8(HD, dq, dk, dv, dO, ldo, p, q, k, v, ld, T, scale);                                \
+        return short_backward8(HD, dq, dk, dv, dO, ldo, p, q, k, v, ld, T, scale);                             \
     }
 SHORT8_VARIANT(8)
 SHORT8_VARIANT(16)
@@ -625,11 +651,13 @@ static void head_forward(short_fwd_fn f, float *out, float *att, const float *qk
     float scale = 1.0f / sqrtf((float)hd);
     const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
     float *o = out + (size_t)b * T * D + (size_t)h * hd, *p = att + ((size_t)b * H + h) * T * T;
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#ifdef __AVX512F__
     if (f) {
         f(o, D, p, q, k, v, ld, T, scale);
         return;
     }
+#elif defined(__AVX2__) && defined(__FMA__)
+    if (f && f(o, D, p, q, k, v, ld, T, scale) == 0) return;
 #endif
     (void)f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, p, T);
@@ -665,11 +693,13 @@ static void head_backward(short_bwd_fn f, float *dqkv, const float *dout, const 
     const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
     float *dq = dqkv + (size_t)b * T * ld + (size_t)h * hd, *dk = dq + D, *dv = dq + 2 * D;
     const float *p = att + ((size_t)b * H + h) * T * T, *dO = dout + (size_t)b * T * D + (size_t)h * hd;
-#if defined(__AVX512F__) || (defined(__AVX2__) && defined(__FMA__))
+#ifdef __AVX512F__
     if (f) {
         f(dq, dk, dv, dO, D, p, q, k, v, ld, T, scale);
         return;
     }
+#elif defined(__AVX2__) && defined(__FMA__)
+    if (f && f(dq, dk, dv, dO, D, p, q, k, v, ld, T, scale) == 0) return;
 #endif
     (void)f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, ld, 0.0f, dp, T);
