@@ -601,14 +601,13 @@ int main(void)
     /* the products on libxsmm's tiles where they apply (every CPU can run
      * them; the default where it has AVX-512), then on OpenBLAS alone (the
      * default with AVX2 only) */
+    int default_tiled = linear_set_tiled(1);
     for (int tiled = 1; tiled >= 0; tiled--) {
         linear_set_tiled(tiled);
         printf("  linear layers %s\n", tiled ? "on libxsmm's tiles where they apply" : "on OpenBLAS alone");
         linear_tests(tiled);
     }
-#ifdef __AVX512F__
-    linear_set_tiled(1);
-#endif
+    linear_set_tiled(default_tiled);
     test_layernorm(301, 192);
     test_layernorm(3, 4100);
     TEST_END();

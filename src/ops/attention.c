@@ -22,6 +22,17 @@ static void softmax_row_loops(float *row, int n)
     for (int j = 0; j < n; j++) row[j] *= inv;
 }
 
+/* one (batch element, head) on the short-sequence kernels below (AVX-512
+ * or AVX2): 0, or -1 where they could not run (the head then goes to
+ * OpenBLAS) */
+typedef int (*short_fwd_fn)(float *, int, float *, const float *, const float *, const float *, int, int, float);
+typedef int (*short_bwd_fn)(float *, float *, float *, const float *, int, const float *, const float *,
+                            const float *, const float *, int, int, float);
+typedef struct {
+    short_fwd_fn fwd;
+    short_bwd_fn bwd;
+} short_kernels;
+
 #ifdef __AVX512F__
 #include <immintrin.h>
 
@@ -286,21 +297,19 @@ static inline __attribute__((always_inline)) void short_backward(const int NZ, c
     width_product(HV, dk, ld, ds, 1, LDS, q, ld, T);  /* dK = dS^T Q */
 }
 
-typedef void (*short_fwd_fn)(float *, int, float *, const float *, const float *, const float *, int, int, float);
-typedef void (*short_bwd_fn)(float *, float *, float *, const float *, int, const float *, const float *,
-                             const float *, const float *, int, int, float);
-
 #define SHORT_VARIANT(NZ, HV)                                                                              \
-    static void short_forward_##NZ##_##HV(float *o, int ldo, float *p, const float *q, const float *k,   \
+    static int short_forward_##NZ##_##HV(float *o, int ldo, float *p, const float *q, const float *k,   \
                                           const float *v, int ld, int T, float scale)                      \
     {                                                                                                      \
         short_forward(NZ, HV, o, ldo, p, q, k, v, ld, T, scale);                                           \
+        return 0;                                                                                          \
     }                                                                                                      \
-    static void short_backward_##NZ##_##HV(float *dq, float *dk, float *dv, const float *dO, int ldo,     \
+    static int short_backward_##NZ##_##HV(float *dq, float *dk, float *dv, const float *dO, int ldo,     \
                                            const float *p, const float *q, const float *k, const float *v, \
                                            int ld, int T, float scale)                                     \
     {                                                                                                      \
         short_backward(NZ, HV, dq, dk, dv, dO, ldo, p, q, k, v, ld, T, scale);                             \
+        return 0;                                                                                          \
     }
 SHORT_VARIANT(1, 2)
 SHORT_VARIANT(2, 2)
@@ -314,12 +323,9 @@ SHORT_VARIANT(4, 4)
 SHORT_VARIANT(5, 4)
 
 #define SHORT_ENTRY(NZ, HV) {short_forward_##NZ##_##HV, short_backward_##NZ##_##HV}
-static const struct {
-    short_fwd_fn fwd;
-    short_bwd_fn bwd;
-} short_fns[2][SHORT_NZ] = {
-    {SHORT_ENTRY(1, 2), SHORT_ENTRY(2, 2), SHORT_ENTRY(3, 2), SHORT_ENTRY(4, 2), SHORT_ENTRY(5, 2)},
-    {SHORT_ENTRY(1, 4), SHORT_ENTRY(2, 4), SHORT_ENTRY(3, 4), SHORT_ENTRY(4, 4), SHORT_ENTRY(5, 4)},
+static const short_kernels short_fns[2 * SHORT_NZ] = {
+    SHORT_ENTRY(1, 2), SHORT_ENTRY(2, 2), SHORT_ENTRY(3, 2), SHORT_ENTRY(4, 2), SHORT_ENTRY(5, 2),
+    SHORT_ENTRY(1, 4), SHORT_ENTRY(2, 4), SHORT_ENTRY(3, 4), SHORT_ENTRY(4, 4), SHORT_ENTRY(5, 4),
 };
 
 /* the variant for T tokens and heads hd wide, or -1 for OpenBLAS's path */
@@ -327,19 +333,6 @@ static int short_index(int T, int hd)
 {
     if (T < 1 || T > SHORT_T || (hd != 32 && hd != 64)) return -1;
     return (hd == 64) * SHORT_NZ + (T + 15) / 16 - 1;
-}
-
-/* the kernels for T tokens in heads of D / H, or NULL for OpenBLAS's path */
-static short_fwd_fn short_forward_fn(int T, int D, int H)
-{
-    int ix = short_index(T, D / H);
-    return ix < 0 ? NULL : short_fns[ix / SHORT_NZ][ix % SHORT_NZ].fwd;
-}
-
-static short_bwd_fn short_backward_fn(int T, int D, int H)
-{
-    int ix = short_index(T, D / H);
-    return ix < 0 ? NULL : short_fns[ix / SHORT_NZ][ix % SHORT_NZ].bwd;
 }
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
@@ -364,8 +357,8 @@ static inline float hsum8(__m256 v)
     return _mm_cvtss_f32(_mm_add_ss(m, _mm_movehdup_ps(m)));
 }
 
-/* dst[0..n) = softmax(scale src[0..n)); src may be dst; the lanes of src
- * past n up to the next multiple of 8 must be readable */
+/* dst[0..n) = softmax(scale src[0..n)); src may be dst (the tail's lanes
+ * are loaded and stored under a mask) */
 static inline void softmax8(float *dst, const float *src, int n, float scale)
 {
     __m256 sc = _mm256_set1_ps(scale), mx = _mm256_set1_ps(-INFINITY), ninf = mx;
@@ -404,11 +397,11 @@ static void softmax_row(float *row, int n)
  * the registers: every product of a (batch element, head) on one register
  * tile, 6 rows by 16 columns (12 accumulators of 8 lanes), one factor's row
  * broadcast. S = Q K^T and dP = dO V^T take K and V transposed per head (8 x
- * 8 blocks in registers, the keys past T zero), land in a buffer on the
- * thread's buffer, and the softmax or its backward runs over its rows; O,
+ * 8 blocks in registers, the keys past T zero), land in the thread's
+ * buffer, and the softmax or its backward runs over its rows; O,
  * dV, dQ and dK have the head's width in the lanes. Up to 200 tokens (ViT-B
  * at 224's decoder, 197): bench_step attention vit-base-16 8 on a Zen 3
- * EPYC, the decoder's 50 GFLOP/s on OpenBLAS's calls against 85 here. */
+ * EPYC, the decoder's 50 GFLOP/s on OpenBLAS's calls against 64-85 here. */
 enum { SHORT_T = 200, SHORT_HD = 64 };
 
 /* this thread's buffer for a head: K or V transposed (SHORT_HD x lt) and
@@ -543,8 +536,9 @@ static inline __attribute__((always_inline)) int short_forward8(const int HD, fl
                                                                 int ld, int T, float scale)
 {
     int lt = (T + 7) & ~7;
-    float *kt = short8_scratch(T), *s = kt + (size_t)SHORT_HD * lt;
+    float *kt = short8_scratch(T);
     if (!kt) return -1;
+    float *s = kt + (size_t)SHORT_HD * lt;
     head_transpose8(kt, lt, k, ld, T, HD);
     product8(s, lt, q, ld, 1, kt, lt, HD, lt, T); /* S = Q K^T, not yet scaled */
     for (int i = 0; i < T; i++) softmax8(p + (size_t)i * T, s + (size_t)i * lt, T, scale);
@@ -558,8 +552,9 @@ static inline __attribute__((always_inline)) int short_backward8(const int HD, f
                                                                   int ld, int T, float scale)
 {
     int lt = (T + 7) & ~7;
-    float *vt = short8_scratch(T), *ds = vt + (size_t)SHORT_HD * lt;
+    float *vt = short8_scratch(T);
     if (!vt) return -1;
+    float *ds = vt + (size_t)SHORT_HD * lt;
     head_transpose8(vt, lt, v, ld, T, HD);
     product8(ds, lt, dO, ldo, 1, vt, lt, HD, lt, T); /* dP = dO V^T */
     __m256i last = tail8(T - (lt - 8));
@@ -584,10 +579,6 @@ static inline __attribute__((always_inline)) int short_backward8(const int HD, f
     return 0;
 }
 
-typedef int (*short_fwd_fn)(float *, int, float *, const float *, const float *, const float *, int, int, float);
-typedef int (*short_bwd_fn)(float *, float *, float *, const float *, int, const float *, const float *,
-                             const float *, const float *, int, int, float);
-
 #define SHORT8_VARIANT(HD)                                                                                 \
     static int short8_forward_##HD(float *o, int ldo, float *p, const float *q, const float *k,          \
                                     const float *v, int ld, int T, float scale)                            \
@@ -610,11 +601,9 @@ SHORT8_VARIANT(56)
 SHORT8_VARIANT(64)
 
 #define SHORT8_ENTRY(HD) {short8_forward_##HD, short8_backward_##HD}
-static const struct {
-    short_fwd_fn fwd;
-    short_bwd_fn bwd;
-} short8_fns[SHORT_HD / 8] = {SHORT8_ENTRY(8),  SHORT8_ENTRY(16), SHORT8_ENTRY(24), SHORT8_ENTRY(32),
-                              SHORT8_ENTRY(40), SHORT8_ENTRY(48), SHORT8_ENTRY(56), SHORT8_ENTRY(64)};
+static const short_kernels short_fns[SHORT_HD / 8] = {SHORT8_ENTRY(8),  SHORT8_ENTRY(16), SHORT8_ENTRY(24),
+                                                      SHORT8_ENTRY(32), SHORT8_ENTRY(40), SHORT8_ENTRY(48),
+                                                      SHORT8_ENTRY(56), SHORT8_ENTRY(64)};
 
 /* the variant for T tokens and heads hd wide, or -1 for OpenBLAS's path */
 static int short_index(int T, int hd)
@@ -622,25 +611,24 @@ static int short_index(int T, int hd)
     if (T < 1 || T > SHORT_T || hd < 8 || hd > SHORT_HD || hd % 8) return -1;
     return hd / 8 - 1;
 }
+#else
+static void softmax_row(float *row, int n) { softmax_row_loops(row, n); }
+static const short_kernels *const short_fns = NULL;
+static int short_index(int T, int hd) { return (void)T, (void)hd, -1; }
+#endif
 
+/* the kernels for T tokens in heads of D / H, or NULL for OpenBLAS's path */
 static short_fwd_fn short_forward_fn(int T, int D, int H)
 {
     int ix = short_index(T, D / H);
-    return ix < 0 ? NULL : short8_fns[ix].fwd;
+    return ix < 0 ? NULL : short_fns[ix].fwd;
 }
 
 static short_bwd_fn short_backward_fn(int T, int D, int H)
 {
     int ix = short_index(T, D / H);
-    return ix < 0 ? NULL : short8_fns[ix].bwd;
+    return ix < 0 ? NULL : short_fns[ix].bwd;
 }
-#else
-static void softmax_row(float *row, int n) { softmax_row_loops(row, n); }
-typedef void *short_fwd_fn;
-typedef void *short_bwd_fn;
-static short_fwd_fn short_forward_fn(int T, int D, int H) { return (void)T, (void)D, (void)H, NULL; }
-static short_bwd_fn short_backward_fn(int T, int D, int H) { return (void)T, (void)D, (void)H, NULL; }
-#endif
 
 /* Image b, head h: S = Q K^T * scale, P = softmax(S) by rows, O = P V, with
  * Q, K, V strided views into qkv (row stride 3D); on the short kernels f
@@ -651,15 +639,7 @@ static void head_forward(short_fwd_fn f, float *out, float *att, const float *qk
     float scale = 1.0f / sqrtf((float)hd);
     const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
     float *o = out + (size_t)b * T * D + (size_t)h * hd, *p = att + ((size_t)b * H + h) * T * T;
-#ifdef __AVX512F__
-    if (f) {
-        f(o, D, p, q, k, v, ld, T, scale);
-        return;
-    }
-#elif defined(__AVX2__) && defined(__FMA__)
     if (f && f(o, D, p, q, k, v, ld, T, scale) == 0) return;
-#endif
-    (void)f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, scale, q, ld, k, ld, 0.0f, p, T);
     for (int i = 0; i < T; i++) softmax_row(p + (size_t)i * T, T);
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, v, ld, 0.0f, o, D);
@@ -693,15 +673,7 @@ static void head_backward(short_bwd_fn f, float *dqkv, const float *dout, const 
     const float *q = qkv + (size_t)b * T * ld + (size_t)h * hd, *k = q + D, *v = q + 2 * D;
     float *dq = dqkv + (size_t)b * T * ld + (size_t)h * hd, *dk = dq + D, *dv = dq + 2 * D;
     const float *p = att + ((size_t)b * H + h) * T * T, *dO = dout + (size_t)b * T * D + (size_t)h * hd;
-#ifdef __AVX512F__
-    if (f) {
-        f(dq, dk, dv, dO, D, p, q, k, v, ld, T, scale);
-        return;
-    }
-#elif defined(__AVX2__) && defined(__FMA__)
     if (f && f(dq, dk, dv, dO, D, p, q, k, v, ld, T, scale) == 0) return;
-#endif
-    (void)f;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, T, hd, 1.0f, dO, D, v, ld, 0.0f, dp, T);
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, T, hd, T, 1.0f, p, T, dO, D, 0.0f, dv, ld);
     for (int i = 0; i < T; i++) {

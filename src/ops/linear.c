@@ -86,7 +86,12 @@ static int xsmm_on = 1;
 static int xsmm_on = 0;
 #endif
 
-void linear_set_tiled(int on) { xsmm_on = on; }
+int linear_set_tiled(int on)
+{
+    int was = xsmm_on;
+    xsmm_on = on;
+    return was;
+}
 
 static int use_xsmm(int M, int K, int N)
 {

@@ -37,8 +37,9 @@ void linear_backward_items(float *dinp, float *dw, float *db, const float *dout,
 /* whether linear layers of these shapes run on libxsmm's tiles */
 int linear_tiled(int M, int K, int N);
 /* libxsmm's tiles on (1) or off (0) for every shape, from here on (not
- * thread-safe: between steps); the default is on where the CPU has AVX-512 */
-void linear_set_tiled(int on);
+ * thread-safe: between steps); the default is on where the CPU has AVX-512.
+ * Returns the setting it replaced. */
+int linear_set_tiled(int on);
 
 /* out[M,D] = (inp - mean) * rstd * w + b, eps 1e-6; mean, rstd [M] saved */
 void layernorm_forward(float *out, float *mean, float *rstd, const float *inp, const float *w,
