@@ -326,7 +326,7 @@ int cmd_linprobe(int argc, char **argv)
 {
     feat_args a;
     feat_defaults(&a);
-    int raw = 0, epochs = 90, sgd = 0, eval_every = 1;
+    int raw = 0, epochs = 90, sgd = 0, eval_every = 1, report = 0;
     float blr = 0.1f, lr = 0, min_lr = 0, warmup = 10, wd = 0, momentum = 0.9f;
     const char *out = NULL, *ftr_path = NULL, *fte_path = NULL;
     cli_opt opts[] = {
@@ -342,6 +342,7 @@ int cmd_linprobe(int argc, char **argv)
         {"momentum", OPT_FLOAT, &momentum, "momentum (0.9)", 0, 0.9999, 0},
         {"sgd", OPT_BOOL, &sgd, "SGD with momentum instead of LARS", 1, 0, 0},
         {"eval-every", OPT_INT, &eval_every, "test accuracy every N epochs (and at the end)", 1, 100000, 0},
+        {"report", OPT_BOOL, &report, "rewrite OUTPUT-DIR/report.html at each epoch's end (maec report)", 1, 0, 0},
         {"train-features", OPT_STR, &ftr_path, "features [N, D] from maec embed (labels beside it) instead of a model", 1, 0, 0},
         {"test-features", OPT_STR, &fte_path, "the test features for --train-features", 1, 0, 0},
     };
@@ -394,6 +395,7 @@ int cmd_linprobe(int argc, char **argv)
     if (!rc && eval_mkdir_p(out)) rc = maec_fail(&err, MAEC_EIO, "cannot create %s: %s", out, strerror(errno));
     if (!rc) mf = eval_open_metrics(out, 1, &err);
     if (!rc && !mf) rc = MAEC_EIO;
+    if (!rc) cli_report_session(out, "linprobe");
     double t0 = eval_now();
     if (!rc && !given) {
         printf("linprobe: features of %s (%s)...\n", raw ? "the raw pixels" : a.model,
@@ -458,6 +460,7 @@ int cmd_linprobe(int argc, char **argv)
         }
         fprintf(mf, ",\"elapsed_s\":%.1f}\n", eval_now() - t0);
         fflush(mf);
+        if (report) cli_report_update(out);
     }
     if (!rc) {
         char p[2100];
@@ -471,6 +474,8 @@ int cmd_linprobe(int argc, char **argv)
                     epochs, t_feat, eval_now() - t0);
             printf("linprobe: test top-1 %.2f%% after %d epochs (%.0fs); weights %s\n", 100 * top1, epochs,
                    eval_now() - t0, p);
+            fflush(mf);
+            if (report) cli_report_update(out);
         }
     }
     if (mf) fclose(mf);

@@ -135,7 +135,7 @@ int cmd_finetune(int argc, char **argv)
     maec_config hint;
     memset(&hint, 0, sizeof hint);
     int epochs = 50, batch = 64, accum = 1, threads = 0, workers = 1, tune = -1, scratch = 0, cls_token = 0;
-    int no_hflip = 0, no_crop = 0, eval_every = 1, log_every = 50;
+    int no_hflip = 0, no_crop = 0, eval_every = 1, log_every = 50, report = 0;
     uint64_t seed = 0, max_steps = 0;
     float blr = 5e-4f, lr = 0, min_lr = 1e-6f, warmup = 5, wd = 0.05f, layer_decay = 0.75f, drop_path = 0.1f;
     float smoothing = 0.1f, mixup = 0.8f, cutmix = 1.0f, switch_prob = 0.5f, crop_min = 0.08f, reprob = 0.25f;
@@ -170,6 +170,7 @@ int cmd_finetune(int argc, char **argv)
         {"reprob", OPT_FLOAT, &reprob, "random erasing probability (0.25; one box of N(0,1) pixels, as timm's 'pixel' mode)", 0, 1, 0},
         {"eval-every", OPT_INT, &eval_every, "test accuracy every N epochs (and at the end)", 1, 100000, 0},
         {"log-every", OPT_INT, &log_every, "log every N steps", 1, 1 << 30, 0},
+        {"report", OPT_BOOL, &report, "rewrite OUTPUT-DIR/report.html at each epoch's end (maec report)", 1, 0, 0},
         {"seed", OPT_U64, &seed, "seed: head init, data order, augmentation, mixup, drop path", 1, 0, 0},
         {"threads", OPT_INT, &threads, "compute threads (default: all cores)", 1, 1024, 0},
         {"num-workers", OPT_INT, &workers, "data loader threads", 0, 256, 0},
@@ -307,6 +308,7 @@ int cmd_finetune(int argc, char **argv)
         goto fail;
     }
     if (!(mf = eval_open_metrics(out, !ckpt, &err))) goto fail;
+    cli_report_session(out, "finetune");
     {
         char p[2100];
         snprintf(p, sizeof p, "%s/command.txt", out);
@@ -445,6 +447,7 @@ int cmd_finetune(int argc, char **argv)
             if ((rc = maec_classifier_save(c, p, &err))) goto fail;
         }
         if (epoch_end && (rc = save_ft_checkpoint(c, ckpt_path, opts, nopts, random_init, top1, &err))) goto fail;
+        if (epoch_end && report) cli_report_update(out);
     }
     if (g_stop) {
         if ((rc = save_ft_checkpoint(c, ckpt_path, opts, nopts, random_init, top1, &err))) goto fail;
@@ -454,6 +457,8 @@ int cmd_finetune(int argc, char **argv)
         goto done;
     }
     fprintf(mf, "{\"final\":true,\"test_top1\":%.6f,\"elapsed_s\":%.1f}\n", top1, eval_now() - t0);
+    fflush(mf);
+    if (report) cli_report_update(out);
     printf("finetune: test top-1 %.2f%% (%.0fs); weights %s/model.safetensors\n", 100 * top1, eval_now() - t0, out);
     status = 0;
     goto done;

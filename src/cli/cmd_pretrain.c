@@ -196,7 +196,17 @@ int cmd_pretrain(int argc, char **argv)
     const char *resume = NULL;
     int status = 1;
     maec_error err = {0};
+    /* --report: report.html rewritten at each epoch's end (taken out here:
+     * it is no part of the run's configuration) */
+    int report = 0;
+    for (int i = 0; i < argc; i++)
+        if (!strcmp(argv[i], "--report")) {
+            report = 1;
+            memmove(argv + i, argv + i + 1, (size_t)(argc - i - 1) * sizeof *argv);
+            argc--, i--;
+        }
     int r = run_cfg_from_args("pretrain", argc, argv, &rc, &threads, &resume, &err);
+    if (r == 1) printf("  --report                    rewrite OUTPUT-DIR/report.html at each epoch's end (maec report)\n");
     if (r) return r < 0 ? 2 : 0; /* -1: error already printed, 1: --help */
     maec_set_threads(threads);
 
@@ -260,6 +270,12 @@ int cmd_pretrain(int argc, char **argv)
         atomic_write(&af, js, strlen(js));
         atomic_write(&af, "\n", 1);
         if (atomic_commit(&af, &err)) goto fail;
+    }
+    cli_report_session(rc.output_dir, "pretrain");
+    if (resume && !report) { /* a resumed run keeps its report going */
+        char p[2048];
+        snprintf(p, sizeof p, "%s/report.html", rc.output_dir);
+        report = access(p, F_OK) == 0;
     }
 
     maec_loader_opts lo;
@@ -425,6 +441,7 @@ int cmd_pretrain(int argc, char **argv)
             printf("%sepoch %lld: k-NN top-1 %.2f%%\n", tty ? "\r\033[K" : "", (long long)ep, 100 * knn);
             fflush(stdout);
         }
+        if (epoch_end && report) cli_report_update(rc.output_dir);
         if ((rc.save_every > 0 ? step % rc.save_every == 0 : epoch_end) && step < total) {
             if (save_checkpoint(m, &rc, &err)) goto fail;
         }
@@ -449,6 +466,7 @@ int cmd_pretrain(int argc, char **argv)
             printf("reconstructions: %s (original | masked | reconstruction | reconstruction + visible)\n", p);
         }
         printf("metrics: %s\n", mpath);
+        if (report && !cli_report_update(rc.output_dir)) printf("report: %s/report.html\n", rc.output_dir);
     }
     status = 0;
     goto done;

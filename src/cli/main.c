@@ -19,6 +19,7 @@ static const subcommand commands[] = {
     {"finetune", cmd_finetune, "fine-tune (or train from scratch) a ViT classifier"},
     {"predict", cmd_predict, "a fine-tuned classifier's classes for a data set or image files"},
     {"embed", cmd_embed, "write the frozen features of a split to .npy"},
+    {"report", cmd_report, "a run's (or several runs') self-contained HTML report"},
     {"grad", cmd_grad, "one forward and backward pass: loss and every gradient"},
     {"init", cmd_init, "write a freshly initialized model"},
     {"info", cmd_info, "print a model file's configuration and tensors"},
