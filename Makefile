@@ -66,8 +66,8 @@ clean:
 DEMO_DATA ?= /usr/share/datasets/fashion-mnist
 demo: build/maec
 	./build/maec pretrain --model fmnist-mini --data-path $(DEMO_DATA) --output-dir runs/demo \
-	    --epochs 2 --batch-size 128 --blr 1e-3 --warmup-epochs 0.2 --seed 0 --log-every 50
-	@echo "done: open runs/demo/reconstruction.png (original | masked | reconstruction | reconstruction + visible)"
+	    --epochs 2 --batch-size 128 --blr 1e-3 --warmup-epochs 0.2 --seed 0 --log-every 50 --report
+	@echo "done: open runs/demo/report.html (curves, reconstructions per epoch, configuration) or runs/demo/reconstruction.png"
 .PHONY: demo
 
 # the benchmark programs: build/bench_step, build/gemm_shapes, build/ab_step

@@ -47,9 +47,9 @@ int cmd_report(int argc, char **argv);
 
 /* the training commands' side of the report (cmd_report.c): a record of
  * this session (command, version, device, CPU, threads, BLAS) appended to
- * DIR/machine.json, quietly skipped when it cannot be written; and
+ * DIR/machine.json (started anew when fresh: not a resumed run), quietly skipped when it cannot be written; and
  * DIR/report.html rewritten from what DIR holds (--report), a warning (and
  * non-zero) when it cannot be */
-void cli_report_session(const char *dir, const char *command);
+void cli_report_session(const char *dir, const char *command, int fresh);
 int cli_report_update(const char *dir);
 #endif

@@ -395,7 +395,7 @@ int cmd_linprobe(int argc, char **argv)
     if (!rc && eval_mkdir_p(out)) rc = maec_fail(&err, MAEC_EIO, "cannot create %s: %s", out, strerror(errno));
     if (!rc) mf = eval_open_metrics(out, 1, &err);
     if (!rc && !mf) rc = MAEC_EIO;
-    if (!rc) cli_report_session(out, "linprobe");
+    if (!rc) cli_report_session(out, "linprobe", 1);
     double t0 = eval_now();
     if (!rc && !given) {
         printf("linprobe: features of %s (%s)...\n", raw ? "the raw pixels" : a.model,

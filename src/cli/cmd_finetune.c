@@ -308,7 +308,7 @@ int cmd_finetune(int argc, char **argv)
         goto fail;
     }
     if (!(mf = eval_open_metrics(out, !ckpt, &err))) goto fail;
-    cli_report_session(out, "finetune");
+    cli_report_session(out, "finetune", !ckpt);
     {
         char p[2100];
         snprintf(p, sizeof p, "%s/command.txt", out);

@@ -271,7 +271,7 @@ int cmd_pretrain(int argc, char **argv)
         atomic_write(&af, "\n", 1);
         if (atomic_commit(&af, &err)) goto fail;
     }
-    cli_report_session(rc.output_dir, "pretrain");
+    cli_report_session(rc.output_dir, "pretrain", !resume);
     if (resume && !report) { /* a resumed run keeps its report going */
         char p[2048];
         snprintf(p, sizeof p, "%s/report.html", rc.output_dir);

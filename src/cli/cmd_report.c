@@ -33,13 +33,13 @@ static void cpu_name(char *buf, size_t n)
     fclose(f);
 }
 
-void cli_report_session(const char *dir, const char *command)
+void cli_report_session(const char *dir, const char *command, int fresh)
 {
     char path[2100], *old = NULL;
     size_t len;
     maec_error err = {0};
     snprintf(path, sizeof path, "%s/machine.json", dir);
-    cJSON *a = read_file(path, &old, &len, 1 << 20, &err) ? NULL : cJSON_Parse(old);
+    cJSON *a = fresh || read_file(path, &old, &len, 1 << 20, &err) ? NULL : cJSON_Parse(old);
     free(old);
     if (!cJSON_IsArray(a)) {
         cJSON_Delete(a);
