@@ -119,7 +119,7 @@ fault-test: all
 FUZZ_CC ?= clang
 FUZZ_FLAGS ?= -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 FUZZ_CFLAGS = $(FUZZ_FLAGS) -std=c11 -Wall -Wextra -fopenmp=libgomp -Iinclude -Isrc -Ifuzz -MMD -MP
-FUZZ_TARGETS := safetensors pth model_load classifier npy idx cifar png jpeg imagefolder run_config model_config
+FUZZ_TARGETS := safetensors pth model_load classifier npy idx cifar png jpeg imagefolder run_config model_config report
 FUZZ_LIB_OBJ := $(patsubst %.c,build/fuzz/obj/%.o,$(LIB_SRC) src/cli/run.c src/cli/cli.c)
 
 fuzz: $(FUZZ_TARGETS:%=build/fuzz/%)

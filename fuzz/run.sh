@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.." || exit 1
 SECONDS_EACH=${FUZZ_SECONDS:-30}
 BIN=build/fuzz
 OUT=build/fuzz/out
-ALL="safetensors pth model_load classifier npy idx cifar png jpeg imagefolder run_config model_config"
+ALL="safetensors pth model_load classifier npy idx cifar png jpeg imagefolder run_config model_config report"
 TARGETS=${FUZZ_TARGETS:-$ALL}
 # A fixed seed by default, so that a CI run repeats the mutations of the last
 # one (FUZZ_SEED=0 lets libFuzzer pick a new seed every run).
