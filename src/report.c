@@ -546,7 +546,7 @@ static const chart_def charts[] = {
     {"loss", "Training loss", "loss (mean of the logged interval)", "step", 1, 0, 1},
     {"lr", "Learning rate", "learning rate", "step", 1, 0, 0},
     {"images_per_s", "Throughput", "images / s", "step", 0, 0, 0},
-    {"data_wait", "Waiting for data", "share of time waiting for data (%)", "step", 0, 1, 0},
+    {"data_wait", "Waiting for data", "time waiting for data (%)", "step", 0, 1, 0},
     {"knn_top1", "k-NN top-1 (frozen encoder)", "k-NN top-1 on the test split (%)", "epoch", 0, 1, 0},
     {"test_top1", "Test top-1", "top-1 on the test split (%)", "epoch", 0, 1, 0},
 };

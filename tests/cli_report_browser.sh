@@ -4,7 +4,8 @@
 # sweep) from a file:// URL. From the rendered DOM (the page's script
 # writes what it drew into #selftest): every chart has as many points as
 # the metrics file has records, every reconstruction picture decodes, the
-# page loaded no resource and broke no Content-Security-Policy, and no
+# page loaded no resource and broke no Content-Security-Policy, a mouse
+# over each chart shows its values, and no
 # script error or console.error happened; Chromium's network log shows no
 # request made by the page. It also takes a screenshot
 # (REPORT_SCREENSHOT=docs/report.png keeps it there).
@@ -74,6 +75,8 @@ pics=$(( $(ls $T/fmnist-mae/recon/epoch-*.png | wc -l) + 1 ))
 check 'grep -q "^images $pics decoded $pics$" $T/self.txt' "not all $pics pictures decoded: $(grep '^images' $T/self.txt)"
 check 'grep -q "^resources 0$" $T/self.txt' "the page loaded resources: $(grep '^resources' $T/self.txt)"
 check 'grep -q "^errors 0$" $T/self.txt' "script errors: $(grep '^error' $T/self.txt | head -3)"
+nch=$(grep -c "^chart .* run 0 " $T/self.txt)
+check 'grep -q "^hover $nch of $nch$" $T/self.txt' "hovering does not show every chart's values: $(grep '^hover' $T/self.txt)"
 check '! grep -q "CONSOLE" $T/chrome.log' "the console has messages: $(grep CONSOLE $T/chrome.log | head -3)"
 check '[ -s $T/net1.json ] && [ -z "$(page_requests $T/net1.json)" ] && [ -z "$(foreign_urls $T/net1.json)" ]' \
     "network requests: $(page_requests $T/net1.json; foreign_urls $T/net1.json | head -3)"
