@@ -423,10 +423,13 @@ static const char *cfg_value(const report_run *r, const char *k)
     return cJSON_IsString(v) ? v->valuestring : "-";
 }
 
-/* the configuration keys whose values differ between the runs, at most max */
+/* the configuration keys that every run has and whose values differ
+ * between the runs, at most max; none for runs of different kinds */
 static int differing_keys(const report_run *runs, int n, const char **keys, int max)
 {
     int nk = 0;
+    for (int i = 1; i < n; i++)
+        if (strcmp(runs[i].kind, runs[0].kind)) return 0;
     for (int i = 0; i < n && nk < max; i++) {
         const cJSON *e;
         cJSON_ArrayForEach(e, runs[i].config) {
@@ -435,6 +438,7 @@ static int differing_keys(const report_run *runs, int n, const char **keys, int 
             if (!k || bookkeeping_key(k)) continue;
             int seen = 0, differs = 0;
             for (int j = 0; j < nk; j++) seen |= !strcmp(keys[j], k);
+            for (int j = 0; j < n && !seen; j++) seen |= !cJSON_GetObjectItemCaseSensitive(runs[j].config, k);
             for (int j = 1; j < n && !seen; j++) differs |= strcmp(cfg_value(&runs[0], k), cfg_value(&runs[j], k)) != 0;
             if (!seen && differs) keys[nk++] = k;
         }

@@ -148,6 +148,10 @@ int main(void)
             two[1] = r;
             CHECK(!strcmp(report_chart_x(two, 2, "loss", "step"), "epoch"), "mixed kinds: loss not against the epoch");
             CHECK(!report_write(two, 2, test_path("mixed.html"), &err), "mixed report: %s", err.msg);
+            char *labels[2], *title;
+            CHECK(report_labels(two, 2, labels, &title) == 0 && !strcmp(labels[0], "a") && !strcmp(labels[1], "b") &&
+                      !title[0], "runs of different kinds are not named by their folders: %s | %s", labels[0], labels[1]);
+            free(labels[0]), free(labels[1]), free(title);
             report_run_free(&two[0]);
         }
         report_run_free(&r);
