@@ -40,11 +40,19 @@ static char *opt_arg(const cli_opt *o)
     return a;
 }
 
+/* The log's window at a checkpoint: the losses summed since the last
+ * metrics record (a resumed run goes on with it, and so writes the records
+ * of an unbroken run). */
+typedef struct {
+    double loss_sum;
+    int steps;
+} log_window;
+
 /* The run state saved in a fine-tuning checkpoint: every flag the run was
  * given, as --name=value (all but --resume and --output-dir, which are where
- * the checkpoint is), whether the encoder was randomly initialized, and the
- * last test top-1. NULL when out of memory. */
-static char *run_state_json(const cli_opt *opts, int nopts, int random_init, double top1)
+ * the checkpoint is), whether the encoder was randomly initialized, the
+ * last test top-1 and the log window. NULL when out of memory. */
+static char *run_state_json(const cli_opt *opts, int nopts, int random_init, double top1, const log_window *w)
 {
     cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "args");
     int ok = r && a;
@@ -56,6 +64,10 @@ static char *run_state_json(const cli_opt *opts, int nopts, int random_init, dou
         free(s);
     }
     ok = ok && cJSON_AddBoolToObject(r, "random_init", random_init) && cJSON_AddNumberToObject(r, "top1", top1);
+    char num[64];
+    snprintf(num, sizeof num, "%.17g", w->loss_sum); /* read back to the same double */
+    cJSON *lw = ok ? cJSON_AddObjectToObject(r, "log_window") : NULL;
+    ok = lw && cJSON_AddRawToObject(lw, "loss_sum", num) && cJSON_AddNumberToObject(lw, "steps", w->steps);
     char *js = ok ? cJSON_PrintUnformatted(r) : NULL;
     cJSON_Delete(r);
     return js;
@@ -65,7 +77,7 @@ static char *run_state_json(const cli_opt *opts, int nopts, int random_init, dou
  * its folder, and the flags of the run from its run state (*argv_out: an
  * array of *argc_out malloc'd strings) */
 static int read_resume(const char *r, char **ckpt, char **dir, char ***argv_out, int *argc_out,
-                       int *random_init, double *top1, maec_error *err)
+                       int *random_init, double *top1, log_window *win, maec_error *err)
 {
     struct stat st;
     size_t n = strlen(r) + 32;
@@ -90,8 +102,17 @@ static int read_resume(const char *r, char **ckpt, char **dir, char ***argv_out,
     const cJSON *a = j ? cJSON_GetObjectItemCaseSensitive(j, "args") : NULL;
     const cJSON *ri = j ? cJSON_GetObjectItemCaseSensitive(j, "random_init") : NULL;
     const cJSON *t1 = j ? cJSON_GetObjectItemCaseSensitive(j, "top1") : NULL;
+    /* no window in checkpoints written before it was kept: an empty one */
+    const cJSON *lw = j ? cJSON_GetObjectItemCaseSensitive(j, "log_window") : NULL;
+    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(lw, "loss_sum"), *ln = cJSON_GetObjectItemCaseSensitive(lw, "steps");
+    win->loss_sum = 0, win->steps = 0;
     if (!cJSON_IsArray(a) || !cJSON_IsBool(ri) || !cJSON_IsNumber(t1))
         rc = maec_fail(err, MAEC_EFORMAT, "%s: not a fine-tuning checkpoint (no run state)", *ckpt);
+    else if (lw && (!cJSON_IsNumber(ls) || !isfinite(ls->valuedouble) || !cJSON_IsNumber(ln) || ln->valuedouble < 0 ||
+                    ln->valuedouble > (1 << 30) || ln->valuedouble != floor(ln->valuedouble)))
+        rc = maec_fail(err, MAEC_EFORMAT, "%s: run state: bad log_window", *ckpt);
+    else if (lw)
+        win->loss_sum = ls->valuedouble, win->steps = (int)ln->valuedouble;
     int na = rc ? 0 : cJSON_GetArraySize(a);
     if (!rc && !(*argv_out = calloc((size_t)na + 1, sizeof(char *))))
         rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
@@ -114,9 +135,9 @@ static int read_resume(const char *r, char **ckpt, char **dir, char ***argv_out,
 }
 
 static int save_ft_checkpoint(const maec_classifier *c, const char *path, const cli_opt *opts, int nopts,
-                              int random_init, double top1, maec_error *err)
+                              int random_init, double top1, const log_window *w, maec_error *err)
 {
-    char *js = run_state_json(opts, nopts, random_init, top1);
+    char *js = run_state_json(opts, nopts, random_init, top1, w);
     if (!js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
     int rc = maec_classifier_checkpoint_save(c, path, js, err);
     free(js);
@@ -174,14 +195,15 @@ int cmd_finetune(int argc, char **argv)
         {"seed", OPT_U64, &seed, "seed: head init, data order, augmentation, mixup, drop path", 1, 0, 0},
         {"threads", OPT_INT, &threads, "compute threads (default: all cores)", 1, 1024, 0},
         {"num-workers", OPT_INT, &workers, "data loader threads", 0, 256, 0},
-        {"resume", OPT_STR, &resume, "continue a run (its folder or checkpoint) with its own flags; "
-         "only --threads, --num-workers and --max-steps may be given with it", 1, 0, 0},
+        {"resume", OPT_STR, &resume, "continue a run (its folder or checkpoint) with its own flags, in that folder; "
+         "only --threads, --num-workers, --max-steps and --output-dir may be given with it", 1, 0, 0},
     };
     const int nopts = (int)(sizeof opts / sizeof opts[0]);
     const char *usage = "--model M --data-path P --output-dir D [options] | --resume D";
     char *ckpt = NULL, *rdir = NULL, **rargv = NULL;
     int rargc = 0, resumed_random = 0, npos, r;
     double resumed_top1 = -1;
+    log_window win = {0, 0};
     const char *resume_at = cli_find(argc, argv, "resume");
     if (cli_wants_help(argc, argv) || !resume_at) {
         r = cli_parse("finetune", usage, argc, argv, opts, nopts, NULL, 0, &npos);
@@ -189,7 +211,7 @@ int cmd_finetune(int argc, char **argv)
         /* the run's own flags first, then the few that may change */
         maec_error e = {0};
         r = read_resume(resume_at, &ckpt, &rdir, &rargv, &rargc, &resumed_random,
-                        &resumed_top1, &e);
+                        &resumed_top1, &win, &e);
         if (r) {
             cli_fail(&e);
             r = -1;
@@ -201,14 +223,14 @@ int cmd_finetune(int argc, char **argv)
             for (int k = 0; !r && k < nopts; k++) {
                 const char *nm = opts[k].name;
                 if (opts[k].seen && strcmp(nm, "resume") && strcmp(nm, "threads") && strcmp(nm, "num-workers") &&
-                    strcmp(nm, "max-steps")) {
+                    strcmp(nm, "max-steps") && strcmp(nm, "output-dir")) {
                     cli_error("finetune: --resume continues a run with its own flags; --%s cannot change "
-                              "(only --threads, --num-workers and --max-steps can)", nm);
+                              "(only --threads, --num-workers, --max-steps and --output-dir can)", nm);
                     r = -1;
                 }
                 opts[k].seen |= saved_seen[k];
             }
-            out = rdir;
+            if (!out) out = rdir; /* the folder resumed, never one recorded in a file */
             /* checkpoints from before RandAugment and random erasing existed
              * hold no --aa or --reprob: those runs continue without them */
             for (int k = 0; k < nopts; k++) {
@@ -307,18 +329,26 @@ int cmd_finetune(int argc, char **argv)
         maec_fail(&err, MAEC_EIO, "cannot create %s: %s", out, strerror(errno));
         goto fail;
     }
-    if (!(mf = eval_open_metrics(out, !ckpt, &err))) goto fail;
     cli_report_session(out, "finetune", !ckpt);
     {
-        char p[2100];
+        /* the commands of the run, one a line: those of the folder resumed, then this one */
+        char p[2100], *prev = NULL;
+        size_t plen = 0;
+        maec_error e2 = {0};
+        snprintf(p, sizeof p, "%s/command.txt", ckpt ? rdir : out);
+        if (!ckpt || read_file(p, &prev, &plen, 1 << 24, &e2)) prev = NULL, plen = 0;
         snprintf(p, sizeof p, "%s/command.txt", out);
-        FILE *f = fopen(p, ckpt ? "a" : "w");
-        if (f) {
-            fprintf(f, "maec finetune");
-            for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
-            fprintf(f, "\n");
-            fclose(f);
+        atomic_file af;
+        if ((rc = atomic_open(&af, p, &err))) {
+            free(prev);
+            goto fail;
         }
+        atomic_write(&af, prev ? prev : "", plen);
+        free(prev);
+        atomic_write(&af, "maec finetune", 13);
+        for (int i = 0; i < argc; i++) atomic_write(&af, " ", 1), atomic_write(&af, argv[i], strlen(argv[i]));
+        atomic_write(&af, "\n", 1);
+        if ((rc = atomic_commit(&af, &err))) goto fail;
     }
     maec_loader_opts lo;
     maec_loader_defaults(&lo, mc->in_chans, mc->img_h, mc->img_w);
@@ -348,8 +378,20 @@ int cmd_finetune(int argc, char **argv)
         maec_fail(&err, MAEC_EINVAL, "an epoch of %lld batches is shorter than --accum-iter %d", (long long)bpe, accum);
         goto fail;
     }
-    int64_t total = (int64_t)epochs * spe;
+    const int64_t sched_total = (int64_t)epochs * spe;
+    int64_t total = sched_total;
     if (max_steps > 0 && (int64_t)max_steps < total) total = (int64_t)max_steps;
+    /* the steps a record is written at by a run that is not stopped: every
+     * --log-every steps, at each epoch's end and at the schedule's */
+#define LOGGED_AT(s) ((s) % log_every == 0 || (s) % spe == 0 || (s) == sched_total)
+    if (ckpt && maec_classifier_step(c) < total) { /* the log so far, up to the checkpoint, into this run's folder */
+        char from[2100], to[2100];
+        int64_t at = maec_classifier_step(c);
+        snprintf(from, sizeof from, "%s/metrics.jsonl", rdir);
+        snprintf(to, sizeof to, "%s/metrics.jsonl", out);
+        if ((rc = eval_metrics_resume(from, to, at, LOGGED_AT(at), &err))) goto fail;
+    }
+    if (!(mf = eval_open_metrics(out, !ckpt, &err))) goto fail;
     double lr_peak = lr > 0 ? lr : (double)blr * batch * accum / 256.0;
     int ntrain = 0;
     size_t nparam = 0;
@@ -367,8 +409,8 @@ int cmd_finetune(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    double t0 = eval_now(), tlog = t0, loss_sum = 0;
-    int loss_n = 0;
+    double t0 = eval_now(), tlog = t0, loss_sum = win.loss_sum;
+    int loss_n = win.steps, here_n = 0; /* here_n: steps of the window this process ran */
     int tty = isatty(fileno(stdout));
     snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.safetensors", out);
     int64_t step = maec_classifier_step(c);
@@ -418,20 +460,24 @@ int cmd_finetune(int argc, char **argv)
         step++;
         loss_sum += sl;
         loss_n++;
+        here_n++;
         int epoch_end = step % spe == 0 || step == total;
-        if (step % log_every == 0 || epoch_end) {
+        if (LOGGED_AT(step) || epoch_end) {
             double t = eval_now();
             fprintf(mf, "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.6f,\"lr\":%.6g,\"images_per_s\":%.1f,\"elapsed_s\":%.1f}\n",
                     (long long)step, (double)step / spe, loss_sum / loss_n, (double)lr_now,
-                    loss_n * (double)batch * accum / (t - tlog), t - t0);
+                    here_n * (double)batch * accum / (t - tlog), t - t0);
             fflush(mf);
             printf("%sepoch %.2f  step %lld/%lld  loss %.4f  lr %.3g  %.0f img/s%s", tty ? "\r\033[K" : "",
                    (double)step / spe, (long long)step, (long long)total, loss_sum / loss_n, (double)lr_now,
-                   loss_n * (double)batch * accum / (t - tlog), tty ? "" : "\n");
+                   here_n * (double)batch * accum / (t - tlog), tty ? "" : "\n");
             fflush(stdout);
             tlog = t;
-            loss_sum = 0;
-            loss_n = 0;
+            here_n = 0;
+            if (LOGGED_AT(step)) { /* else the run stops here, the window kept for its checkpoint */
+                loss_sum = 0;
+                loss_n = 0;
+            }
         }
         int64_t ep = (step + spe - 1) / spe;
         if (epoch_end && (ep % eval_every == 0 || step == total)) {
@@ -446,11 +492,14 @@ int cmd_finetune(int argc, char **argv)
             snprintf(p, sizeof p, "%s/model.safetensors", out);
             if ((rc = maec_classifier_save(c, p, &err))) goto fail;
         }
-        if (epoch_end && (rc = save_ft_checkpoint(c, ckpt_path, opts, nopts, random_init, top1, &err))) goto fail;
+        win.loss_sum = loss_sum, win.steps = loss_n;
+        if (epoch_end && (rc = save_ft_checkpoint(c, ckpt_path, opts, nopts, random_init, top1, &win, &err))) goto fail;
         if (epoch_end && report) cli_report_update(out);
     }
+#undef LOGGED_AT
     if (g_stop) {
-        if ((rc = save_ft_checkpoint(c, ckpt_path, opts, nopts, random_init, top1, &err))) goto fail;
+        win.loss_sum = loss_sum, win.steps = loss_n;
+        if ((rc = save_ft_checkpoint(c, ckpt_path, opts, nopts, random_init, top1, &win, &err))) goto fail;
         printf("\nstopped by signal %d at step %lld; continue with: maec finetune --resume %s\n", (int)g_stop,
                (long long)step, out);
         status = 128 + g_stop;

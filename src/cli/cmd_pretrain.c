@@ -96,12 +96,57 @@ static void remove_stale_temps(const char *dir)
     closedir(d);
 }
 
-static int save_checkpoint(maec_model *m, const run_cfg *rc, maec_error *err)
+/* The log's window at a checkpoint: the losses summed since the last
+ * metrics record, so that a resumed run writes the records an unbroken one
+ * does. */
+typedef struct {
+    double loss_sum;
+    int steps;
+} log_window;
+
+/* the run's configuration with the log window, as the checkpoint keeps them */
+static char *checkpoint_json(const run_cfg *rc, const log_window *w)
+{
+    char *cfg = run_cfg_to_json(rc);
+    cJSON *o = cfg ? cJSON_Parse(cfg) : NULL;
+    free(cfg);
+    cJSON *lw = o ? cJSON_AddObjectToObject(o, "log_window") : NULL;
+    char num[64];
+    snprintf(num, sizeof num, "%.17g", w->loss_sum); /* read back to the same double */
+    char *js = lw && cJSON_AddRawToObject(lw, "loss_sum", num) && cJSON_AddNumberToObject(lw, "steps", w->steps)
+                   ? cJSON_Print(o) : NULL;
+    cJSON_Delete(o);
+    return js;
+}
+
+/* the window a checkpoint's run configuration holds (none in checkpoints
+ * written before it was kept: an empty one) */
+static int read_log_window(const char *run_json, const char *path, log_window *w, maec_error *err)
+{
+    w->loss_sum = 0;
+    w->steps = 0;
+    cJSON *o = cJSON_Parse(run_json);
+    const cJSON *lw = cJSON_GetObjectItemCaseSensitive(o, "log_window");
+    int r = 0;
+    if (lw) {
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(lw, "loss_sum");
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(lw, "steps");
+        if (!cJSON_IsNumber(s) || !isfinite(s->valuedouble) || !cJSON_IsNumber(n) || n->valuedouble < 0 ||
+            n->valuedouble > (1 << 30) || n->valuedouble != floor(n->valuedouble))
+            r = maec_fail(err, MAEC_EFORMAT, "%s: run configuration: bad log_window", path);
+        else
+            w->loss_sum = s->valuedouble, w->steps = (int)n->valuedouble;
+    }
+    cJSON_Delete(o);
+    return r;
+}
+
+static int save_checkpoint(maec_model *m, const run_cfg *rc, const log_window *w, maec_error *err)
 {
     char path[2048];
     snprintf(path, sizeof path, "%s/checkpoint-%08lld.safetensors", rc->output_dir,
              (long long)maec_model_step(m));
-    char *js = run_cfg_to_json(rc);
+    char *js = checkpoint_json(rc, w);
     if (!js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
     int r = maec_checkpoint_save(m, path, js, err);
     free(js);
@@ -137,29 +182,19 @@ static int load_resume(const char *path, maec_model **m, char **run_json, char *
     return r;
 }
 
-/* ------------------------------------------------------------ metrics */
-
-/* keep only the records of steps <= step (a resumed run rewrites the rest) */
-static void trim_metrics(const char *path, long long step)
+/* The folder a --resume argument names: the folder itself, or the one
+ * that holds the checkpoint file. A resumed run writes there (unless
+ * --output-dir says otherwise), never where its saved configuration says:
+ * that is where the run was, which a copy of it must leave alone. */
+static void resume_folder(const char *resume, char *dir, size_t n)
 {
-    char *buf;
-    size_t len;
-    maec_error err;
-    if (read_file(path, &buf, &len, (size_t)1 << 30, &err)) return;
-    atomic_file af;
-    if (atomic_open(&af, path, &err)) {
-        free(buf);
-        return;
-    }
-    char *save = NULL;
-    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-        const char *s = strstr(line, "\"step\":");
-        if (s && atoll(s + 7) > step) continue;
-        atomic_write(&af, line, strlen(line));
-        atomic_write(&af, "\n", 1);
-    }
-    free(buf);
-    atomic_commit(&af, &err);
+    struct stat st;
+    snprintf(dir, n, "%s", resume);
+    if (stat(resume, &st) == 0 && S_ISDIR(st.st_mode)) return;
+    char *slash = strrchr(dir, '/');
+    if (!slash) snprintf(dir, n, ".");
+    else if (slash == dir) dir[1] = 0;
+    else *slash = 0;
 }
 
 /* ------------------------------------------------------------ the run */
@@ -217,6 +252,9 @@ int cmd_pretrain(int argc, char **argv)
     float *images = NULL, *noise = NULL, *view = NULL;
     FILE *metrics = NULL;
     char *js = NULL;
+    log_window win = {0, 0};
+    char from_dir[1024]; /* where the run's log is so far */
+    snprintf(from_dir, sizeof from_dir, "%s", rc.output_dir);
 
     if (resume) {
         char *run_json = NULL;
@@ -228,9 +266,12 @@ int cmd_pretrain(int argc, char **argv)
             if (!err.msg[0]) maec_fail(&err, MAEC_EFORMAT, "%s has no run configuration", used);
             goto fail;
         }
+        int bad = read_log_window(run_json, used, &win, &err);
         free(run_json);
-        if (run_cfg_merge_resume(&saved, &rc, argc, argv, &err)) goto fail;
+        if (bad || run_cfg_merge_resume(&saved, &rc, argc, argv, &err)) goto fail;
         rc = saved;
+        resume_folder(resume, from_dir, sizeof from_dir);
+        if (!cli_find(argc, argv, "output-dir")) snprintf(rc.output_dir, sizeof rc.output_dir, "%s", from_dir);
         if (memcmp(maec_model_config(m), &rc.model, sizeof rc.model) != 0) {
             maec_fail(&err, MAEC_EINVAL, "%s: its model does not match its run configuration", used);
             goto fail;
@@ -302,9 +343,13 @@ int cmd_pretrain(int argc, char **argv)
                   (long long)bpe, rc.accum_iter);
         goto fail;
     }
-    int64_t total = (int64_t)rc.epochs * spe;
+    const int64_t sched_total = (int64_t)rc.epochs * spe;
+    int64_t total = sched_total;
     if (rc.max_steps > 0 && rc.max_steps < total) total = rc.max_steps;
     int64_t step = maec_model_step(m);
+    /* the steps a record is written at by a run that is not stopped: every
+     * --log-every steps, at each epoch's end and at the schedule's */
+#define LOGGED_AT(s) ((s) % rc.log_every == 0 || (s) % spe == 0 || (s) == sched_total)
     int B = rc.batch_size;
     const maec_config *mc = maec_model_config(m);
     size_t img_floats = (size_t)mc->in_chans * mc->img_h * mc->img_w;
@@ -330,9 +375,10 @@ int cmd_pretrain(int argc, char **argv)
         eval_mkdir_p(p);
     }
 
-    char mpath[2048];
+    char mpath[2048], from_path[2048];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", rc.output_dir);
-    trim_metrics(mpath, step);
+    snprintf(from_path, sizeof from_path, "%s/metrics.jsonl", from_dir);
+    if (eval_metrics_resume(from_path, mpath, step, LOGGED_AT(step), &err)) goto fail;
     metrics = fopen(mpath, "a");
     if (!metrics) {
         maec_fail(&err, MAEC_EIO, "cannot write %s: %s", mpath, strerror(errno));
@@ -353,13 +399,17 @@ int cmd_pretrain(int argc, char **argv)
     printf("output: %s\n", rc.output_dir);
     fflush(stdout);
     double t_start = now_s(), t_log = t_start, wait0 = maec_loader_wait_seconds(ld);
-    double loss_sum = 0;
-    int loss_n = 0;
+    double loss_sum = win.loss_sum;
+    int loss_n = win.steps, here_n = 0; /* here_n: steps of the window this process ran */
     int64_t step0 = step;
     /* fault injection for tests/fault_nan.sh: MAEC_FAULT_NAN_AT_STEP=N makes
      * the loss of optimizer step N (1-based, as logged) a NaN */
     const char *nan_env = getenv("MAEC_FAULT_NAN_AT_STEP");
     long long nan_at = nan_env ? atoll(nan_env) : 0;
+    /* and MAEC_FAULT_SIGINT_AT_STEP=N (tests/cli_resume_safety.sh) sends the
+     * run a SIGINT once step N is done: a stop at a step known in advance */
+    const char *sig_env = getenv("MAEC_FAULT_SIGINT_AT_STEP");
+    long long sig_at = sig_env ? atoll(sig_env) : 0;
     while (step < total && !g_signal) {
         /* As official, steps are grouped within an epoch: step s takes the
          * micro-batches from (s % spe) * accum of epoch s / spe on; when
@@ -401,12 +451,14 @@ int cmd_pretrain(int argc, char **argv)
         maec_adamw opt = {lr, 0.9f, 0.95f, 1e-8f, rc.weight_decay};
         maec_adamw_step(m, &opt);
         step++;
+        if (sig_at > 0 && step == sig_at) raise(SIGINT);
         loss_sum += step_loss;
         loss_n++;
+        here_n++;
         int epoch_end = step % spe == 0;
-        if (step % rc.log_every == 0 || epoch_end || step == total) {
+        if (LOGGED_AT(step) || step == total) {
             double t = now_s();
-            double ips = (double)loss_n * B * rc.accum_iter / (t - t_log);
+            double ips = (double)here_n * B * rc.accum_iter / (t - t_log);
             double wait = maec_loader_wait_seconds(ld);
             double wait_frac = (wait - wait0) / (t - t_log);
             double eta = (double)(total - step) * (t - t_start) / (double)(step - step0);
@@ -422,8 +474,11 @@ int cmd_pretrain(int argc, char **argv)
             fflush(stdout);
             t_log = t;
             wait0 = wait;
-            loss_sum = 0;
-            loss_n = 0;
+            here_n = 0;
+            if (LOGGED_AT(step)) { /* else the run stops here, the window kept for its checkpoint */
+                loss_sum = 0;
+                loss_n = 0;
+            }
         }
         int64_t ep = step / spe;
         if (epoch_end && view && rc.recon_every > 0 && ep % rc.recon_every == 0) {
@@ -443,11 +498,14 @@ int cmd_pretrain(int argc, char **argv)
         }
         if (epoch_end && report) cli_report_update(rc.output_dir);
         if ((rc.save_every > 0 ? step % rc.save_every == 0 : epoch_end) && step < total) {
-            if (save_checkpoint(m, &rc, &err)) goto fail;
+            win.loss_sum = loss_sum, win.steps = loss_n;
+            if (save_checkpoint(m, &rc, &win, &err)) goto fail;
         }
     }
+#undef LOGGED_AT
     if (tty) printf("\n");
-    if (save_checkpoint(m, &rc, &err)) goto fail;
+    win.loss_sum = loss_sum, win.steps = loss_n;
+    if (save_checkpoint(m, &rc, &win, &err)) goto fail;
     if (g_signal) {
         printf("stopped by signal %d at step %lld; checkpoint saved. Continue with: maec pretrain --resume %s\n",
                (int)g_signal, (long long)step, rc.output_dir);

@@ -338,3 +338,34 @@ int eval_save_rows(const char *out, const float *rows, int64_t N, int D, const i
     free(yf);
     return rc;
 }
+
+int eval_metrics_resume(const char *from, const char *to, long long step, int keep_at_step, maec_error *err)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    maec_error rerr = {0};
+    /* no log where the run stopped: trim the one already at `to`, if any */
+    if (read_file(from, &buf, &len, (size_t)1 << 30, &rerr) && read_file(to, &buf, &len, (size_t)1 << 30, &rerr))
+        return 0;
+    atomic_file af;
+    if (atomic_open(&af, to, err)) {
+        free(buf);
+        return err->code;
+    }
+    char *save = NULL;
+    for (char *line = strtok_r(buf, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        /* a line cut short by a kill is no record; one past the checkpoint
+         * is written again; the "final" record of a run now going on goes */
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(o, "step");
+        int keep = cJSON_IsObject(o) && !cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(o, "final"));
+        if (keep && cJSON_IsNumber(s))
+            keep = s->valuedouble < (double)step || (keep_at_step && s->valuedouble == (double)step);
+        cJSON_Delete(o);
+        if (!keep) continue;
+        atomic_write(&af, line, strlen(line));
+        atomic_write(&af, "\n", 1);
+    }
+    free(buf);
+    return atomic_commit(&af, err);
+}

@@ -72,4 +72,12 @@ int eval_mkdir_p(const char *path);
 double eval_now(void);
 /* open <dir>/metrics.jsonl for appending (truncated first when fresh) */
 FILE *eval_open_metrics(const char *dir, int fresh, maec_error *err);
+/* The metrics.jsonl of a run resumed at optimizer step `step`: the records
+ * of `from` (the stopped run's log) up to that step, written atomically to
+ * `to` (the same file, or the log in another --output-dir); records past
+ * it, lines cut short and a "final" record are left out, and those of step
+ * itself unless keep_at_step (what a run writes because it stops at a step
+ * no unbroken run logs). Records without a step are kept. When `from` is
+ * missing, the log at `to` (if any) is trimmed so. */
+int eval_metrics_resume(const char *from, const char *to, long long step, int keep_at_step, maec_error *err);
 #endif

@@ -383,6 +383,11 @@ int run_cfg_from_args(const char *cmd, int argc, char **argv, run_cfg *rc, int *
     int r = parse_flags(cmd, argc, argv, rc, threads, resume);
     if (r) return r;
     if (*resume) return 0; /* checked against the saved run instead */
+    if (config && !cli_find(argc, argv, "output-dir")) {
+        /* the folder in the file is the first run's: never written by a second */
+        cli_error("%s: --config repeats a run's settings, not its folder: give the new run an --output-dir", cmd);
+        return -1;
+    }
     if (maec_config_check(&rc->model, err)) {
         cli_error("%s: %s", cmd, err->msg);
         return -1;
