@@ -138,6 +138,7 @@ static void model_seeds(void)
     c = tiny_config(1, 1);
     c.mask_token_in_encoder = 1;
     c.mask_strategy = MAEC_MASK_GRID;
+    c.mask_ratio = 0.75; /* the only ratio grid masking honours */
     if (maec_model_create(&c, 3, &m, &err)) die("model", &err);
     if (maec_model_save(m, seed("model_load", "normpix_grid.safetensors"), &err)) die("save", &err);
     maec_model_free(m);

@@ -220,6 +220,8 @@ int maec_reconstruction_png(maec_model *m, maec_workspace *ws, const float *imag
 
 /* Set the number of threads used by maec (OpenMP and BLAS). 0 = default. */
 void maec_set_threads(int n);
+/* The number of threads maec computes with now. */
+int maec_get_threads(void);
 
 /* The kernels OpenBLAS runs on ("SkylakeX", "Haswell", "Prescott", ...).
  * OpenBLAS picks them from the CPU's model when it is loaded, and a CPU

@@ -371,6 +371,13 @@ static void test_masks(void)
             CHECK(good, "grid mask pattern");
         }
     }
+    /* grid keeps one patch of every four: any other ratio is refused */
+    c.mask_strategy = MAEC_MASK_GRID;
+    c.mask_ratio = 0.6;
+    CHECK(maec_config_check(&c, &err) == MAEC_EINVAL && strstr(err.msg, "cannot honour a mask ratio of 0.6"),
+          "grid masking with mask ratio 0.6 accepted");
+    c.mask_ratio = 0.75;
+    CHECK(maec_config_check(&c, &err) == 0, "grid masking with mask ratio 0.75 refused: %s", err.msg);
     CHECK(maec_num_keep(&(maec_config){.img_h = 224, .img_w = 224, .patch = 16, .mask_ratio = 0.75}) == 49,
           "ViT-B/16 at 224 keeps 49 of 196");
     free(nz);

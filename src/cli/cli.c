@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void cli_error(const char *fmt, ...)
 {
@@ -16,6 +17,16 @@ void cli_error(const char *fmt, ...)
     vfprintf(stderr, fmt, ap);
     fprintf(stderr, "\n");
     va_end(ap);
+}
+
+int cli_set_threads(const char *cmd, int n)
+{
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    if (n > 0 && cores > 0 && n > cores)
+        fprintf(stderr, "maec: warning: %s: --threads %d is more than the %ld cores here; the compute threads "
+                "will wait for each other (give at most %ld)\n", cmd, n, cores, cores);
+    maec_set_threads(n);
+    return maec_get_threads();
 }
 
 int cli_fail(const maec_error *err)

@@ -29,6 +29,10 @@ int cli_wants_help(int argc, char **argv);
 /* print "maec: error: ..." */
 void cli_error(const char *fmt, ...);
 int cli_fail(const maec_error *err);
+/* --threads n (0: the default): set, with a one-line warning when n is
+ * beyond the cores this process may run on (the threads would only wait
+ * for each other); returns the number of threads now in use. */
+int cli_set_threads(const char *cmd, int n);
 /* true if option name was given */
 int cli_seen(const cli_opt *opts, int nopts, const char *name);
 

@@ -62,7 +62,7 @@ static int feat_open(const char *cmd, feat_args *a, int raw, int need, feat_ctx 
     if (!raw && !a->model) return maec_fail(err, MAEC_EINVAL, "%s: --model is required", cmd);
     x->feature = eval_feature_kind(a->feature);
     if (x->feature < 0) return maec_fail(err, MAEC_EINVAL, "%s: --feature must be cls or mean, got '%s'", cmd, a->feature);
-    maec_set_threads(a->threads);
+    cli_set_threads(cmd, a->threads);
     int rc = 0;
     if (!raw) {
         maec_classifier_opts o;

@@ -266,7 +266,7 @@ int cmd_finetune(int argc, char **argv)
         free(ckpt), free(rdir), free_args(rargv, rargc);
         return r < 0 ? 2 : 0;
     }
-    maec_set_threads(threads);
+    cli_set_threads("finetune", threads);
     maec_error err = {0};
     maec_dataset *train = NULL, *test = NULL;
     maec_classifier *c = NULL;

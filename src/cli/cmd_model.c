@@ -34,7 +34,7 @@ int cmd_grad(int argc, char **argv)
         cli_error("grad: --model, --images, --noise and --out are all required");
         return 2;
     }
-    maec_set_threads(threads);
+    cli_set_threads("grad", threads);
     maec_error err = {0};
     maec_model *m = NULL;
     maec_workspace *ws = NULL;

@@ -114,7 +114,7 @@ int cmd_predict(int argc, char **argv)
         cli_error("predict: --out must end in .npy, got '%s'", out);
         return 2;
     }
-    maec_set_threads(threads);
+    cli_set_threads("predict", threads);
     maec_error err = {0};
     maec_classifier *c = NULL;
     maec_dataset *ds = NULL;

@@ -243,7 +243,7 @@ int cmd_pretrain(int argc, char **argv)
     int r = run_cfg_from_args("pretrain", argc, argv, &rc, &threads, &resume, &err);
     if (r == 1) printf("  --report                    rewrite OUTPUT-DIR/report.html at each epoch's end (maec report)\n");
     if (r) return r < 0 ? 2 : 0; /* -1: error already printed, 1: --help */
-    maec_set_threads(threads);
+    threads = cli_set_threads("pretrain", threads);
 
     maec_model *m = NULL;
     maec_workspace *ws = NULL;
@@ -395,7 +395,7 @@ int cmd_pretrain(int argc, char **argv)
     double lr_peak = rc.lr > 0 ? rc.lr : rc.blr * (double)B * rc.accum_iter / 256.0;
     printf("pretraining %s on %s (%lld images): %lld steps of %d x %d images, lr %.3g, %d threads\n",
            rc.preset[0] ? rc.preset : "custom model", rc.data_path, (long long)maec_dataset_size(ds),
-           (long long)total, B, rc.accum_iter, lr_peak, threads > 0 ? threads : 0);
+           (long long)total, B, rc.accum_iter, lr_peak, threads);
     printf("output: %s\n", rc.output_dir);
     fflush(stdout);
     double t_start = now_s(), t_log = t_start, wait0 = maec_loader_wait_seconds(ld);

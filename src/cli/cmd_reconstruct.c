@@ -46,7 +46,7 @@ int cmd_reconstruct(int argc, char **argv)
         cli_error("reconstruct: --split must be train or test");
         return 2;
     }
-    maec_set_threads(threads);
+    cli_set_threads("reconstruct", threads);
     maec_error err = {0};
     maec_model *m = NULL;
     maec_workspace *ws = NULL;

@@ -288,8 +288,10 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
         {"model", OPT_STR, &preset, "model preset (maec info --presets)", 1, 0, 0},
         {"config", OPT_STR, &config, "a run's config.json: repeat that run", 1, 0, 0},
         {"resume", OPT_STR, resume, "continue a run: its folder or a checkpoint file", 1, 0, 0},
-        {"data-path", OPT_STR, &data, "data: IDX/CIFAR folder or file, image folder, .npy", 1, 0, 0},
-        {"output-dir", OPT_STR, &out, "where checkpoints, logs and pictures go", 1, 0, 0},
+        {"data-path", OPT_STR, &data, "data: IDX/CIFAR folder or file, image folder, .npy "
+         "(default: /usr/share/datasets/fashion-mnist)", 1, 0, 0},
+        {"output-dir", OPT_STR, &out, "where checkpoints, logs and pictures go (default: runs/mae; "
+         "with --resume: the folder resumed)", 1, 0, 0},
         {"epochs", OPT_INT, &rc->epochs, "epochs (schedule length)", 1, 1000000, 0},
         {"max-steps", OPT_U64, &rc->max_steps, "stop after this many optimizer steps", 0, 9007199254740992.0, 0},
         {"batch-size", OPT_INT, &rc->batch_size, "images per micro-batch", 1, 65536, 0},
@@ -396,6 +398,11 @@ int run_cfg_from_args(const char *cmd, int argc, char **argv, run_cfg *rc, int *
         cli_error("%s: pretraining needs a decoder (--decoder-depth >= 1)", cmd);
         return -1;
     }
+    if (rc->warmup_epochs > rc->epochs) {
+        cli_error("%s: --warmup-epochs %g is longer than --epochs %d: the lr would never reach its peak "
+                  "(give a shorter --warmup-epochs)", cmd, (double)rc->warmup_epochs, rc->epochs);
+        return -1;
+    }
     return 0;
 }
 
@@ -417,6 +424,9 @@ int run_cfg_merge_resume(run_cfg *saved, const run_cfg *given, int argc, char **
     saved->recon_every = upd.recon_every;
     saved->knn_every = upd.knn_every;
     memcpy(saved->output_dir, upd.output_dir, sizeof saved->output_dir);
+    if (saved->warmup_epochs > saved->epochs)
+        return maec_fail(err, MAEC_EINVAL, "--resume: --epochs %d is shorter than the run's warm-up of %g epochs",
+                         saved->epochs, (double)saved->warmup_epochs);
     upd.have_norm = saved->have_norm;
     if (maec_config_check(&upd.model, err)) return maec_fail(err, err->code, "--resume: %s", err->msg);
     if (memcmp(&upd.model, &saved->model, sizeof upd.model) != 0)

@@ -151,6 +151,23 @@ static int check_header_crc(const st_file *f, size_t hlen, const cJSON *v, maec_
     return 0;
 }
 
+/* A file that is no safetensors one but was meant as a PyTorch file: named
+ * so, or a pickle (its PROTO opcode first) */
+static int looks_torch(const char *path, const char *buf, size_t len)
+{
+    size_t pl = strlen(path);
+    int named = (pl > 4 && !strcmp(path + pl - 4, ".pth")) || (pl > 3 && !strcmp(path + pl - 3, ".pt")) ||
+                (pl > 8 && !strcmp(path + pl - 8, ".pth.tar")) || (pl > 5 && !strcmp(path + pl - 5, ".ckpt"));
+    return named || (len >= 2 && (unsigned char)buf[0] == 0x80 && buf[1] >= 2 && buf[1] <= 5);
+}
+
+static int not_torch(const char *path, maec_error *err)
+{
+    return maec_fail(err, MAEC_EFORMAT,
+                     "%s: not a PyTorch zip checkpoint (torch.save's format since 1.6) nor one in its legacy "
+                     "format, nor safetensors: cannot read it", path);
+}
+
 int st_open(const char *path, st_file *f, maec_error *err)
 {
     memset(f, 0, sizeof *f);
@@ -169,7 +186,9 @@ int st_open(const char *path, st_file *f, maec_error *err)
                          path);
     }
     if (f->len < 8) {
+        int torch = looks_torch(path, f->buf, f->len);
         st_close(f);
+        if (torch) return not_torch(path, err);
         return maec_fail(err, MAEC_EFORMAT, "%s: too short for a safetensors file", path);
     }
     const unsigned char *u = (const unsigned char *)f->buf;
@@ -177,7 +196,9 @@ int st_open(const char *path, st_file *f, maec_error *err)
     for (int i = 7; i >= 0; i--) hlen = hlen << 8 | u[i];
     if (hlen > f->len - 8 || hlen > ST_MAX_HEADER || hlen < 2) {
         unsigned long long hl = (unsigned long long)hlen;
+        int torch = looks_torch(path, f->buf, f->len);
         st_close(f);
+        if (torch) return not_torch(path, err);
         return maec_fail(err, MAEC_EFORMAT,
                          "%s: header length %llu does not fit the file (truncated or not safetensors)",
                          path, hl);
@@ -186,8 +207,10 @@ int st_open(const char *path, st_file *f, maec_error *err)
     size_t data_len = f->len - f->data_start;
     cJSON *root = cJSON_ParseWithLength(f->buf + 8, (size_t)hlen);
     if (!root || !cJSON_IsObject(root)) {
+        int torch = looks_torch(path, f->buf, f->len);
         cJSON_Delete(root);
         st_close(f);
+        if (torch) return not_torch(path, err);
         return maec_fail(err, MAEC_EFORMAT, "%s: header is not a JSON object", path);
     }
     const cJSON *md = cJSON_GetObjectItemCaseSensitive(root, "__metadata__");

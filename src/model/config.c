@@ -102,6 +102,11 @@ int maec_config_check(const maec_config *c, maec_error *err)
     if (!(c->mask_ratio >= 0.0 && c->mask_ratio < 1.0))
         BAD("mask ratio %g must be in [0, 1)", c->mask_ratio);
     if ((int)c->mask_strategy < 0 || (int)c->mask_strategy > 2) BAD("unknown mask strategy");
+    /* grid keeps one patch of every 2x2, whatever the ratio: refuse one it
+     * cannot honour rather than train with another than asked for */
+    if (c->mask_strategy == MAEC_MASK_GRID && fabs(c->mask_ratio - 0.75) > 1e-6)
+        BAD("mask strategy grid hides three patches of every four (mask ratio 0.75); it cannot honour a mask "
+            "ratio of %g", c->mask_ratio);
     int K = maec_num_keep(c), L = maec_num_patches(c);
     if (K < 1) BAD("mask ratio %g keeps no patch of %d", c->mask_ratio, L);
     if (c->norm_pix_loss && maec_patch_dim(c) < 2) BAD("norm-pix loss needs patches of 2+ values");

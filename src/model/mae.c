@@ -515,3 +515,5 @@ void maec_set_threads(int n)
 {
     if (n > 0) omp_set_num_threads(n);
 }
+
+int maec_get_threads(void) { return omp_get_max_threads(); }
