@@ -6,7 +6,8 @@
 #    one, leaves every file of A as it was, byte for byte): pretrain,
 #    finetune, and linprobe reading a copied run;
 # 2. the metrics.jsonl of a run stopped (--max-steps, SIGINT) and resumed
-#    equals that of an unbroken run with the same flags and thread count,
+#    equals that of an unbroken run with the same flags and thread count
+#    (a resumed run keeps its thread count unless --threads is given),
 #    field by field, except the timing fields (images_per_s, data_wait,
 #    elapsed_s, eval_s, knn_s), which are left out of the comparison.
 cd "$(dirname "$0")/.." || exit 1
@@ -85,7 +86,9 @@ MAEC_FAULT_SIGINT_AT_STEP=10 $M_ABS pretrain $SMALL --knn-every 1 --data-path $D
 check '[ $? -eq 130 ] && [ -s $T/S/checkpoint-00000010.safetensors ]' "SIGINT at step 10: no stop there"
 MAEC_FAULT_SIGINT_AT_STEP=17 $M_ABS pretrain --resume $T/S --threads 1 > /dev/null 2>&1
 check '[ $? -eq 130 ] && [ -s $T/S/checkpoint-00000017.safetensors ]' "SIGINT at step 17: no stop there"
-$M_ABS pretrain --resume $T/S --threads 1 > /dev/null 2>&1
+# without --threads: the run's own thread count (1), not all cores
+$M_ABS pretrain --resume $T/S > $T/S.log 2>&1
+check 'grep -q ", 1 threads$" $T/S.log' "pretrain --resume without --threads: not the run's 1 thread: $(grep threads $T/S.log)"
 check '[ -n "$(records $T/U2)" ] && [ "$(records $T/U2)" = "$(records $T/S)" ]' \
       "pretrain: metrics.jsonl after SIGINT and --resume differs from an unbroken run: $(diff <(records $T/U2) <(records $T/S) | head -4)"
 # kill -9 after a checkpoint: the records past it are written again, once

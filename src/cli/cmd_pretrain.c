@@ -96,16 +96,18 @@ static void remove_stale_temps(const char *dir)
     closedir(d);
 }
 
-/* The log's window at a checkpoint: the losses summed since the last
- * metrics record, so that a resumed run writes the records an unbroken one
- * does. */
+/* What a checkpoint keeps beside the run's configuration so that a resumed
+ * run goes on as an unbroken one: the log's window (the losses summed since
+ * the last metrics record) and the compute threads (the sums are taken in
+ * an order that depends on them). */
 typedef struct {
     double loss_sum;
     int steps;
-} log_window;
+    int threads; /* 0: not known (an older checkpoint) */
+} run_state;
 
-/* the run's configuration with the log window, as the checkpoint keeps them */
-static char *checkpoint_json(const run_cfg *rc, const log_window *w)
+/* the run's configuration with its state, as the checkpoint keeps them */
+static char *checkpoint_json(const run_cfg *rc, const run_state *w)
 {
     char *cfg = run_cfg_to_json(rc);
     cJSON *o = cfg ? cJSON_Parse(cfg) : NULL;
@@ -113,22 +115,32 @@ static char *checkpoint_json(const run_cfg *rc, const log_window *w)
     cJSON *lw = o ? cJSON_AddObjectToObject(o, "log_window") : NULL;
     char num[64];
     snprintf(num, sizeof num, "%.17g", w->loss_sum); /* read back to the same double */
-    char *js = lw && cJSON_AddRawToObject(lw, "loss_sum", num) && cJSON_AddNumberToObject(lw, "steps", w->steps)
+    char *js = lw && cJSON_AddRawToObject(lw, "loss_sum", num) && cJSON_AddNumberToObject(lw, "steps", w->steps) &&
+                       cJSON_AddNumberToObject(o, "threads", w->threads)
                    ? cJSON_Print(o) : NULL;
     cJSON_Delete(o);
     return js;
 }
 
-/* the window a checkpoint's run configuration holds (none in checkpoints
- * written before it was kept: an empty one) */
-static int read_log_window(const char *run_json, const char *path, log_window *w, maec_error *err)
+/* the state a checkpoint's run configuration holds (none in checkpoints
+ * written before it was kept: an empty window, threads unknown) */
+static int read_run_state(const char *run_json, const char *path, run_state *w, maec_error *err)
 {
     w->loss_sum = 0;
     w->steps = 0;
+    w->threads = 0;
     cJSON *o = cJSON_Parse(run_json);
     const cJSON *lw = cJSON_GetObjectItemCaseSensitive(o, "log_window");
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(o, "threads");
     int r = 0;
-    if (lw) {
+    if (th) {
+        if (!cJSON_IsNumber(th) || !(th->valuedouble >= 1 && th->valuedouble <= 1024) ||
+            th->valuedouble != floor(th->valuedouble))
+            r = maec_fail(err, MAEC_EFORMAT, "%s: run configuration: 'threads' must be an integer in [1, 1024]", path);
+        else
+            w->threads = (int)th->valuedouble;
+    }
+    if (lw && !r) {
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(lw, "loss_sum");
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(lw, "steps");
         if (!cJSON_IsNumber(s) || !isfinite(s->valuedouble) || !cJSON_IsNumber(n) || n->valuedouble < 0 ||
@@ -141,7 +153,7 @@ static int read_log_window(const char *run_json, const char *path, log_window *w
     return r;
 }
 
-static int save_checkpoint(maec_model *m, const run_cfg *rc, const log_window *w, maec_error *err)
+static int save_checkpoint(maec_model *m, const run_cfg *rc, const run_state *w, maec_error *err)
 {
     char path[2048];
     snprintf(path, sizeof path, "%s/checkpoint-%08lld.safetensors", rc->output_dir,
@@ -243,7 +255,6 @@ int cmd_pretrain(int argc, char **argv)
     int r = run_cfg_from_args("pretrain", argc, argv, &rc, &threads, &resume, &err);
     if (r == 1) printf("  --report                    rewrite OUTPUT-DIR/report.html at each epoch's end (maec report)\n");
     if (r) return r < 0 ? 2 : 0; /* -1: error already printed, 1: --help */
-    threads = cli_set_threads("pretrain", threads);
 
     maec_model *m = NULL;
     maec_workspace *ws = NULL;
@@ -252,7 +263,7 @@ int cmd_pretrain(int argc, char **argv)
     float *images = NULL, *noise = NULL, *view = NULL;
     FILE *metrics = NULL;
     char *js = NULL;
-    log_window win = {0, 0};
+    run_state win = {0, 0, 0};
     char from_dir[1024]; /* where the run's log is so far */
     snprintf(from_dir, sizeof from_dir, "%s", rc.output_dir);
 
@@ -266,7 +277,7 @@ int cmd_pretrain(int argc, char **argv)
             if (!err.msg[0]) maec_fail(&err, MAEC_EFORMAT, "%s has no run configuration", used);
             goto fail;
         }
-        int bad = read_log_window(run_json, used, &win, &err);
+        int bad = read_run_state(run_json, used, &win, &err);
         free(run_json);
         if (bad || run_cfg_merge_resume(&saved, &rc, argc, argv, &err)) goto fail;
         rc = saved;
@@ -277,7 +288,10 @@ int cmd_pretrain(int argc, char **argv)
             goto fail;
         }
         printf("resuming from %s (step %lld)\n", used, (long long)maec_model_step(m));
+        /* the threads the run had, for the same sums, unless --threads says otherwise */
+        if (!threads) threads = win.threads;
     }
+    win.threads = threads = cli_set_threads("pretrain", threads);
     if (eval_mkdir_p(rc.output_dir)) {
         maec_fail(&err, MAEC_EIO, "cannot create output folder %s: %s", rc.output_dir, strerror(errno));
         goto fail;
