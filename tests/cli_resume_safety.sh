@@ -64,6 +64,11 @@ cp -a $T/A.orig $T/G
 $M_ABS pretrain --resume $T/G --output-dir $T/C --max-steps 12 --threads 1 > $T/C.log 2>&1
 check '[ $? -eq 0 ] && [ -s $T/C/checkpoint-00000012.safetensors ] && [ -s $T/C/model.safetensors ]' "pretrain --resume --output-dir failed: $(tail -2 $T/C.log)"
 check 'diff -r $T/G $T/A.orig > /dev/null' "pretrain --resume --output-dir changed the folder resumed"
+# a run with --report resumed into --output-dir keeps its report going there
+$M_ABS pretrain $SMALL --data-path $D --output-dir $T/R --max-steps 7 --report > /dev/null 2>&1
+cp -a $T/R $T/R.orig
+$M_ABS pretrain --resume $T/R --output-dir $T/R2 --max-steps 16 --threads 1 > /dev/null 2>&1
+check '[ -s $T/R2/report.html ] && diff -r $T/R $T/R.orig > /dev/null' "pretrain --resume --output-dir of a run with --report: no report.html in the new folder, or the old one changed"
 # --config takes a run's settings, never its folder
 out=$($M_ABS pretrain --config $T/A/config.json 2>&1 >/dev/null); rc=$?
 check '[ $rc -eq 2 ] && [[ "$out" == "maec: error: pretrain: --config repeats a run'"'"'s settings, not its folder"* ]]' "--config without --output-dir: exit $rc, '$out'"

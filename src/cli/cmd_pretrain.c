@@ -329,7 +329,7 @@ int cmd_pretrain(int argc, char **argv)
     cli_report_session(rc.output_dir, "pretrain", !resume);
     if (resume && !report) { /* a resumed run keeps its report going */
         char p[2048];
-        snprintf(p, sizeof p, "%s/report.html", rc.output_dir);
+        snprintf(p, sizeof p, "%s/report.html", from_dir); /* where the run was */
         report = access(p, F_OK) == 0;
     }
 
