@@ -31,7 +31,11 @@ expect 2 "maec: error: pretrain: --warmup-epochs 5 is longer than --epochs 2" \
     $MAEC pretrain $TINY --epochs 2 --warmup-epochs 5 --output-dir $T/w1
 expect 2 "maec: error: pretrain: --warmup-epochs 40 is longer than --epochs 10" \
     $MAEC pretrain $TINY --epochs 10 --output-dir $T/w2
-check '[ ! -e $T/w1 ] && [ ! -e $T/w2 ]' "a refused run made its folder"
+expect 2 "maec: error: finetune: --warmup-epochs 3 is longer than --epochs 2" \
+    $MAEC finetune --data-path $D --output-dir $T/w4 --epochs 2 --warmup-epochs 3
+expect 2 "maec: error: linprobe: --warmup-epochs 3 is longer than --epochs 2" \
+    $MAEC linprobe --model test-tiny --data-path $D --output-dir $T/w5 --epochs 2 --warmup-epochs 3
+check '[ ! -e $T/w1 ] && [ ! -e $T/w2 ] && [ ! -e $T/w4 ] && [ ! -e $T/w5 ]' "a refused run made its folder"
 $MAEC pretrain $TINY --epochs 2 --warmup-epochs 2 --output-dir $T/w3 > /dev/null 2>&1
 check '[ $? -eq 0 ]' "a warm-up as long as the schedule was refused"
 # on resume, --epochs may not shrink below the warm-up either
