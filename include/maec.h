@@ -346,6 +346,12 @@ const float *maec_clf_ws_logits(const maec_clf_workspace *w);
  * none); weight decay on tensors of more than one dimension except cls_token
  * and pos_embed. The step counter is incremented first. It leaves the
  * gradients zero, as maec_adamw_step does. */
+/* --clip_grad as main_finetune.py (timm's NativeScaler): the global 2-norm
+ * of the trainable tensors' gradients (after accumulation) and, where
+ * max_norm > 0 and that norm exceeds it, the gradients scaled down to it
+ * (torch.nn.utils.clip_grad_norm_). Returns the norm before clipping (NaN
+ * when out of memory). Call between the last backward and the step. */
+double maec_classifier_clip_grad(maec_classifier *c, float max_norm);
 void maec_classifier_adamw_step(maec_classifier *c, const maec_adamw *opt, float layer_decay);
 int64_t maec_classifier_step(const maec_classifier *c);
 
@@ -359,6 +365,38 @@ int64_t maec_classifier_step(const maec_classifier *c);
 float maec_mixup(float *images, const int *labels, float *targets, int B, int C, int H, int W,
                  int num_classes, float mixup_alpha, float cutmix_alpha, float switch_prob,
                  float smoothing, uint64_t *rng);
+
+/* The same in every mode of timm's Mixup, in two steps so that the draws
+ * can be given (tests hold them against timm's arithmetic). mode: batch (one
+ * draw for the batch), pair (one per pair b, B-1-b: both images mixed
+ * alike), elem (one per image b, mixed with the original of B-1-b; its
+ * partner keeps its own draw). prob is mixup_prob: the chance that a batch
+ * (batch mode) or a pair or image is mixed at all. A draw's lam is 1 when
+ * nothing is mixed; a CutMix draw holds its box [yl,yh) x [xl,xh) and lam
+ * corrected to its area. */
+enum { MAEC_MIX_BATCH = 0, MAEC_MIX_PAIR = 1, MAEC_MIX_ELEM = 2 };
+typedef struct {
+    float mixup_alpha, cutmix_alpha; /* 0: off */
+    float prob;                      /* mixup_prob (1.0) */
+    float switch_prob;               /* CutMix's chance when both are on (0.5) */
+    float smoothing;                 /* label smoothing (0.1) */
+    int mode;                        /* MAEC_MIX_BATCH, _PAIR or _ELEM */
+} maec_mixup_opts;
+typedef struct {
+    double lam;
+    int cutmix, yl, yh, xl, xh;
+} maec_mix_draw;
+/* how many draws a batch of B takes in this mode: 1, B / 2 or B */
+int maec_mix_draws(int mode, int B);
+/* the draws for one batch [maec_mix_draws(o->mode, B)] from rng */
+void maec_mix_sample(const maec_mixup_opts *o, int B, int H, int W, uint64_t *rng, maec_mix_draw *draws);
+/* timm's rand_bbox for a box of 1 - lam of the area centred at (cy, cx),
+ * clipped to the image, and lam corrected to the clipped box */
+void maec_mix_cutbox(int H, int W, double lam, int cy, int cx, maec_mix_draw *d);
+/* images [B,C,H,W] mixed in place under the draws; targets [B,K] = lam_b *
+ * y_b + (1 - lam_b) * y_{B-1-b}, y the smoothed one-hot labels (B even) */
+void maec_mix_apply(float *images, const int *labels, float *targets, int B, int C, int H, int W, int num_classes,
+                    int mode, const maec_mix_draw *draws, float smoothing);
 
 /* The linear probe of main_linprobe.py on features: BatchNorm1d(D,
  * affine=False, eps 1e-6, momentum 0.1) then Linear(D, K) (weight

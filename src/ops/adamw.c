@@ -22,3 +22,26 @@ void adamw_update(float *p, float *g, float *m, float *v, size_t n, float lr, fl
         p[i] = pi - step_size * mi / (sqrtf(vi) / bc2_sqrt + eps);
     }
 }
+
+double clip_grad_norm(float *const *g, const size_t *n, int count, float max_norm)
+{
+    /* torch.nn.utils.clip_grad_norm_ (norm type 2): the 2-norm of the
+     * tensors' 2-norms, then every gradient times max_norm / (norm + 1e-6)
+     * where that is below 1; sums in double in a fixed order */
+    double total = 0;
+    for (int t = 0; t < count; t++) {
+        double s = 0;
+        for (size_t i = 0; i < n[t]; i++) s += (double)g[t][i] * g[t][i];
+        total += s;
+    }
+    total = sqrt(total);
+    if (max_norm > 0) {
+        double coef = (double)max_norm / (total + 1e-6);
+        if (coef < 1.0) {
+            float cf = (float)coef;
+            for (int t = 0; t < count; t++)
+                for (size_t i = 0; i < n[t]; i++) g[t][i] *= cf;
+        }
+    }
+    return total;
+}

@@ -80,6 +80,10 @@ void add_inplace(float *y, const float *x, size_t n);
  * zero: the pass that reads each gradient for the last time clears it, so
  * that the next step's zeroing has nothing to do (one pass over the
  * gradients fewer: config C's step 2.7% faster, docs/PERF.md). */
+/* torch.nn.utils.clip_grad_norm_(max_norm): the global 2-norm of count
+ * gradients g[t] [n[t]]; where max_norm > 0 and the norm exceeds it, every
+ * gradient is scaled by max_norm / (norm + 1e-6). Returns the norm. */
+double clip_grad_norm(float *const *g, const size_t *n, int count, float max_norm);
 void adamw_update(float *p, float *g, float *m, float *v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, long step);
 #endif
