@@ -206,6 +206,8 @@ int maec_augment_check(const maec_augment *a, maec_error *err)
                            isfinite(a->randaug.m) && a->randaug.mstd >= 0 && isfinite(a->randaug.mstd)))
         return maec_fail(err, MAEC_EINVAL, "augmentation: bad RandAugment settings (n %d, m %g, mstd %g)",
                          a->randaug.n, (double)a->randaug.m, (double)a->randaug.mstd);
+    if (!(a->color_jitter >= 0 && a->color_jitter <= 10))
+        return maec_fail(err, MAEC_EINVAL, "augmentation: colour jitter %g (want 0 to 10)", (double)a->color_jitter);
     if (!(a->reprob >= 0 && a->reprob <= 1))
         return maec_fail(err, MAEC_EINVAL, "augmentation: random erasing probability %g (want 0 to 1)",
                          (double)a->reprob);
@@ -316,7 +318,7 @@ int maec_augment_apply(const maec_augment *a, const maec_image *src, float *out,
         memcpy(out + 2 * oplane, out, oplane * sizeof(float));
     }
     free(tmp);
-    if (a->randaug.on) {
+    if (a->randaug.on || a->color_jitter > 0) {
         uint8_t *q = malloc((size_t)oc * oplane), fill[3];
         if (!q) return maec_fail(err, MAEC_ENOMEM, "out of memory");
         for (size_t k = 0; k < (size_t)oc * oplane; k++) {
@@ -327,7 +329,9 @@ int maec_augment_apply(const maec_augment *a, const maec_image *src, float *out,
             float v = a->mean[c] * 255.0f + 0.5f;
             fill[c] = (uint8_t)(v <= 0 ? 0 : v >= 255 ? 255 : v);
         }
-        int rc2 = maec_randaug_apply(&a->randaug, q, oc, oh, ow, fill, rng, err);
+        /* timm: RandAugment, or else the colour jitter, never both */
+        int rc2 = a->randaug.on ? maec_randaug_apply(&a->randaug, q, oc, oh, ow, fill, rng, err)
+                                : maec_color_jitter(a->color_jitter, q, oc, oh, ow, rng, err);
         for (size_t k = 0; !rc2 && k < (size_t)oc * oplane; k++) out[k] = q[k] / 255.0f;
         free(q);
         if (rc2) return rc2;

@@ -105,6 +105,16 @@ int maec_randaug_parse(const char *s, maec_randaug *ra, maec_error *err);
 int maec_randaug_apply(const maec_randaug *ra, uint8_t *img, int c, int h, int w, const uint8_t *fill,
                        uint64_t *rng, maec_error *err);
 
+/* torchvision's ColorJitter(s, s, s) on an 8-bit image [c, h, w] as PIL
+ * computes it: brightness, contrast and saturation (ImageEnhance's
+ * Brightness, Contrast, Color) in a random order, each factor uniform in
+ * [max(0, 1 - s), 1 + s]. Draws from *rng. s <= 0: nothing. */
+int maec_color_jitter(float strength, uint8_t *img, int c, int h, int w, uint64_t *rng, maec_error *err);
+/* The same with the draws given: order[k] in 0..2 (brightness, contrast,
+ * saturation) the k-th applied, factor[f] each one's factor; tmp [h * w] */
+void maec_color_jitter_apply(const int order[3], const double factor[3], uint8_t *img, uint8_t *tmp, int c, int h,
+                             int w);
+
 typedef struct {
     int out_c, out_h, out_w;  /* output image: out_c 1 or 3 */
     int random_resized_crop;  /* 1: RandomResizedCrop; 0: resize the whole image */
@@ -113,6 +123,8 @@ typedef struct {
     int hflip;                /* flip horizontally with p = 0.5 */
     float mean[3], std[3];    /* out = (x - mean) / std per channel */
     maec_randaug randaug;     /* on 8-bit values after the flip (off: no rounding to 8 bits) */
+    float color_jitter;       /* ColorJitter(s, s, s) on 8-bit values after the flip, when RandAugment is off
+                               * (timm's create_transform); 0: off */
     float reprob;             /* random erasing after normalizing: probability (0: off) */
 } maec_augment;
 

@@ -64,7 +64,9 @@ static uint8_t clip8(double v) { return v <= 0 ? 0 : v >= 255 ? 255 : (uint8_t)v
 /* Image.blend(degenerate, image, factor) for one plane */
 static void blend(const uint8_t *deg, uint8_t *img, size_t n, double f)
 {
-    for (size_t i = 0; i < n; i++) img[i] = clip8((float)((int)deg[i] + f * ((int)img[i] - (int)deg[i])));
+    /* ImagingBlend takes alpha as a C float and computes in float */
+    float a = (float)f;
+    for (size_t i = 0; i < n; i++) img[i] = clip8((float)(int)deg[i] + a * (float)((int)img[i] - (int)deg[i]));
 }
 
 /* PIL's L of RGB planes (ITU-R 601-2 in 16-bit fixed point), or the plane itself */
@@ -293,6 +295,46 @@ int maec_randaug_apply(const maec_randaug *ra, uint8_t *img, int c, int h, int w
         level = level < 0 ? 0 : level > RA_MAX_LEVEL ? RA_MAX_LEVEL : level;
         randaug_op(ops[i], level_arg(ops[i], ra->increasing, level, h, w, rng), img, tmp, c, h, w, fill);
     }
+    free(tmp);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ colour jitter */
+
+void maec_color_jitter_apply(const int order[3], const double factor[3], uint8_t *img, uint8_t *tmp, int c, int h,
+                             int w)
+{
+    /* torchvision's adjust_brightness, adjust_contrast, adjust_saturation on
+     * PIL images are ImageEnhance's Brightness, Contrast and Color */
+    static const int ops[3] = {OP_BRIGHTNESS, OP_CONTRAST, OP_COLOR};
+    for (int k = 0; k < 3; k++) {
+        int f = order[k];
+        if (f < 0 || f > 2) continue;
+        randaug_op(ops[f], factor[f], img, tmp, c, h, w, NULL);
+    }
+}
+
+int maec_color_jitter(float strength, uint8_t *img, int c, int h, int w, uint64_t *rng, maec_error *err)
+{
+    if (!(strength > 0)) return 0;
+    /* ColorJitter(s, s, s).get_params: an order of the four transforms
+     * (hue's slot unused, as its strength is 0), then each factor
+     * uniform in [max(0, 1 - s), 1 + s] */
+    int perm[4] = {0, 1, 2, 3};
+    for (int i = 3; i > 0; i--) {
+        int j = (int)(rng_uniform_d(rng) * (i + 1));
+        int t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    int order[3], k = 0;
+    for (int i = 0; i < 4; i++)
+        if (perm[i] < 3) order[k++] = perm[i];
+    double lo = strength < 1 ? 1.0 - strength : 0.0, f[3];
+    for (int i = 0; i < 3; i++) f[i] = lo + (1.0 + strength - lo) * rng_uniform_d(rng);
+    uint8_t *tmp = malloc((size_t)h * w);
+    if (!tmp) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    maec_color_jitter_apply(order, f, img, tmp, c, h, w);
     free(tmp);
     return 0;
 }
