@@ -322,16 +322,62 @@ static int save_probe(const char *path, maec_classifier *c, int feature, maec_li
     return rc;
 }
 
+/* linprobe --augment: a loader over the train split with main_linprobe.py's
+ * transform (RandomResizedCrop at the model's size, scale 0.08-1, bicubic;
+ * a flip; the normalization), shuffled and drop_last, and a workspace for
+ * the frozen encoder's features of each batch */
+static int open_augmented(const feat_ctx *x, int B, int workers, uint64_t seed, maec_loader **ld,
+                          maec_clf_workspace **w, float **img, int64_t *ntr, maec_error *err)
+{
+    int shape[3] = {x->shape[0], x->shape[1], x->shape[2]};
+    if (x->c) {
+        const maec_config *mc = maec_classifier_config(x->c);
+        shape[0] = mc->in_chans, shape[1] = mc->img_h, shape[2] = mc->img_w;
+    }
+    maec_loader_opts lo;
+    maec_loader_defaults(&lo, shape[0], shape[1], shape[2]);
+    lo.batch = B;
+    lo.threads = workers;
+    lo.seed = seed;
+    lo.shuffle = 1;
+    lo.drop_last = 1;
+    lo.aug.random_resized_crop = 1;
+    lo.aug.scale_min = 0.08f;
+    lo.aug.hflip = 1;
+    for (int c = 0; c < 3; c++) lo.aug.mean[c] = x->mean[c], lo.aug.std[c] = x->std[c];
+    *img = malloc((size_t)B * shape[0] * shape[1] * shape[2] * sizeof(float));
+    if (!*img) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    int rc = maec_loader_create(x->train, &lo, ld, err);
+    if (!rc && x->c) rc = maec_clf_workspace_create(x->c, B, 0, w, err);
+    *ntr = maec_dataset_size(x->train);
+    return rc;
+}
+
+/* the next augmented batch's features xb [B, D] and labels yb */
+static int augmented_features(const feat_ctx *x, maec_loader *ld, maec_clf_workspace *w, float *img, int B, int D,
+                              float *xb, int *yb, maec_error *err)
+{
+    int n;
+    int rc = maec_loader_next(ld, img, yb, &n, err);
+    if (!rc && n != B) rc = maec_fail(err, MAEC_EINVAL, "linprobe: a batch of %d images, %d expected", n, B);
+    if (rc) return rc;
+    if (x->c) return maec_classifier_features(x->c, w, img, B, x->feature, xb, err);
+    memcpy(xb, img, (size_t)B * D * sizeof(float));
+    return 0;
+}
+
 int cmd_linprobe(int argc, char **argv)
 {
     feat_args a;
     feat_defaults(&a);
-    int raw = 0, epochs = 90, sgd = 0, eval_every = 1, report = 0;
+    int raw = 0, epochs = 90, sgd = 0, eval_every = 1, report = 0, augment = 0;
     float blr = 0.1f, lr = 0, min_lr = 0, warmup = 10, wd = 0, momentum = 0.9f;
     const char *out = NULL, *ftr_path = NULL, *fte_path = NULL;
     cli_opt opts[] = {
         FEAT_OPTS(a),
         {"raw-pixels", OPT_BOOL, &raw, "features = the normalized pixels (logistic regression)", 1, 0, 0},
+        {"augment", OPT_BOOL, &augment, "train features recomputed every batch under the official RandomResizedCrop "
+         "+ flip (an encoder pass per epoch; default: once, unaugmented)", 1, 0, 0},
         {"output-dir", OPT_STR, &out, "metrics.jsonl and model.safetensors go here", 1, 0, 0},
         {"epochs", OPT_INT, &epochs, "epochs over the train features (90)", 1, 100000, 0},
         {"warmup-epochs", OPT_FLOAT, &warmup, "linear warm-up epochs (10)", 0, 1e5, 0},
@@ -367,6 +413,11 @@ int cmd_linprobe(int argc, char **argv)
         return 2;
     }
     int given = ftr_path != NULL;
+    if (given && augment) {
+        cli_error("linprobe: --augment recomputes features from images: give --model (or --raw-pixels) and --data-path, "
+                  "not --train-features");
+        return 2;
+    }
     if (given && (raw || a.model || a.data)) {
         cli_error("linprobe: --train-features replaces --model, --raw-pixels and --data-path");
         return 2;
@@ -379,6 +430,9 @@ int cmd_linprobe(int argc, char **argv)
     int *ytr = NULL, *yte = NULL, *yb = NULL, D = 0;
     int64_t ntr = 0, nte = 0, *perm = NULL;
     maec_linprobe *lp = NULL;
+    maec_loader *ald = NULL;
+    maec_clf_workspace *aw = NULL;
+    float *aimg = NULL;
     FILE *mf = NULL;
     int K = 0;
     if (given) {
@@ -401,11 +455,14 @@ int cmd_linprobe(int argc, char **argv)
         printf("linprobe: features of %s (%s)...\n", raw ? "the raw pixels" : a.model,
                raw ? "normalized" : x.feature == MAEC_FEATURE_CLS ? "class token" : "mean of patch tokens");
         fflush(stdout);
-        rc = eval_features(x.c, x.train, x.feature, x.shape, x.mean, x.std, a.batch, a.workers, &ftr, &ytr, &ntr, &D, &err);
+        if (!augment)
+            rc = eval_features(x.c, x.train, x.feature, x.shape, x.mean, x.std, a.batch, a.workers, &ftr, &ytr, &ntr, &D,
+                               &err);
     }
     if (!rc && !given) rc = eval_features(x.c, x.test, x.feature, x.shape, x.mean, x.std, a.batch, a.workers, &fte, &yte, &nte, &D, &err);
     double t_feat = eval_now() - t0;
     int B = a.batch;
+    if (!rc && augment) rc = open_augmented(&x, B, a.workers, a.seed, &ald, &aw, &aimg, &ntr, &err);
     if (!rc && ntr < B) rc = maec_fail(&err, MAEC_EINVAL, "linprobe: %lld train images, fewer than one batch of %d", (long long)ntr, B);
     if (!rc) rc = maec_linprobe_create(D, K, B, a.seed, &lp, &err);
     if (!rc) {
@@ -413,13 +470,15 @@ int cmd_linprobe(int argc, char **argv)
         xb = malloc((size_t)B * D * sizeof(float));
         yb = malloc((size_t)B * sizeof(int));
         perm = malloc((size_t)ntr * sizeof(int64_t));
-        if (!logits || !xb || !yb || !perm) rc = maec_fail(&err, MAEC_ENOMEM, "out of memory");
+        if (!logits || !xb || !yb || (!perm && !augment)) rc = maec_fail(&err, MAEC_ENOMEM, "out of memory");
     }
     double lr_peak = lr > 0 ? lr : (double)blr * B / 256.0;
     int64_t spe = ntr / B; /* drop_last, as the official loader */
     if (!rc) {
-        printf("linprobe: %lld train / %lld test features of dim %d in %.0fs; %d epochs of %lld steps, %s, lr %.4g\n",
-               (long long)ntr, (long long)nte, D, t_feat, epochs, (long long)spe, sgd ? "SGD" : "LARS", lr_peak);
+        printf("linprobe: %lld train / %lld test features of dim %d in %.0fs; %d epochs of %lld steps, %s, lr %.4g; "
+               "train features %s\n",
+               (long long)ntr, (long long)nte, D, t_feat, epochs, (long long)spe, sgd ? "SGD" : "LARS", lr_peak,
+               augment ? "recomputed each batch under RandomResizedCrop + flip" : "computed once, unaugmented");
         fflush(stdout);
     }
     double top1 = 0;
@@ -434,10 +493,15 @@ int cmd_linprobe(int argc, char **argv)
         double loss_sum = 0;
         float lr_now = 0;
         for (int64_t s = 0; !rc && s < spe; s++) {
-            for (int b = 0; b < B; b++) {
-                int64_t idx = perm[s * B + b];
-                memcpy(xb + (size_t)b * D, ftr + (size_t)idx * D, (size_t)D * sizeof(float));
-                yb[b] = ytr[idx];
+            if (augment) {
+                rc = augmented_features(&x, ald, aw, aimg, B, D, xb, yb, &err);
+                if (rc) break;
+            } else {
+                for (int b = 0; b < B; b++) {
+                    int64_t idx = perm[s * B + b];
+                    memcpy(xb + (size_t)b * D, ftr + (size_t)idx * D, (size_t)D * sizeof(float));
+                    yb[b] = ytr[idx];
+                }
             }
             lr_now = (float)maec_lr_at(ep + (double)s / spe, lr_peak, min_lr, warmup, epochs);
             float loss;
@@ -479,7 +543,9 @@ int cmd_linprobe(int argc, char **argv)
         }
     }
     if (mf) fclose(mf);
-    free(ftr), free(fte), free(ytr), free(yte), free(logits), free(xb), free(yb), free(perm);
+    free(ftr), free(fte), free(ytr), free(yte), free(logits), free(xb), free(yb), free(perm), free(aimg);
+    maec_clf_workspace_free(aw);
+    maec_loader_free(ald);
     maec_linprobe_free(lp);
     feat_free(&x);
     return rc ? cli_fail(&err) : 0;

@@ -160,7 +160,8 @@ int cmd_finetune(int argc, char **argv)
     uint64_t seed = 0, max_steps = 0;
     float blr = 5e-4f, lr = 0, min_lr = 1e-6f, warmup = 5, wd = 0.05f, layer_decay = 0.75f, drop_path = 0.1f;
     float smoothing = 0.1f, mixup = 0.8f, cutmix = 1.0f, switch_prob = 0.5f, crop_min = 0.08f, reprob = 0.25f;
-    const char *aa = "rand-m9-mstd0.5-inc1";
+    float mix_prob = 1.0f, clip_grad = 0, color_jitter = 0;
+    const char *aa = "rand-m9-mstd0.5-inc1", *mix_mode = "batch";
     cli_opt opts[] = {
         {"model", OPT_STR, &model, "pretrained MAE (or classifier) file; a preset name: train from scratch", 1, 0, 0},
         {"from-scratch", OPT_BOOL, &scratch, "the architecture of --model, randomly initialized", 1, 0, 0},
@@ -182,12 +183,16 @@ int cmd_finetune(int argc, char **argv)
         {"mixup", OPT_FLOAT, &mixup, "mixup alpha (0.8; 0 = off)", 0, 100, 0},
         {"cutmix", OPT_FLOAT, &cutmix, "cutmix alpha (1.0; 0 = off)", 0, 100, 0},
         {"mixup-switch-prob", OPT_FLOAT, &switch_prob, "chance of cutmix when both are on (0.5)", 0, 1, 0},
+        {"mixup-prob", OPT_FLOAT, &mix_prob, "chance that a batch (pair, image) is mixed at all (1.0)", 0, 1, 0},
+        {"mixup-mode", OPT_STR, &mix_mode, "batch | pair | elem: one mixup draw per batch, pair or image (batch)", 1, 0, 0},
+        {"clip-grad", OPT_FLOAT, &clip_grad, "clip the gradients' global norm to this (0: off, as official)", 0, 1e9, 0},
         {"tune-blocks", OPT_INT, &tune, "partial fine-tuning: only the last K blocks, fc_norm and head learn", 0, 4096, 0},
         {"cls-token", OPT_BOOL, &cls_token, "classify the class token after the final norm (no global pool)", 1, 0, 0},
         {"crop-min", OPT_FLOAT, &crop_min, "smallest random-resized-crop area (0.08)", 0.01, 1, 0},
         {"no-random-crop", OPT_BOOL, &no_crop, "no random resized crop", 1, 0, 0},
         {"no-hflip", OPT_BOOL, &no_hflip, "no horizontal flips", 1, 0, 0},
         {"aa", OPT_STR, &aa, "RandAugment, as timm's string (rand-m9-mstd0.5-inc1); none: off", 1, 0, 0},
+        {"color-jitter", OPT_FLOAT, &color_jitter, "ColorJitter(s, s, s), only with --aa none, as timm (0: off, as official)", 0, 10, 0},
         {"reprob", OPT_FLOAT, &reprob, "random erasing probability (0.25; one box of N(0,1) pixels, as timm's 'pixel' mode)", 0, 1, 0},
         {"eval-every", OPT_INT, &eval_every, "test accuracy every N epochs (and at the end)", 1, 100000, 0},
         {"log-every", OPT_INT, &log_every, "log every N steps", 1, 1 << 30, 0},
@@ -251,6 +256,14 @@ int cmd_finetune(int argc, char **argv)
             r = -1;
         }
     }
+    int mode = !strcmp(mix_mode, "batch") ? MAEC_MIX_BATCH
+               : !strcmp(mix_mode, "pair")  ? MAEC_MIX_PAIR
+               : !strcmp(mix_mode, "elem")  ? MAEC_MIX_ELEM
+                                            : -1;
+    if (!r && mode < 0) {
+        cli_error("finetune: --mixup-mode %s: give batch, pair or elem", mix_mode);
+        r = -1;
+    }
     if (!r && !model) model = "fmnist-mini", scratch = 1; /* the supervised baseline */
     if (!r && (!data || !out)) {
         cli_error("finetune: --data-path and --output-dir are required");
@@ -273,6 +286,8 @@ int cmd_finetune(int argc, char **argv)
     maec_clf_workspace *w = NULL;
     maec_loader *ld = NULL;
     float *images = NULL, *targets = NULL;
+    maec_mix_draw *draws = NULL;
+    maec_mixup_opts mix = {mixup, cutmix, mix_prob, switch_prob, smoothing, mode};
     int *labels = NULL;
     FILE *mf = NULL;
     int rc = 0, random_init = 0, status = 1;
@@ -362,6 +377,9 @@ int cmd_finetune(int argc, char **argv)
     lo.aug.hflip = !no_hflip;
     lo.aug.reprob = reprob;
     lo.aug.randaug = ra;
+    lo.aug.color_jitter = color_jitter;
+    if (color_jitter > 0 && ra.on)
+        printf("finetune: --color-jitter is ignored while RandAugment is on (--aa), as timm's create_transform does\n");
     for (int ch = 0; ch < 3; ch++) lo.aug.mean[ch] = mean[ch], lo.aug.std[ch] = std[ch];
     if ((rc = maec_loader_create(train, &lo, &ld, &err))) goto fail;
     if ((rc = maec_clf_workspace_create(c, batch, 1, &w, &err))) goto fail;
@@ -369,7 +387,8 @@ int cmd_finetune(int argc, char **argv)
     images = malloc((size_t)batch * img * sizeof(float));
     targets = malloc((size_t)batch * K * sizeof(float));
     labels = malloc((size_t)batch * sizeof(int));
-    if (!images || !targets || !labels) {
+    draws = malloc((size_t)batch * sizeof *draws);
+    if (!images || !targets || !labels || !draws) {
         maec_fail(&err, MAEC_ENOMEM, "out of memory");
         goto fail;
     }
@@ -399,9 +418,11 @@ int cmd_finetune(int argc, char **argv)
         if (maec_classifier_tensor(c, i)->trainable) ntrain++, nparam += maec_classifier_tensor(c, i)->size;
     const char *what = random_init ? "from scratch (supervised)" : tune >= 0 ? "partial fine-tuning" : "fine-tuning";
     printf("finetune: %s, %s, %d classes; %zu trainable parameters in %d tensors; %lld steps of %d x %d images, "
-           "lr %.3g, layer decay %g, drop path %g, mixup %g, cutmix %g, smoothing %g, RandAugment %s, random erasing %g\n",
+           "lr %.3g, layer decay %g, drop path %g, mixup %g, cutmix %g (%s mode, prob %g), smoothing %g, RandAugment %s, "
+           "random erasing %g, gradient clipping %s\n",
            what, model, K, nparam, ntrain, (long long)total, batch, accum, lr_peak, (double)layer_decay,
-           (double)drop_path, (double)mixup, (double)cutmix, (double)smoothing, ra.on ? aa : "none", (double)reprob);
+           (double)drop_path, (double)mixup, (double)cutmix, mix_mode, (double)mix_prob, (double)smoothing,
+           ra.on ? aa : "none", (double)reprob, clip_grad > 0 ? "on" : "off");
     fflush(stdout);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -441,8 +462,8 @@ int cmd_finetune(int argc, char **argv)
                     goto fail;
                 }
             uint64_t mrng = rng_derive(seed, (uint64_t)micro, 0x6d6978, 0);
-            maec_mixup(images, labels, targets, n, mc->in_chans, mc->img_h, mc->img_w, K, mixup, cutmix, switch_prob,
-                       smoothing, &mrng);
+            maec_mix_sample(&mix, n, mc->img_h, mc->img_w, &mrng, draws);
+            maec_mix_apply(images, labels, targets, n, mc->in_chans, mc->img_h, mc->img_w, K, mode, draws, smoothing);
             uint64_t drng = rng_derive(seed, (uint64_t)micro, 0x64726f70, 0);
             float loss;
             rc = maec_classifier_forward_backward(c, w, images, n, targets, NULL, &drng, 1, 1.0f / accum, &loss, &err);
@@ -455,6 +476,7 @@ int cmd_finetune(int argc, char **argv)
             }
             sl += loss / accum;
         }
+        if (clip_grad > 0) maec_classifier_clip_grad(c, clip_grad);
         maec_adamw opt = {lr_now, 0.9f, 0.999f, 1e-8f, wd};
         maec_classifier_adamw_step(c, &opt, layer_decay);
         step++;
@@ -517,7 +539,7 @@ fail:
     status = 1;
 done:
     if (mf) fclose(mf);
-    free(images), free(targets), free(labels);
+    free(images), free(targets), free(labels), free(draws);
     maec_loader_free(ld);
     maec_clf_workspace_free(w);
     maec_classifier_free(c);

@@ -125,6 +125,7 @@ int cmd_init(int argc, char **argv)
         {"decoder-embed-dim", OPT_INT, &o.dec_dim, "decoder width", 4, 16384, 0},
         {"decoder-depth", OPT_INT, &o.dec_depth, "decoder blocks", 1, 256, 0},
         {"decoder-num-heads", OPT_INT, &o.dec_heads, "decoder heads", 1, 4096, 0},
+        {"mlp-ratio", OPT_INT, &o.mlp_ratio, "MLP hidden width / width, encoder and decoder (4)", 1, 64, 0},
         {"mask-ratio", OPT_DOUBLE, &mask_ratio, "mask ratio", 0.0001, 0.9999, 0},
         {"norm-pix-loss", OPT_BOOL, &o.norm_pix_loss, "per-patch normalized target", 1, 0, 0},
     };
@@ -146,6 +147,7 @@ int cmd_init(int argc, char **argv)
     if (o.heads) c.heads = o.heads;
     if (o.dec_dim) c.dec_dim = o.dec_dim;
     if (o.dec_depth) c.dec_depth = o.dec_depth;
+    if (o.mlp_ratio) c.mlp_ratio = o.mlp_ratio;
     if (o.dec_heads) c.dec_heads = o.dec_heads;
     if (mask_ratio > 0) c.mask_ratio = mask_ratio;
     if (o.norm_pix_loss) c.norm_pix_loss = 1;

@@ -345,6 +345,7 @@ int cmd_pretrain(int argc, char **argv)
     lo.aug.random_resized_crop = rc.random_crop;
     lo.aug.scale_min = rc.crop_min;
     lo.aug.hflip = rc.hflip;
+    lo.aug.color_jitter = rc.color_jitter;
     for (int c = 0; c < 3; c++) {
         lo.aug.mean[c] = rc.mean[c];
         lo.aug.std[c] = rc.std[c];

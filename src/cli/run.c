@@ -76,6 +76,7 @@ char *run_cfg_to_json(const run_cfg *rc)
     cJSON_AddBoolToObject(o, "hflip", rc->hflip);
     cJSON_AddBoolToObject(o, "random_crop", rc->random_crop);
     NUMF("crop_min", rc->crop_min);
+    if (rc->color_jitter > 0) NUMF("color_jitter", rc->color_jitter);
     if (rc->have_norm) {
         cJSON *mean = cJSON_AddArrayToObject(o, "mean"), *std = cJSON_AddArrayToObject(o, "std");
         for (int c = 0; c < 3; c++) {
@@ -215,6 +216,7 @@ int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err)
     GETI("hflip", rc->hflip, 0, 1);
     GETI("random_crop", rc->random_crop, 0, 1);
     GETF("crop_min", rc->crop_min, 0.01, 1);
+    GETF("color_jitter", rc->color_jitter, 0, 10);
     GETI("save_every", rc->save_every, 0, 1 << 30);
     GETI("keep", rc->keep, 1, 1000);
     GETI("log_every", rc->log_every, 1, 1 << 30);
@@ -317,9 +319,11 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
         {"decoder-embed-dim", OPT_INT, &mc->dec_dim, "decoder width", 4, 16384, 0},
         {"decoder-depth", OPT_INT, &mc->dec_depth, "decoder blocks", 1, 256, 0},
         {"decoder-num-heads", OPT_INT, &mc->dec_heads, "decoder heads", 1, 4096, 0},
+        {"mlp-ratio", OPT_INT, &mc->mlp_ratio, "MLP hidden width / width, encoder and decoder (4)", 1, 64, 0},
         {"no-hflip", OPT_BOOL, &no_hflip, "no horizontal flips", 1, 0, 0},
         {"no-random-crop", OPT_BOOL, &no_crop, "resize whole images, no random resized crop", 1, 0, 0},
         {"crop-min", OPT_FLOAT, &rc->crop_min, "smallest crop area share (0.2)", 0.01, 1, 0},
+        {"color-jitter", OPT_FLOAT, &rc->color_jitter, "ablation: ColorJitter(s, s, s) after the crop and flip (0: off)", 0, 10, 0},
         {"mean", OPT_STR, &mean, "per-channel mean, e.g. 0.5 or 0.485,0.456,0.406", 1, 0, 0},
         {"std", OPT_STR, &std, "per-channel std (default: computed from the data)", 1, 0, 0},
         {"save-every", OPT_INT, &rc->save_every, "checkpoint every N steps (default: each epoch)", 0, 1 << 30, 0},

@@ -17,6 +17,7 @@ typedef struct {
     int num_workers;
     int hflip, random_crop;
     float crop_min;
+    float color_jitter; /* ColorJitter(s, s, s) after the crop and flip (the paper's Table 1e); 0: off */
     int have_norm;
     float mean[3], std[3];
     int save_every, keep, log_every, recon_every, recon_images;
