@@ -36,7 +36,7 @@ $(BUILD)/libmaec.so: $(LIB_OBJ)
 $(BUILD)/maec: $(CLI_OBJ) $(BUILD)/libmaec.a
 	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libmaec.a $(LDLIBS)
 
-$(BUILD)/tests/%: tests/%.c tests/test.h $(BUILD)/libmaec.a
+$(BUILD)/tests/%: tests/%.c tests/test.h tests/photos.h $(BUILD)/libmaec.a
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS) -Itests -o $@ $< $(BUILD)/libmaec.a $(LDLIBS)
 

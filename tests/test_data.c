@@ -8,10 +8,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <jpeglib.h>
 #include <png.h>
 #include <zlib.h>
 
@@ -20,6 +20,7 @@
 #include "io/npy.h"
 #include "io/png.h"
 #include "maec.h"
+#include "photos.h"
 #include "test.h"
 #include "util.h"
 
@@ -118,30 +119,6 @@ static void write_png_raw(const char *path, int w, int h, int ctype, int depth,
     for (int y = 0; y < h; y++) png_write_row(png, data + y * stride);
     png_write_end(png, info);
     png_destroy_write_struct(&png, &info);
-    fclose(f);
-}
-
-static void write_jpeg(const char *path, int w, int h, int ch, const unsigned char *data)
-{
-    struct jpeg_compress_struct c;
-    struct jpeg_error_mgr jerr;
-    c.err = jpeg_std_error(&jerr);
-    jpeg_create_compress(&c);
-    FILE *f = fopen(path, "wb");
-    jpeg_stdio_dest(&c, f);
-    c.image_width = (JDIMENSION)w;
-    c.image_height = (JDIMENSION)h;
-    c.input_components = ch;
-    c.in_color_space = ch == 1 ? JCS_GRAYSCALE : JCS_RGB;
-    jpeg_set_defaults(&c);
-    jpeg_set_quality(&c, 100, TRUE);
-    jpeg_start_compress(&c, TRUE);
-    while (c.next_scanline < c.image_height) {
-        JSAMPROW row = (JSAMPROW)(data + (size_t)c.next_scanline * w * ch);
-        jpeg_write_scanlines(&c, &row, 1);
-    }
-    jpeg_finish_compress(&c);
-    jpeg_destroy_compress(&c);
     fclose(f);
 }
 
@@ -589,6 +566,76 @@ static void test_decoders_and_folder(void)
     }
     maec_dataset_free(ds);
     maec_image_free(&im);
+}
+
+/* Photo folders laid out as users lay them out, made here (JPEG and PNG of
+ * other sizes and shapes, grey and RGB): which images each split gets, and
+ * labels that follow class names from the training split. */
+static void put_photo(const char *rel, int w, int h, int ch, int seed)
+{
+    photo_write(test_path(rel), w, h, ch, seed, 128);
+}
+
+static void test_folder_layouts(void)
+{
+    maec_error err = {0};
+    maec_dataset *ds = NULL;
+    /* flat class folders, no split: training works, evaluation is refused */
+    put_photo("lay_flat/cat/1.jpg", 40, 30, 3, 1);
+    put_photo("lay_flat/cat/2.PNG", 17, 53, 1, 2);
+    put_photo("lay_flat/dog/3.jpeg", 64, 48, 3, 3);
+    put_photo("lay_flat/.hidden/4.png", 8, 8, 1, 4);
+    int rc = maec_dataset_open(test_path("lay_flat"), "train", &ds, &err);
+    CHECK(rc == 0 && maec_dataset_size(ds) == 3 && maec_dataset_num_classes(ds) == 2, "flat folder as training set: %s",
+          err.msg);
+    maec_dataset_free(ds);
+    ds = NULL;
+    rc = maec_dataset_open(test_path("lay_flat"), "test", &ds, &err);
+    CHECK(rc != 0 && strstr(err.msg, "no evaluation split") && strstr(err.msg, "--eval-path") &&
+              strstr(err.msg, "--val-split"),
+          "flat folder evaluated on itself, or an unclear message: %s", rc ? err.msg : "(opened)");
+    printf("  %-28s -> %s\n", "flat folder, test split", err.msg);
+    maec_dataset_free(ds);
+    ds = NULL;
+    /* train/ alone: the classes are train's, and there is no evaluation split */
+    put_photo("lay_tr/train/cat/a.jpg", 30, 20, 3, 5);
+    put_photo("lay_tr/train/dog/b.png", 20, 30, 3, 6);
+    rc = maec_dataset_open(test_path("lay_tr"), "train", &ds, &err);
+    const char *n1 = rc ? NULL : maec_dataset_class_name(ds, 1);
+    CHECK(rc == 0 && maec_dataset_num_classes(ds) == 2 && n1 && !strcmp(n1, "dog"),
+          "train/ alone: %d classes, the second '%s' (want cat, dog): %s", rc ? -1 : maec_dataset_num_classes(ds),
+          n1 ? n1 : "-", err.msg);
+    maec_dataset_free(ds);
+    ds = NULL;
+    rc = maec_dataset_open(test_path("lay_tr"), "test", &ds, &err);
+    CHECK(rc != 0 && strstr(err.msg, "no evaluation split"), "train/ alone: test split opened");
+    maec_dataset_free(ds);
+    ds = NULL;
+    /* a class missing from test/: the others keep their training labels */
+    put_photo("lay_miss/train/a/1.jpg", 24, 24, 3, 7);
+    put_photo("lay_miss/train/b/1.jpg", 24, 24, 3, 8);
+    put_photo("lay_miss/train/c/1.jpg", 24, 24, 3, 9);
+    put_photo("lay_miss/test/a/1.png", 31, 19, 3, 10);
+    put_photo("lay_miss/test/c/deep/er/1.JPG", 19, 31, 3, 11);
+    rc = maec_dataset_open(test_path("lay_miss"), "test", &ds, &err);
+    CHECK(rc == 0 && maec_dataset_size(ds) == 2 && maec_dataset_label(ds, 0) == 0 && maec_dataset_label(ds, 1) == 2 &&
+              maec_dataset_num_classes(ds) == 3,
+          "class b missing from test/: labels %d %d (want 0 2), %d classes (want 3): %s",
+          rc ? -9 : maec_dataset_label(ds, 0), rc ? -9 : maec_dataset_label(ds, 1),
+          rc ? -9 : maec_dataset_num_classes(ds), err.msg);
+    const char *c2 = rc ? NULL : maec_dataset_class_name(ds, 2);
+    CHECK(c2 && !strcmp(c2, "c"), "test split's class 2 named '%s' (want c)", c2 ? c2 : "-");
+    maec_dataset_free(ds);
+    ds = NULL;
+    /* a class only in val/: an error naming it */
+    put_photo("lay_extra/train/a/1.jpg", 24, 24, 3, 12);
+    put_photo("lay_extra/train/b/1.jpg", 24, 24, 3, 13);
+    put_photo("lay_extra/val/a/1.jpg", 24, 24, 3, 14);
+    put_photo("lay_extra/val/zebra/1.jpg", 24, 24, 3, 15);
+    rc = maec_dataset_open(test_path("lay_extra"), "test", &ds, &err);
+    CHECK(rc != 0 && strstr(err.msg, "'zebra'"), "a class only in val/ not named: %s", rc ? err.msg : "(opened)");
+    printf("  %-28s -> %s\n", "class only in val/", err.msg);
+    maec_dataset_free(ds);
 }
 
 /* ------------------------------------------------------------------ npy */
@@ -1265,6 +1312,7 @@ int main(int argc, char **argv)
     test_idx();
     test_cifar();
     test_decoders_and_folder();
+    test_folder_layouts();
     test_npy();
     test_resize();
     test_augment();

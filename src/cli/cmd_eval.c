@@ -14,7 +14,8 @@
 
 /* the options every feature command shares */
 typedef struct {
-    const char *model, *data, *feature;
+    const char *model, *data, *feature, *eval_path;
+    double val_split;
     maec_config hint;
     int batch, threads, workers;
     uint64_t seed;
@@ -23,6 +24,10 @@ typedef struct {
 #define FEAT_OPTS(a)                                                                                        \
     {"model", OPT_STR, &(a).model, "MAE model/checkpoint, classifier file, or a preset (random init)", 1, 0, 0}, \
     {"data-path", OPT_STR, &(a).data, "data set (as for pretrain)", 1, 0, 0},                             \
+    {"eval-path", OPT_STR, &(a).eval_path, "evaluation images (class folders named as the training ones) "    \
+     "instead of the data set's test split", 1, 0, 0},                                                    \
+    {"val-split", OPT_DOUBLE, &(a).val_split, "evaluate on this seeded share of the training images, held out", \
+     0.0001, 0.9999, 0},                                                                                  \
     {"feature", OPT_STR, &(a).feature, "cls (class token after the final norm) | mean (of the patch tokens)", 1, 0, 0}, \
     {"heads", OPT_INT, &(a).hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},               \
     {"batch-size", OPT_INT, &(a).batch, "images per forward pass", 1, 65536, 0},                          \
@@ -74,8 +79,7 @@ static int feat_open(const char *cmd, feat_args *a, int raw, int need, feat_ctx 
         if (!rc && maec_classifier_options(x->c)->global_pool && x->feature == MAEC_FEATURE_CLS)
             x->feature = MAEC_FEATURE_MEAN; /* a fine-tuned global-pool model: its pre-logits */
     }
-    if (!rc && (need & 1)) rc = maec_dataset_open(a->data, "train", &x->train, err);
-    if (!rc && (need & 2)) rc = maec_dataset_open(a->data, "test", &x->test, err);
+    if (!rc) rc = eval_open_sets(a->data, a->eval_path, a->val_split, a->seed, need, &x->train, &x->test, err);
     maec_dataset *any = x->train ? x->train : x->test;
     if (!rc) {
         if (raw) {

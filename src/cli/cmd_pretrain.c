@@ -258,7 +258,7 @@ int cmd_pretrain(int argc, char **argv)
 
     maec_model *m = NULL;
     maec_workspace *ws = NULL;
-    maec_dataset *ds = NULL, *ds_view = NULL;
+    maec_dataset *ds = NULL, *ds_view = NULL, *ds_eval = NULL;
     maec_loader *ld = NULL;
     float *images = NULL, *noise = NULL, *view = NULL;
     FILE *metrics = NULL;
@@ -297,7 +297,13 @@ int cmd_pretrain(int argc, char **argv)
         goto fail;
     }
     remove_stale_temps(rc.output_dir);
-    if (maec_dataset_open(rc.data_path, "train", &ds, &err)) goto fail;
+    /* with the k-NN monitor, its evaluation set, checked before training (a
+     * held-out share leaves the pretraining set too) */
+    if (eval_open_sets(rc.data_path, rc.eval_path[0] ? rc.eval_path : NULL, rc.val_split, rc.seed,
+                       rc.knn_every > 0 ? 3 : 1, &ds, &ds_eval, &err)) {
+        if (rc.knn_every > 0) maec_fail(&err, err.code, "--knn-every: %s", err.msg);
+        goto fail;
+    }
     if (maec_dataset_size(ds) < rc.batch_size) {
         maec_fail(&err, MAEC_EINVAL, "%s has %lld images, fewer than one batch of %d", rc.data_path,
                   (long long)maec_dataset_size(ds), rc.batch_size);
@@ -504,7 +510,7 @@ int cmd_pretrain(int argc, char **argv)
         }
         if (epoch_end && rc.knn_every > 0 && (ep % rc.knn_every == 0 || step == total)) {
             double tk = now_s(), knn = 0;
-            if (eval_knn_model(m, ds, rc.data_path, rc.mean, rc.std, rc.num_workers, &knn, &err)) goto fail;
+            if (eval_knn_model(m, ds, ds_eval, rc.mean, rc.std, rc.num_workers, &knn, &err)) goto fail;
             fprintf(metrics, "{\"step\":%lld,\"epoch\":%lld,\"knn_top1\":%.6f,\"knn_s\":%.1f}\n", (long long)step,
                     (long long)ep, knn, now_s() - tk);
             fflush(metrics);
@@ -556,6 +562,7 @@ done:
     maec_loader_free(ld);
     maec_dataset_free(ds);
     maec_dataset_free(ds_view);
+    maec_dataset_free(ds_eval);
     maec_workspace_free(ws);
     maec_model_free(m);
     return status;

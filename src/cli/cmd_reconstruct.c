@@ -84,7 +84,12 @@ int cmd_reconstruct(int argc, char **argv)
     a.hflip = 0;
     for (int k = 0; k < 3; k++) a.mean[k] = mean[k], a.std[k] = std[k];
     if (data) {
-        if (maec_dataset_open(data, split, &ds, &err)) goto fail;
+        /* the test split by default; a folder without one shows its own images */
+        int given = 0;
+        for (int k = 1; k < argc; k++) given |= !strncmp(argv[k], "--split", 7);
+        if (maec_dataset_open(data, split, &ds, &err)) {
+            if (given || strcmp(split, "test") || maec_dataset_open(data, "train", &ds, &err)) goto fail;
+        }
         int64_t N = maec_dataset_size(ds);
         if (B > N) B = (int)N;
         for (int i = 0; i < B; i++) {

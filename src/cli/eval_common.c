@@ -254,7 +254,7 @@ int eval_knn(maec_classifier *c, maec_dataset *train, maec_dataset *test, int fe
     return rc;
 }
 
-int eval_knn_model(const maec_model *m, maec_dataset *train, const char *data_path, const float *mean,
+int eval_knn_model(const maec_model *m, maec_dataset *train, maec_dataset *test, const float *mean,
                    const float *std, int workers, double *top1, maec_error *err)
 {
     maec_classifier_opts o;
@@ -263,11 +263,8 @@ int eval_knn_model(const maec_model *m, maec_dataset *train, const char *data_pa
     o.global_pool = 0;
     o.drop_path = 0;
     maec_classifier *c = NULL;
-    maec_dataset *test = NULL;
     int rc = maec_classifier_create(NULL, m, &o, 0, &c, err);
-    if (!rc) rc = maec_dataset_open(data_path, "test", &test, err);
     if (!rc) rc = eval_knn(c, train, test, MAEC_FEATURE_CLS, 20, 0.07f, mean, std, 256, workers, top1, err);
-    maec_dataset_free(test);
     maec_classifier_free(c);
     return rc;
 }
@@ -368,4 +365,46 @@ int eval_metrics_resume(const char *from, const char *to, long long step, int ke
     }
     free(buf);
     return atomic_commit(&af, err);
+}
+
+int eval_open_sets(const char *data, const char *eval_path, double val_split, uint64_t seed, int need,
+                   maec_dataset **train, maec_dataset **test, maec_error *err)
+{
+    *train = *test = NULL;
+    if (eval_path && val_split > 0)
+        return maec_fail(err, MAEC_EINVAL, "give --eval-path or --val-split, not both");
+    int rc = 0;
+    if ((need & 1) || eval_path || val_split > 0) rc = maec_dataset_open(data, "train", train, err);
+    const char *from = "its test split";
+    char what[64];
+    if (!rc && val_split > 0) { /* held out whichever set is asked for, so train never holds them */
+        rc = maec_dataset_hold_out(*train, val_split, seed, test, err);
+        snprintf(what, sizeof what, "a seeded %g share held out of the training images", val_split);
+        from = what;
+    } else if (!rc && (need & 2)) {
+        if (eval_path) {
+            rc = maec_dataset_open(eval_path, "train", test, err);
+            if (!rc) rc = maec_dataset_map_classes(*test, *train, err);
+            from = eval_path;
+        } else {
+            rc = maec_dataset_open(data, "test", test, err);
+        }
+    }
+    if (!rc && *train && *test)
+        printf("data: %lld training images from %s; %lld evaluation images from %s\n", (long long)maec_dataset_size(*train),
+               data, (long long)maec_dataset_size(*test), from);
+    if (!rc && !(need & 1)) {
+        maec_dataset_free(*train);
+        *train = NULL;
+    }
+    if (!rc && !(need & 2)) {
+        maec_dataset_free(*test);
+        *test = NULL;
+    }
+    if (rc) {
+        maec_dataset_free(*train);
+        maec_dataset_free(*test);
+        *train = *test = NULL;
+    }
+    return rc;
 }

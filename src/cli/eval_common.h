@@ -46,9 +46,8 @@ int eval_knn(maec_classifier *c, maec_dataset *train, maec_dataset *test, int fe
              const float *mean, const float *std, int batch, int workers, double *top1, maec_error *err);
 
 /* pretrain --knn-every: k-NN top-1 (class token, k 20, T 0.07) of the
- * encoder of m, train as the memory, the test split of data_path as the
- * queries */
-int eval_knn_model(const maec_model *m, maec_dataset *train, const char *data_path, const float *mean,
+ * encoder of m, train as the memory, test (eval_open_sets) as the queries */
+int eval_knn_model(const maec_model *m, maec_dataset *train, maec_dataset *test, const float *mean,
                    const float *std, int workers, double *top1, maec_error *err);
 
 /* The class names of ds (maec_dataset_class_name), when it has one for
@@ -80,4 +79,12 @@ FILE *eval_open_metrics(const char *dir, int fresh, maec_error *err);
  * no unbroken run logs). Records without a step are kept. When `from` is
  * missing, the log at `to` (if any) is trimmed so. */
 int eval_metrics_resume(const char *from, const char *to, long long step, int keep_at_step, maec_error *err);
+/* The training set of data and the evaluation set (need: 1 train, 2 the
+ * evaluation set, 3 both): data's test split (val/ or test/ of an image
+ * folder), or eval_path's images with their classes mapped by name to the
+ * training set's, or a seeded val_split share of the training images held
+ * out; says which in one line. */
+int eval_open_sets(const char *data, const char *eval_path, double val_split, uint64_t seed, int need,
+                   maec_dataset **train, maec_dataset **test, maec_error *err);
+
 #endif

@@ -54,6 +54,8 @@ char *run_cfg_to_json(const run_cfg *rc)
     cJSON_AddStringToObject(o, "preset", rc->preset);
     cJSON_AddItemToObject(o, "model", mo);
     cJSON_AddStringToObject(o, "data_path", rc->data_path);
+    if (rc->eval_path[0]) cJSON_AddStringToObject(o, "eval_path", rc->eval_path);
+    if (rc->val_split > 0) NUMF("val_split", rc->val_split);
     cJSON_AddStringToObject(o, "output_dir", rc->output_dir);
     cJSON_AddNumberToObject(o, "epochs", rc->epochs);
     cJSON_AddNumberToObject(o, "batch_size", rc->batch_size);
@@ -179,6 +181,7 @@ int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err)
         r = maec_preset(rc->preset, &rc->model, err);
     }
     r = r ? r : jstr(o, "data_path", rc->data_path, sizeof rc->data_path, err);
+    r = r ? r : jstr(o, "eval_path", rc->eval_path, sizeof rc->eval_path, err);
     r = r ? r : jstr(o, "output_dir", rc->output_dir, sizeof rc->output_dir, err);
     /* the ranges of the flags: what a config.json or a checkpoint holds is
      * checked as the command line is (no zero batch or log interval, no
@@ -217,6 +220,7 @@ int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err)
     GETI("random_crop", rc->random_crop, 0, 1);
     GETF("crop_min", rc->crop_min, 0.01, 1);
     GETF("color_jitter", rc->color_jitter, 0, 10);
+    if (!r) { int q = jrange(o, "val_split", 0, 0.9999, 0, &v, err); if (q < 0) r = err->code; else if (q) rc->val_split = v; }
     GETI("save_every", rc->save_every, 0, 1 << 30);
     GETI("keep", rc->keep, 1, 1000);
     GETI("log_every", rc->log_every, 1, 1 << 30);
@@ -282,7 +286,7 @@ int parse_norm_flags(const char *mean_s, const char *std_s, float *mean, float *
 static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int *threads,
                        const char **resume)
 {
-    const char *preset = NULL, *config = NULL, *data = NULL, *out = NULL, *strategy = NULL;
+    const char *preset = NULL, *config = NULL, *data = NULL, *out = NULL, *strategy = NULL, *eval_path = NULL;
     const char *mean = NULL, *std = NULL;
     int input_size = 0, no_hflip = 0, no_crop = 0;
     maec_config *mc = &rc->model;
@@ -331,6 +335,10 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
         {"log-every", OPT_INT, &rc->log_every, "log every N steps", 1, 1 << 30, 0},
         {"recon-every", OPT_INT, &rc->recon_every, "reconstruction picture every N epochs (0: never)", 0, 1 << 30, 0},
         {"knn-every", OPT_INT, &rc->knn_every, "k-NN top-1 on the test split every N epochs (0: never)", 0, 1 << 30, 0},
+        {"eval-path", OPT_STR, &eval_path, "the k-NN monitor's images (class folders named as the training ones) "
+         "instead of the data set's test split", 1, 0, 0},
+        {"val-split", OPT_DOUBLE, &rc->val_split, "the k-NN monitor evaluates this seeded share of the training images, "
+         "held out of pretraining", 0.0001, 0.9999, 0},
         {"recon-images", OPT_INT, &rc->recon_images, "images in the pictures", 0, 64, 0},
     };
     int n = (int)(sizeof opts / sizeof opts[0]), npos;
@@ -339,6 +347,7 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
     if (r) return r;
     if (preset) snprintf(rc->preset, sizeof rc->preset, "%s", preset);
     if (data) snprintf(rc->data_path, sizeof rc->data_path, "%s", data);
+    if (eval_path) snprintf(rc->eval_path, sizeof rc->eval_path, "%s", eval_path);
     if (out) snprintf(rc->output_dir, sizeof rc->output_dir, "%s", out);
     if (input_size) mc->img_h = mc->img_w = input_size;
     if (no_hflip) rc->hflip = 0;

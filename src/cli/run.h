@@ -9,6 +9,8 @@ typedef struct {
     maec_config model;
     char preset[64];
     char data_path[1024];
+    char eval_path[1024]; /* the k-NN monitor's images ("": the data set's test split) */
+    double val_split;     /* or this seeded share of the training images, held out (0: none) */
     char output_dir[1024];
     int epochs, batch_size, accum_iter;
     float blr, lr, min_lr, warmup_epochs, weight_decay;

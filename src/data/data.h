@@ -80,6 +80,15 @@ const char *maec_dataset_format(const maec_dataset *ds);
  * Image folders give the size of their first image. */
 int maec_dataset_native_size(const maec_dataset *ds, int *h, int *w);
 
+/* eval's labels re-numbered by class name as train's class indices (both
+ * with class names, e.g. image folders); a class of eval that train lacks is
+ * an error naming it. Without names, eval may have no more classes. */
+int maec_dataset_map_classes(maec_dataset *eval, const maec_dataset *train, maec_error *err);
+/* A seeded share frac (0 < frac < 1) of an image folder's images moved out
+ * of ds into *held, for evaluation (--val-split); both keep the files'
+ * order. Other formats have a test split of their own: an error. */
+int maec_dataset_hold_out(maec_dataset *ds, double frac, uint64_t seed, maec_dataset **held, maec_error *err);
+
 /* Decode image i into img (channels first, [0, 1], native size, the data
  * set's channel count), reusing img's buffer. Safe to call from several
  * threads at once with different img. */

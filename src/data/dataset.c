@@ -216,3 +216,69 @@ int maec_dataset_get(maec_dataset *ds, int64_t i, maec_image *img, maec_error *e
     }
     return 0;
 }
+
+/* ------------------------------------------------------------------ evaluation sets */
+
+int maec_dataset_map_classes(maec_dataset *eval, const maec_dataset *train, maec_error *err)
+{
+    if (!eval->labels || eval->num_classes == 0) return 0;
+    if (eval->class_names && train->class_names)
+        return ds_map_labels(eval, train->class_names, train->num_classes, train->path, err);
+    if (eval->num_classes > train->num_classes)
+        return maec_fail(err, MAEC_EFORMAT, "%s has %d classes, the training set %s %d", eval->path, eval->num_classes,
+                         train->path, train->num_classes);
+    return 0;
+}
+
+int maec_dataset_hold_out(maec_dataset *ds, double frac, uint64_t seed, maec_dataset **held, maec_error *err)
+{
+    *held = NULL;
+    if (!ds->files)
+        return maec_fail(err, MAEC_EINVAL, "%s: a held-out share is taken from image folders; this %s data set has a "
+                         "test split of its own", ds->path, ds->format);
+    int64_t n = ds->n, k = (int64_t)(frac * (double)n + 0.5);
+    if (!(frac > 0 && frac < 1) || k < 1 || k >= n)
+        return maec_fail(err, MAEC_EINVAL, "%s: a held-out share of %g of %lld images leaves no training or no "
+                         "evaluation image", ds->path, frac, (long long)n);
+    int64_t *perm = malloc((size_t)n * sizeof *perm);
+    char *mark = calloc((size_t)n, 1);
+    maec_dataset *h = ds_new(ds->format, ds->path);
+    char **hf = malloc((size_t)k * sizeof *hf), **tf = malloc((size_t)(n - k) * sizeof *tf);
+    int *hl = ds->labels ? malloc((size_t)k * sizeof *hl) : NULL, *tl = ds->labels ? malloc((size_t)(n - k) * sizeof *tl) : NULL;
+    char **names = ds->class_names ? calloc((size_t)ds->num_classes, sizeof *names) : NULL;
+    int rc = !perm || !mark || !h || !hf || !tf || (ds->labels && (!hl || !tl)) || (ds->class_names && !names);
+    for (int c = 0; !rc && names && c < ds->num_classes; c++) rc = !(names[c] = strdup(ds->class_names[c]));
+    if (rc) {
+        if (names)
+            for (int c = 0; c < ds->num_classes; c++) free(names[c]);
+        free(perm), free(mark), free(hf), free(tf), free(hl), free(tl), free(names);
+        maec_dataset_free(h);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    /* the first k of a seeded permutation are held out; both keep file order */
+    uint64_t rng = rng_derive(seed, 0x76616c, (uint64_t)n, 0);
+    for (int64_t i = 0; i < n; i++) perm[i] = i;
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(rng_next(&rng) % (uint64_t)(i + 1)), t = perm[i];
+        perm[i] = perm[j];
+        perm[j] = t;
+    }
+    for (int64_t i = 0; i < k; i++) mark[perm[i]] = 1;
+    int64_t a = 0, b = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (mark[i]) {
+            if (hl) hl[a] = ds->labels[i];
+            hf[a++] = ds->files[i];
+        } else {
+            if (tl) tl[b] = ds->labels[i];
+            tf[b++] = ds->files[i];
+        }
+    }
+    h->n = k, h->c = ds->c, h->h = ds->h, h->w = ds->w;
+    h->num_classes = ds->num_classes, h->labels = hl, h->class_names = names, h->files = hf;
+    free(ds->files), free(ds->labels);
+    ds->files = tf, ds->labels = tl, ds->n = n - k;
+    free(perm), free(mark);
+    *held = h;
+    return 0;
+}

@@ -112,32 +112,91 @@ static int class_files(const char *class_dir, strlist *files, maec_error *err)
     return rc;
 }
 
-static char *split_dir(const char *root, int test)
+/* The folder of a split: root/train for training where it exists (with or
+ * without val/ or test/ beside it), else root itself; root/val (else
+ * root/test) for evaluation. Evaluating on a root without such a split is
+ * refused: its images would be the training images (k-NN on the training
+ * set scores itself). *train_dir (may be NULL) gets root/train when the
+ * evaluation split has it beside, for mapping class names. */
+static int split_dir(const char *root, int test, char **pick, char **train_dir, maec_error *err)
 {
-    char *train = path_join(root, "train");
-    char *val = path_join(root, "val");
-    char *tst = path_join(root, "test");
-    char *pick = NULL;
-    if (train && val && tst && is_dir(train) && (is_dir(val) || is_dir(tst))) {
-        if (!test)
-            pick = train, train = NULL;
-        else if (is_dir(val))
-            pick = val, val = NULL;
-        else
-            pick = tst, tst = NULL;
+    *pick = NULL;
+    if (train_dir) *train_dir = NULL;
+    char *train = path_join(root, "train"), *val = path_join(root, "val"), *tst = path_join(root, "test");
+    int rc = 0;
+    if (!train || !val || !tst) {
+        rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
+    } else if (!test) {
+        if (is_dir(train)) *pick = train, train = NULL;
+        else *pick = strdup(root);
+    } else if (is_dir(val) || is_dir(tst)) {
+        if (is_dir(val)) *pick = val, val = NULL;
+        else *pick = tst, tst = NULL;
+        if (train_dir && is_dir(train)) *train_dir = train, train = NULL;
+    } else {
+        rc = maec_fail(err, MAEC_EINVAL,
+                       "%s has no evaluation split: lay it out as %s/train/<class>/... with %s/val/<class>/... (or "
+                       "test/), or give --eval-path DIR or --val-split FRACTION",
+                       root, root, root);
     }
+    if (!rc && !*pick) rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
     free(train);
     free(val);
     free(tst);
-    return pick ? pick : strdup(root);
+    return rc;
+}
+
+int ds_map_labels(maec_dataset *ds, char *const *names, int n, const char *what, maec_error *err)
+{
+    if (!ds->class_names || !ds->labels) return 0;
+    int *map = malloc((size_t)ds->num_classes * sizeof(int));
+    if (!map) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    for (int c = 0; c < ds->num_classes; c++) {
+        map[c] = -1;
+        for (int k = 0; k < n; k++)
+            if (!strcmp(ds->class_names[c], names[k])) map[c] = k;
+        if (map[c] < 0) {
+            int rc = maec_fail(err, MAEC_EFORMAT, "%s: class '%s' is not a class of %s", ds->path,
+                               ds->class_names[c], what);
+            free(map);
+            return rc;
+        }
+    }
+    for (int64_t i = 0; i < ds->n; i++) ds->labels[i] = map[ds->labels[i]];
+    char **nn = malloc((size_t)n * sizeof(char *));
+    int rc = 0;
+    for (int k = 0; nn && k < n; k++)
+        if (!(nn[k] = strdup(names[k]))) rc = -1;
+    if (!nn || rc) {
+        for (int k = 0; nn && k < n; k++) free(nn[k]);
+        free(nn);
+        free(map);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    for (int c = 0; c < ds->num_classes; c++) free(ds->class_names[c]);
+    free(ds->class_names);
+    ds->class_names = nn;
+    ds->num_classes = n;
+    free(map);
+    return 0;
+}
+
+/* the sorted class folder names of dir */
+static int class_names_of(const char *dir, strlist *names, maec_error *err)
+{
+    int rc = list_dir(dir, names, NULL, err);
+    size_t bl = strlen(dir) + 1;
+    for (size_t c = 0; !rc && c < names->n; c++) memmove(names->v[c], names->v[c] + bl, strlen(names->v[c] + bl) + 1);
+    return rc;
 }
 
 int ds_open_folder(maec_dataset *ds, const char *root, int test, maec_error *err)
 {
     ds->format = "imagefolder";
-    char *base = split_dir(root, test);
-    if (!base) return maec_fail(err, MAEC_ENOMEM, "out of memory");
-    strlist classes = {0}, files = {0};
+    char *base = NULL, *train_dir = NULL;
+    int src = split_dir(root, test, &base, &train_dir, err);
+    if (src) return src;
+    strlist classes = {0}, files = {0}, train_classes = {0};
     int *labels = NULL;
     size_t lcap = 0;
     int rc = list_dir(base, &classes, &files, err);
@@ -203,7 +262,15 @@ int ds_open_folder(maec_dataset *ds, const char *root, int test, maec_error *err
     ds->labels = labels;
     labels = NULL;
     memset(&files, 0, sizeof files);
+    /* the evaluation split's labels are the training split's class indices,
+     * by name: a class missing here shifts no other label */
+    if (train_dir && ds->class_names) {
+        rc = class_names_of(train_dir, &train_classes, err);
+        if (!rc) rc = ds_map_labels(ds, train_classes.v, (int)train_classes.n, train_dir, err);
+    }
 done:
+    strlist_free(&train_classes);
+    free(train_dir);
     strlist_free(&classes);
     strlist_free(&files);
     free(labels);

@@ -55,6 +55,10 @@ int ds_open_cifar_file(maec_dataset *ds, const char *file, maec_error *err);
 int ds_open_npy(maec_dataset *ds, const char *file, maec_error *err);
 
 int ds_open_folder(maec_dataset *ds, const char *root, int test, maec_error *err);
+/* ds's labels re-numbered as the indices of its class names among names[n]
+ * (a training split's classes); a class of ds not among them is an error
+ * naming it and what (where the names come from) */
+int ds_map_labels(maec_dataset *ds, char *const *names, int n, const char *what, maec_error *err);
 
 /* path helpers */
 char *path_join(const char *a, const char *b);
