@@ -885,24 +885,40 @@ static void test_augment(void)
     /* mean / std over the IDX set made above: exact values in double */
     maec_dataset *ds = NULL;
     if (maec_dataset_open(test_path("idx"), "train", &ds, &err) == 0) {
+        /* all 5 images, exact in double */
         double sum = 0, sq = 0;
-        for (int i = 0; i < 4; i++)
+        for (int i = 0; i < 5; i++)
             for (int k = 0; k < 12; k++) {
                 double v = (float)idx_pixel(i, k) / 255.0f;
                 sum += v;
                 sq += v * v;
             }
-        double m = sum / 48, sd = sqrt(sq / 48 - m * m);
+        double m = sum / 60, sd = sqrt(sq / 60 - m * m);
         float mean[3], std[3];
-        rc = maec_dataset_mean_std(ds, 1, 4, mean, std, &err);
+        rc = maec_dataset_mean_std(ds, 1, 0, 0, mean, std, &err);
         CHECK(rc == 0 && fabs(mean[0] - m) < 1e-6 && fabs(std[0] - sd) < 1e-6,
-              "mean/std of 4 images: %g %g (want %g %g)", (double)mean[0], (double)std[0], m, sd);
-        rc = maec_dataset_mean_std(ds, 3, 4, mean, std, &err);
+              "mean/std of the 5 images: %g %g (want %g %g)", (double)mean[0], (double)std[0], m, sd);
+        /* a sample of 2: a seeded draw over the whole set, the same for the
+         * same seed; over 12 seeds not always the first two images */
+        float ma[3], sa[3], mb[3], sb[3];
+        int same = 1, first = 0;
+        double s01 = 0;
+        for (int i = 0; i < 2; i++)
+            for (int k = 0; k < 12; k++) s01 += (float)idx_pixel(i, k) / 255.0f;
+        for (uint64_t seed = 0; seed < 12; seed++) {
+            maec_dataset_mean_std(ds, 1, 2, seed, ma, sa, &err);
+            maec_dataset_mean_std(ds, 1, 2, seed, mb, sb, &err);
+            same &= ma[0] == mb[0] && sa[0] == sb[0];
+            first += fabs(ma[0] - s01 / 24) < 1e-6;
+        }
+        CHECK(same, "mean/std sample: the same seed gave different statistics");
+        CHECK(first < 12, "mean/std sample of 2: the first two images for all of 12 seeds");
+        rc = maec_dataset_mean_std(ds, 3, 0, 0, mean, std, &err);
         CHECK(rc == 0 && mean[2] == mean[0] && std[1] == std[0] && fabs(mean[1] - m) < 1e-6,
               "mean/std of gray into 3 channels");
         float mean2[3], std2[3];
-        maec_dataset_mean_std(ds, 1, 0, mean, std, &err);
-        maec_dataset_mean_std(ds, 1, 100, mean2, std2, &err);
+        maec_dataset_mean_std(ds, 1, 0, 0, mean, std, &err);
+        maec_dataset_mean_std(ds, 1, 100, 0, mean2, std2, &err);
         CHECK(mean[0] == mean2[0] && std[0] == std2[0], "max_samples <= 0 or > N: all images");
     }
     maec_dataset_free(ds);
@@ -1295,7 +1311,7 @@ static void test_fashion_mnist(void)
         maec_image_free(&im);
         if (s == 0) {
             float mean[1], std[1];
-            rc = maec_dataset_mean_std(ds, 1, 10000, mean, std, &err);
+            rc = maec_dataset_mean_std(ds, 1, 10000, 0, mean, std, &err);
             printf("  fashion-mnist mean %.4f std %.4f (first 10000)\n", (double)mean[0], (double)std[0]);
             CHECK(rc == 0 && fabsf(mean[0] - 0.286f) < 0.01f && fabsf(std[0] - 0.353f) < 0.01f,
                   "fashion-mnist mean/std near 0.286/0.353");

@@ -122,5 +122,18 @@ int main(void)
              M, test_dir, test_dir);
     rc = run(a, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "9 evaluation images"), "finetune --val-split: exit %d, %s", rc, out);
+    /* a 3-channel model file without the statistics of its data (as an
+     * official checkpoint): ImageNet's, said in one line; one with them
+     * (pretrain's) uses its own */
+    snprintf(a, sizeof a, "init --model test-tiny --in-chans 3 --out %s/rgb.safetensors", test_dir);
+    rc = run(a, out, sizeof out);
+    snprintf(a, sizeof a, "knn --model %s/rgb.safetensors --data-path %s/flat --val-split 0.25 --threads 1", test_dir,
+             test_dir);
+    rc = run(a, out, sizeof out);
+    CHECK(rc == 0 && strstr(out, "ImageNet's mean and std"), "a model without statistics: exit %d, %s", rc, out);
+    snprintf(a, sizeof a, "knn --model %s/pre2/model.safetensors --data-path %s/flat --val-split 0.25 --threads 1",
+             test_dir, test_dir);
+    rc = run(a, out, sizeof out);
+    CHECK(rc == 0 && !strstr(out, "ImageNet"), "a model with its statistics: exit %d, %s", rc, out);
     TEST_END();
 }

@@ -95,10 +95,10 @@ static int feat_open(const char *cmd, feat_args *a, int raw, int need, feat_ctx 
         const char *meta = x->c ? maec_classifier_get_meta(x->c, "maec_data") : NULL;
         maec_dataset *nds = x->train ? x->train : x->test;
         if (!meta && !x->train && maec_dataset_open(a->data, "train", &nds, err) == 0) {
-            rc = eval_normalization(NULL, nds, x->shape[0], x->mean, x->std, err);
+            rc = eval_normalization(NULL, nds, x->shape[0], x->c && !x->random_init, x->mean, x->std, err);
             maec_dataset_free(nds);
         } else {
-            rc = eval_normalization(meta, nds, x->shape[0], x->mean, x->std, err);
+            rc = eval_normalization(meta, nds, x->shape[0], x->c && !x->random_init, x->mean, x->std, err);
         }
     }
     if (rc) feat_free(x);

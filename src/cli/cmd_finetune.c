@@ -330,7 +330,7 @@ int cmd_finetune(int argc, char **argv)
     float mean[3], std[3];
     const char *meta = maec_classifier_get_meta(c, "maec_data");
     /* a resumed run finds the normalization its first part chose in the checkpoint */
-    if ((rc = eval_normalization(random_init && !ckpt ? NULL : meta, train, mc->in_chans, mean, std, &err)))
+    if ((rc = eval_normalization(random_init && !ckpt ? NULL : meta, train, mc->in_chans, !random_init, mean, std, &err)))
         goto fail;
     {
         char nb[256];

@@ -31,22 +31,17 @@ static int predict_norm(const maec_classifier *c, const char *mean_s, const char
     }
     const char *meta = maec_classifier_get_meta(c, "maec_data");
     if (meta && parse_norm_json(meta, C, mean, std) == 0) return 0;
-    if (ds) {
+    if (ds && C != 3) { /* no ImageNet statistics for grey images: the data's */
         maec_dataset *tr = NULL;
         maec_error e2 = {0};
         if (maec_dataset_open(data, "train", &tr, &e2) == 0) {
-            int rc = eval_normalization(NULL, tr, C, mean, std, err);
+            int rc = eval_normalization(NULL, tr, C, 1, mean, std, err);
             maec_dataset_free(tr);
             return rc;
         }
-        return eval_normalization(NULL, ds, C, mean, std, err);
+        return eval_normalization(NULL, ds, C, 1, mean, std, err);
     }
-    if (C == 3) {
-        const float im[3] = {0.485f, 0.456f, 0.406f}, is[3] = {0.229f, 0.224f, 0.225f};
-        memcpy(mean, im, sizeof im);
-        memcpy(std, is, sizeof is);
-        return 0;
-    }
+    if (C == 3) return eval_normalization(NULL, ds, 3, 1, mean, std, err); /* ImageNet's, said so */
     return maec_fail(err, MAEC_EINVAL,
                      "predict: the model does not say how its inputs were normalized; give --mean and --std");
 }

@@ -310,7 +310,7 @@ int cmd_pretrain(int argc, char **argv)
         goto fail;
     }
     if (!rc.have_norm) {
-        if (maec_dataset_mean_std(ds, rc.model.in_chans, 10000, rc.mean, rc.std, &err)) goto fail;
+        if (maec_dataset_mean_std(ds, rc.model.in_chans, 10000, rc.seed, rc.mean, rc.std, &err)) goto fail;
         for (int c = 0; c < 3; c++)
             if (rc.std[c] < 1e-6f) rc.std[c] = 1.0f;
         rc.have_norm = 1;

@@ -53,12 +53,20 @@ int eval_feature_kind(const char *s)
     return -1;
 }
 
-int eval_normalization(const char *meta_json, maec_dataset *ds, int C, float *mean, float *std,
+int eval_normalization(const char *meta_json, maec_dataset *ds, int C, int from_file, float *mean, float *std,
                        maec_error *err)
 {
     for (int c = 0; c < 3; c++) mean[c] = 0, std[c] = 1;
     if (meta_json && parse_norm_json(meta_json, C, mean, std) == 0) return 0;
-    int rc = maec_dataset_mean_std(ds, C, 10000, mean, std, err);
+    if (from_file && C == 3) { /* an official or timm checkpoint: the official code's ImageNet statistics */
+        const float im[3] = {0.485f, 0.456f, 0.406f}, is[3] = {0.229f, 0.224f, 0.225f};
+        memcpy(mean, im, sizeof im);
+        memcpy(std, is, sizeof is);
+        printf("normalization: the model holds no statistics of its data; ImageNet's mean and std, as the official "
+               "code (--mean/--std where the command takes them)\n");
+        return 0;
+    }
+    int rc = maec_dataset_mean_std(ds, C, 10000, 0, mean, std, err);
     if (rc) return rc;
     for (int c = 0; c < 3; c++)
         if (std[c] < 1e-6f) std[c] = 1.0f;

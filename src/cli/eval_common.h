@@ -9,9 +9,11 @@
 #include "data/data.h"
 #include "maec.h"
 
-/* The normalization saved with a model ("maec_data" metadata), else the
- * per-channel mean and std of the first 10000 images of ds. */
-int eval_normalization(const char *meta_json, maec_dataset *ds, int C, float *mean, float *std,
+/* The normalization saved with a model ("maec_data" metadata); else, for a
+ * 3-channel model from a file (from_file: an official or timm checkpoint),
+ * ImageNet's mean and std, said in one line; else the per-channel mean and
+ * std of 10000 images drawn (seed 0) from the whole of ds. */
+int eval_normalization(const char *meta_json, maec_dataset *ds, int C, int from_file, float *mean, float *std,
                        maec_error *err);
 
 /* Load --model: a model/classifier file, or, when no such file exists, a

@@ -368,14 +368,35 @@ void maec_random_erase(float *img, int c, int h, int w, float p, uint64_t *rng)
 
 #define STAT_BLOCK 256
 
-int maec_dataset_mean_std(maec_dataset *ds, int out_c, int64_t max_samples, float *mean,
+static int cmp_i64(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+int maec_dataset_mean_std(maec_dataset *ds, int out_c, int64_t max_samples, uint64_t seed, float *mean,
                           float *std, maec_error *err)
 {
     if (!ds || !mean || !std) return maec_fail(err, MAEC_EINVAL, "maec_dataset_mean_std: no data set");
     if (out_c != 1 && out_c != 3)
         return maec_fail(err, MAEC_EINVAL, "mean/std: %d channels (want 1 or 3)", out_c);
-    int64_t n = ds->n;
-    if (max_samples > 0 && max_samples < n) n = max_samples;
+    int64_t n = ds->n, *idx = NULL;
+    if (max_samples > 0 && max_samples < n) {
+        /* a seeded sample over the whole set (the first images of a
+         * class-sorted folder are a class or two), in index order */
+        int64_t *perm = malloc((size_t)n * sizeof *perm);
+        if (!perm) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+        uint64_t rng = rng_derive(seed, 0x6e6f726d, (uint64_t)n, 0);
+        for (int64_t i = 0; i < n; i++) perm[i] = i;
+        for (int64_t i = 0; i < max_samples; i++) {
+            int64_t j = i + (int64_t)(rng_next(&rng) % (uint64_t)(n - i)), t = perm[i];
+            perm[i] = perm[j];
+            perm[j] = t;
+        }
+        qsort(perm, (size_t)max_samples, sizeof *perm, cmp_i64);
+        idx = perm;
+        n = max_samples;
+    }
     /* per image sums, then added in image order: the result does not depend
      * on the thread count */
     double (*part)[2][3] = malloc(STAT_BLOCK * sizeof *part);
@@ -387,6 +408,7 @@ int maec_dataset_mean_std(maec_dataset *ds, int out_c, int64_t max_samples, floa
         free(cnt);
         free(rcs);
         free(errs);
+        free(idx);
         return maec_fail(err, MAEC_ENOMEM, "out of memory");
     }
     double s[3] = {0}, ss[3] = {0}, count = 0;
@@ -398,7 +420,7 @@ int maec_dataset_mean_std(maec_dataset *ds, int out_c, int64_t max_samples, floa
             maec_image img = {0};
 #pragma omp for schedule(dynamic)
             for (int k = 0; k < nb; k++) {
-                rcs[k] = maec_dataset_get(ds, b0 + k, &img, &errs[k]);
+                rcs[k] = maec_dataset_get(ds, idx ? idx[b0 + k] : b0 + k, &img, &errs[k]);
                 memset(part[k], 0, sizeof part[k]);
                 cnt[k] = 0;
                 if (rcs[k]) continue;
@@ -435,6 +457,7 @@ int maec_dataset_mean_std(maec_dataset *ds, int out_c, int64_t max_samples, floa
             count += cnt[k];
         }
     }
+    free(idx);
     free(part);
     free(cnt);
     free(rcs);

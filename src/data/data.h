@@ -162,9 +162,11 @@ int maec_augment_apply(const maec_augment *a, const maec_image *src, float *out,
                        uint64_t *rng, maec_error *err);
 
 /* Per-channel mean and (population) standard deviation of the pixels in
- * [0, 1] of the first max_samples images (all when max_samples <= 0), at
- * native size, converted to out_c channels. Deterministic. */
-int maec_dataset_mean_std(maec_dataset *ds, int out_c, int64_t max_samples, float *mean,
+ * [0, 1] of max_samples images drawn at random (seeded) from the whole data
+ * set, or of all when max_samples <= 0 or >= its size, at native size,
+ * converted to out_c channels. Deterministic: the same seed, the same
+ * images, summed in index order whatever the thread count. */
+int maec_dataset_mean_std(maec_dataset *ds, int out_c, int64_t max_samples, uint64_t seed, float *mean,
                           float *std, maec_error *err);
 
 /* ------------------------------------------------------------------ loader */
