@@ -175,14 +175,20 @@ int main(int argc, char **argv)
 
     int64_t xs2[4] = {B, 1, 12, 16};
     npy_save(test_path("x_small.npy"), x, 4, xs2, &err);
-    expect_fail("images of the wrong size", test_path("good.safetensors"), test_path("x_small.npy"), test_path("n.npy"), "shape");
+    expect_fail("images of the wrong size", test_path("good.safetensors"), test_path("x_small.npy"), test_path("n.npy"), "has shape [2,1,12,16]; the model wants [B,1,16,16]");
     int64_t ns2[2] = {B, L - 1};
     npy_save(test_path("n_short.npy"), nz, 2, ns2, &err);
-    expect_fail("noise of the wrong shape", test_path("good.safetensors"), test_path("x.npy"), test_path("n_short.npy"), "shape");
+    expect_fail("noise of the wrong shape", test_path("good.safetensors"), test_path("x.npy"), test_path("n_short.npy"), "has shape [2,15]; the model wants [2,16]");
     int64_t ns3[2] = {B + 1, L};
     float *nz3 = calloc((size_t)(B + 1) * L, 4);
     npy_save(test_path("n_batch.npy"), nz3, 2, ns3, &err);
-    expect_fail("noise for another batch", test_path("good.safetensors"), test_path("x.npy"), test_path("n_batch.npy"), "shape");
+    expect_fail("noise for another batch", test_path("good.safetensors"), test_path("x.npy"), test_path("n_batch.npy"), "has shape [3,16]; the model wants [2,16]");
+    /* a 3-D image array and 1-D noise: the message names every dimension they have */
+    int64_t xs3[3] = {B, 16, 16}, ns1[1] = {B * L};
+    npy_save(test_path("x_3d.npy"), x, 3, xs3, &err);
+    expect_fail("3-D images", test_path("good.safetensors"), test_path("x_3d.npy"), test_path("n.npy"), "has shape [2,16,16]; the model wants [B,1,16,16]");
+    npy_save(test_path("n_1d.npy"), nz, 1, ns1, &err);
+    expect_fail("1-D noise", test_path("good.safetensors"), test_path("x.npy"), test_path("n_1d.npy"), "has shape [32]; the model wants [2,16]");
     f = fopen(test_path("notnpy.npy"), "wb");
     fputs("hello, not an array", f);
     fclose(f);

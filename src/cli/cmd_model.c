@@ -8,6 +8,19 @@
 #include "io/npy.h"
 #include "io/safetensors.h"
 
+/* An array's shape as "[2,1,28,28]" ("[]" for a 0-D array), cut short to
+   fit buf; returns buf. */
+static const char *npy_shape_str(const npy_array *a, char *buf, size_t len)
+{
+    size_t k = 0;
+    buf[0] = 0;
+    k += (size_t)snprintf(buf + k, len - k, "[");
+    for (int d = 0; d < a->ndim && k < len; d++)
+        k += (size_t)snprintf(buf + k, len - k, "%s%lld", d ? "," : "", (long long)a->shape[d]);
+    if (k < len) snprintf(buf + k, len - k, "]");
+    return buf;
+}
+
 /* maec grad --model M --images X.npy --noise N.npy --out G.safetensors */
 int cmd_grad(int argc, char **argv)
 {
@@ -49,18 +62,17 @@ int cmd_grad(int argc, char **argv)
         goto done;
     }
     if (npy_load(images, &x, &err)) goto fail;
+    char got[200];
     if (x.ndim != 4 || x.shape[1] != c->in_chans || x.shape[2] != c->img_h || x.shape[3] != c->img_w || x.shape[0] < 1) {
-        cli_error("grad: %s has shape %s[%lld,%lld,%lld,%lld]; the model wants [B,%d,%d,%d]", images,
-                  x.ndim != 4 ? "(not 4-D) " : "", x.ndim > 0 ? (long long)x.shape[0] : 0LL,
-                  x.ndim > 1 ? (long long)x.shape[1] : 0LL, x.ndim > 2 ? (long long)x.shape[2] : 0LL,
-                  x.ndim > 3 ? (long long)x.shape[3] : 0LL, c->in_chans, c->img_h, c->img_w);
+        cli_error("grad: %s has shape %s; the model wants [B,%d,%d,%d] (B >= 1)", images,
+                  npy_shape_str(&x, got, sizeof got), c->in_chans, c->img_h, c->img_w);
         goto done;
     }
     int B = (int)x.shape[0], L = maec_num_patches(c);
     if (npy_load(noise, &nz, &err)) goto fail;
     if (nz.ndim != 2 || nz.shape[0] != B || nz.shape[1] != L) {
-        cli_error("grad: %s must have shape [%d,%d] (batch, patches), got %d-D [%lld%s]", noise, B, L,
-                  nz.ndim, nz.ndim > 0 ? (long long)nz.shape[0] : 0LL, nz.ndim > 1 ? ",..." : "");
+        cli_error("grad: %s has shape %s; the model wants [%d,%d] (batch, patches)", noise,
+                  npy_shape_str(&nz, got, sizeof got), B, L);
         goto done;
     }
     if (maec_workspace_create(m, B, &ws, &err)) goto fail;
