@@ -227,6 +227,46 @@ int main(int argc, char **argv)
         CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && !exists(test_path("out.safetensors")), "grad on an encoder-only file");
     }
 
+    /* a model file without size metadata whose 8x16 image makes a 2x4 patch
+       grid (not square): grad takes the height and width from X.npy */
+    {
+        maec_config c2 = c;
+        c2.img_h = 8;
+        c2.img_w = 16;
+        maec_model *m2 = NULL;
+        int rc = maec_model_create(&c2, 5, &m2, &err);
+        CHECK(rc == 0, "8x16 model: %s", err.msg);
+        if (!rc) {
+            int n2 = maec_model_num_tensors(m2);
+            st_tensor *t2 = calloc((size_t)n2, sizeof *t2);
+            for (int i = 0; i < n2; i++) {
+                const maec_tensor_info *ti = maec_model_tensor(m2, i);
+                t2[i].name = ti->name;
+                t2[i].ndim = ti->ndim;
+                for (int d = 0; d < 4; d++) t2[i].shape[d] = ti->shape[d];
+                t2[i].data = maec_model_params(m2) + ti->offset;
+            }
+            st_save(test_path("ns.safetensors"), t2, n2, NULL, NULL, 0, &err); /* no metadata */
+            free(t2);
+            int L2 = maec_num_patches(&c2);
+            int64_t xs4[4] = {B, 1, 8, 16}, ns4[2] = {B, L2};
+            npy_save(test_path("x_ns.npy"), x, 4, xs4, &err);
+            npy_save(test_path("n_ns.npy"), nz, 2, ns4, &err);
+            unlink(test_path("out.safetensors"));
+            char cmd[2048];
+            snprintf(cmd, sizeof cmd, "%s grad --heads %d --decoder-heads %d --model %s --images %s --noise %s --out %s 2>%s >/dev/null",
+                     test_maec_bin(), c2.heads, c2.dec_heads, test_path("ns.safetensors"), test_path("x_ns.npy"),
+                     test_path("n_ns.npy"), test_path("out.safetensors"), test_path("err.txt"));
+            rc = system(cmd);
+            CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 0 && exists(test_path("out.safetensors")),
+                  "grad on a non-square model without metadata failed (see %s)", test_path("err.txt"));
+            /* images whose grid has another patch count still fail clearly */
+            expect_fail("metadata-less model, images of another size", test_path("ns.safetensors"), test_path("x.npy"),
+                        test_path("n_ns.npy"), "not a square grid");
+        }
+        maec_model_free(m2);
+    }
+
     /* bad flags */
     char line[1024];
     snprintf(line, sizeof line, "%s grad --model a --images b --noise c --out d --mask-ratio 1.5 2>/dev/null", test_maec_bin());

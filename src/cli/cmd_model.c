@@ -55,13 +55,23 @@ int cmd_grad(int argc, char **argv)
     st_tensor *t = NULL;
     float *lossbuf = NULL;
     int status = 1;
-    if (maec_model_load(model, &hint, &m, &err)) goto fail;
+    if (npy_load(images, &x, &err)) goto fail;
+    if (maec_model_load(model, &hint, &m, &err)) {
+        /* a file without size metadata whose patch grid is not square (as
+           PyTorch writes it): the image height and width come from X.npy */
+        maec_config h2 = hint;
+        maec_error e2 = {0};
+        if (x.ndim != 4 || x.shape[2] < 1 || x.shape[3] < 1 || x.shape[2] > 16384 || x.shape[3] > 16384)
+            goto fail;
+        h2.img_h = (int)x.shape[2];
+        h2.img_w = (int)x.shape[3];
+        if (maec_model_load(model, &h2, &m, &e2)) goto fail; /* report the first error */
+    }
     const maec_config *c = maec_model_config(m);
     if (c->dec_depth < 1) {
         cli_error("grad: %s has no decoder (an encoder-only checkpoint); grad needs the full MAE", model);
         goto done;
     }
-    if (npy_load(images, &x, &err)) goto fail;
     char got[200];
     if (x.ndim != 4 || x.shape[1] != c->in_chans || x.shape[2] != c->img_h || x.shape[3] != c->img_w || x.shape[0] < 1) {
         cli_error("grad: %s has shape %s; the model wants [B,%d,%d,%d] (B >= 1)", images,
