@@ -31,7 +31,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rc = maec_dataset_get(ds, 0, &img, &err);
     FUZZ_ASSERT(rc == 0 && img.c == c, "the image that opened does not read: %s", err.msg);
     float mean[3], std[3];
-    rc = maec_dataset_mean_std(ds, 3, 0, mean, std, &err);
+    rc = maec_dataset_mean_std(ds, 3, 0, 0, mean, std, &err);
     FUZZ_ASSERT(rc == 0, "mean/std: %s", err.msg);
     for (int k = 0; k < 3; k++)
         FUZZ_ASSERT(mean[k] >= 0 && mean[k] <= 1 && std[k] >= 0 && std[k] <= 1, "mean %g std %g",
