@@ -135,5 +135,41 @@ int main(void)
              test_dir, test_dir);
     rc = run(a, out, sizeof out);
     CHECK(rc == 0 && !strstr(out, "ImageNet"), "a model with its statistics: exit %d, %s", rc, out);
+    /* 4. one bad image among many: named without the flag; skipped, counted
+     * and listed with it; more than 1% is an error */
+    char p[512];
+    for (int c = 0; c < 2; c++)
+        for (int i = 0; i < 60; i++) {
+            snprintf(p, sizeof p, "%s/many/%s/%03d.png", test_dir, c ? "b" : "a", i);
+            photo_write(p, 12, 10, 1, i, 80 + 100 * c);
+        }
+    snprintf(p, sizeof p, "%s/many/b/broken.jpg", test_dir);
+    test_write_bytes(p, "not a jpeg at all", 17);
+    const char *P = "--model test-tiny --threads 1 --num-workers 1 --batch-size 16 --epochs 1 --warmup-epochs 0 "
+                    "--recon-images 0";
+    snprintf(a, sizeof a, "pretrain %s --data-path %s/many --output-dir %s/bad0", P, test_dir, test_dir);
+    rc = run(a, out, sizeof out);
+    CHECK(rc != 0 && strstr(out, "broken.jpg"), "one bad image without --skip-bad-images: exit %d, %s", rc, out);
+    snprintf(a, sizeof a, "pretrain %s --data-path %s/many --output-dir %s/bad1 --skip-bad-images", P, test_dir,
+             test_dir);
+    rc = run(a, out, sizeof out);
+    char list[1024] = "";
+    snprintf(p, sizeof p, "%s/bad1/bad_images.txt", test_dir);
+    FILE *lf = fopen(p, "r");
+    if (lf) {
+        size_t k = fread(list, 1, sizeof list - 1, lf);
+        list[k] = 0;
+        fclose(lf);
+    }
+    CHECK(rc == 0 && strstr(out, "1 of the 121 training images do not decode") && strstr(list, "broken.jpg") &&
+              !strchr(strchr(list, '\n') ? strchr(list, '\n') + 1 : "", '\n'),
+          "--skip-bad-images: exit %d, list '%s', %s", rc, list, out);
+    snprintf(p, sizeof p, "%s/many/a/broken2.png", test_dir);
+    test_write_bytes(p, "junk", 4);
+    snprintf(a, sizeof a, "pretrain %s --data-path %s/many --output-dir %s/bad2 --skip-bad-images", P, test_dir,
+             test_dir);
+    rc = run(a, out, sizeof out);
+    CHECK(rc != 0 && strstr(out, "more than the 1%"), "2 bad of 122 with --skip-bad-images: exit %d, %s", rc, out);
+    printf("  2 bad images of 122 -> %s", out);
     TEST_END();
 }

@@ -15,7 +15,9 @@
 /* the options every feature command shares */
 typedef struct {
     const char *model, *data, *feature, *eval_path;
+    const char *out_dir; /* the command's --output-dir, where bad_images.txt goes (NULL: the log) */
     double val_split;
+    int skip_bad;
     maec_config hint;
     int batch, threads, workers;
     uint64_t seed;
@@ -28,6 +30,7 @@ typedef struct {
      "instead of the data set's test split", 1, 0, 0},                                                    \
     {"val-split", OPT_DOUBLE, &(a).val_split, "evaluate on this seeded share of the training images, held out", \
      0.0001, 0.9999, 0},                                                                                  \
+    {"skip-bad-images", OPT_BOOL, &(a).skip_bad, "skip images that do not decode (listed; an error above 1%)", 1, 0, 0}, \
     {"feature", OPT_STR, &(a).feature, "cls (class token after the final norm) | mean (of the patch tokens)", 1, 0, 0}, \
     {"heads", OPT_INT, &(a).hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},               \
     {"batch-size", OPT_INT, &(a).batch, "images per forward pass", 1, 65536, 0},                          \
@@ -79,7 +82,9 @@ static int feat_open(const char *cmd, feat_args *a, int raw, int need, feat_ctx 
         if (!rc && maec_classifier_options(x->c)->global_pool && x->feature == MAEC_FEATURE_CLS)
             x->feature = MAEC_FEATURE_MEAN; /* a fine-tuned global-pool model: its pre-logits */
     }
-    if (!rc) rc = eval_open_sets(a->data, a->eval_path, a->val_split, a->seed, need, &x->train, &x->test, err);
+    if (!rc)
+        rc = eval_open_sets(a->data, a->eval_path, a->val_split, a->seed, need, a->skip_bad, a->out_dir, &x->train,
+                            &x->test, err);
     maec_dataset *any = x->train ? x->train : x->test;
     if (!rc) {
         if (raw) {
@@ -186,6 +191,7 @@ int cmd_knn(int argc, char **argv)
     }
     feat_ctx x;
     memset(&x, 0, sizeof x);
+    a.out_dir = out;
     if (!given && feat_open("knn", &a, 0, 3, &x, &err)) return cli_fail(&err);
     double t0 = eval_now(), top1 = 0;
     int rc = 0;
@@ -428,6 +434,7 @@ int cmd_linprobe(int argc, char **argv)
     }
     feat_ctx x;
     memset(&x, 0, sizeof x);
+    a.out_dir = out;
     if (!given && feat_open("linprobe", &a, raw, 3, &x, &err)) return cli_fail(&err);
     int rc = 0;
     float *ftr = NULL, *fte = NULL, *logits = NULL, *xb = NULL;

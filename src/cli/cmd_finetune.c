@@ -154,6 +154,7 @@ int cmd_finetune(int argc, char **argv)
 {
     const char *model = NULL, *data = NULL, *out = NULL, *resume = NULL, *eval_path = NULL;
     double val_split = 0;
+    int skip_bad = 0;
     maec_config hint;
     memset(&hint, 0, sizeof hint);
     int epochs = 50, batch = 64, accum = 1, threads = 0, workers = 1, tune = -1, scratch = 0, cls_token = 0;
@@ -169,6 +170,8 @@ int cmd_finetune(int argc, char **argv)
         {"data-path", OPT_STR, &data, "data set with labels (as for pretrain)", 1, 0, 0},
         {"eval-path", OPT_STR, &eval_path, "evaluation images (class folders named as the training ones) instead of the "
          "data set's test split", 1, 0, 0},
+        {"skip-bad-images", OPT_BOOL, &skip_bad, "skip images that do not decode (listed in bad_images.txt; an error "
+         "above 1%)", 1, 0, 0},
         {"val-split", OPT_DOUBLE, &val_split, "evaluate on this seeded share of the training images, held out", 0.0001,
          0.9999, 0},
         {"output-dir", OPT_STR, &out, "metrics.jsonl and model.safetensors go here", 1, 0, 0},
@@ -298,7 +301,7 @@ int cmd_finetune(int argc, char **argv)
     int rc = 0, random_init = 0, status = 1;
     double top1 = -1;
     char ckpt_path[2100];
-    if ((rc = eval_open_sets(data, eval_path, val_split, seed, 3, &train, &test, &err))) goto fail;
+    if ((rc = eval_open_sets(data, eval_path, val_split, seed, 3, skip_bad, out, &train, &test, &err))) goto fail;
     int K = maec_dataset_num_classes(train);
     if (maec_dataset_num_classes(test) > K) K = maec_dataset_num_classes(test);
     if (K < 2) {

@@ -300,7 +300,7 @@ int cmd_pretrain(int argc, char **argv)
     /* with the k-NN monitor, its evaluation set, checked before training (a
      * held-out share leaves the pretraining set too) */
     if (eval_open_sets(rc.data_path, rc.eval_path[0] ? rc.eval_path : NULL, rc.val_split, rc.seed,
-                       rc.knn_every > 0 ? 3 : 1, &ds, &ds_eval, &err)) {
+                       rc.knn_every > 0 ? 3 : 1, rc.skip_bad, rc.output_dir, &ds, &ds_eval, &err)) {
         if (rc.knn_every > 0) maec_fail(&err, err.code, "--knn-every: %s", err.msg);
         goto fail;
     }

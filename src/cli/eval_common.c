@@ -375,14 +375,72 @@ int eval_metrics_resume(const char *from, const char *to, long long step, int ke
     return atomic_commit(&af, err);
 }
 
-int eval_open_sets(const char *data, const char *eval_path, double val_split, uint64_t seed, int need,
-                   maec_dataset **train, maec_dataset **test, maec_error *err)
+/* --skip-bad-images on one set: its undecodable images dropped, listed (in
+ * list, appended) and counted; above MAX_BAD_SHARE of the set, an error */
+#define MAX_BAD_SHARE 0.01
+static int skip_bad(maec_dataset *ds, const char *name, char **list, size_t *len, maec_error *err)
 {
+    char **bad = NULL;
+    int64_t nbad = 0, n0 = maec_dataset_size(ds);
+    int rc = maec_dataset_drop_bad(ds, &bad, &nbad, err);
+    if (rc || nbad == 0) return rc;
+    printf("data: --skip-bad-images: %lld of the %lld %s images do not decode and are skipped\n", (long long)nbad,
+           (long long)n0, name);
+    for (int64_t i = 0; i < nbad; i++) {
+        size_t k = strlen(bad[i]);
+        char *nl = realloc(*list, *len + k + 2);
+        if (nl) {
+            memcpy(nl + *len, bad[i], k);
+            nl[*len + k] = '\n';
+            nl[*len + k + 1] = 0;
+            *list = nl;
+            *len += k + 1;
+        }
+    }
+    if ((double)nbad > MAX_BAD_SHARE * (double)n0)
+        rc = maec_fail(err, MAEC_EFORMAT, "%lld of the %lld %s images (%.2g%%) do not decode, more than the %g%% that "
+                       "--skip-bad-images skips; the first: %s", (long long)nbad, (long long)n0, name,
+                       100.0 * nbad / n0, 100 * MAX_BAD_SHARE, bad[0]);
+    for (int64_t i = 0; i < nbad; i++) free(bad[i]);
+    free(bad);
+    return rc;
+}
+
+/* the list of skipped images: list_dir/bad_images.txt (atomically), else one warning each */
+static int write_bad_list(const char *list, const char *list_dir, maec_error *err)
+{
+    if (!list) return 0;
+    if (!list_dir) {
+        for (const char *p = list; *p;) {
+            const char *e = strchr(p, '\n');
+            fprintf(stderr, "maec: warning: skipped %.*s\n", (int)(e - p), p);
+            p = e + 1;
+        }
+        return 0;
+    }
+    char path[2100];
+    if (eval_mkdir_p(list_dir))
+        return maec_fail(err, MAEC_EIO, "cannot create %s: %s", list_dir, strerror(errno));
+    snprintf(path, sizeof path, "%s/bad_images.txt", list_dir);
+    atomic_file af;
+    if (atomic_open(&af, path, err)) return err->code;
+    atomic_write(&af, list, strlen(list));
+    if (atomic_commit(&af, err)) return err->code;
+    printf("data: the skipped images are listed in %s\n", path);
+    return 0;
+}
+
+int eval_open_sets(const char *data, const char *eval_path, double val_split, uint64_t seed, int need,
+                   int skip, const char *list_dir, maec_dataset **train, maec_dataset **test, maec_error *err)
+{
+    char *list = NULL;
+    size_t len = 0;
     *train = *test = NULL;
     if (eval_path && val_split > 0)
         return maec_fail(err, MAEC_EINVAL, "give --eval-path or --val-split, not both");
     int rc = 0;
     if ((need & 1) || eval_path || val_split > 0) rc = maec_dataset_open(data, "train", train, err);
+    if (!rc && skip && *train) rc = skip_bad(*train, "training", &list, &len, err);
     const char *from = "its test split";
     char what[64];
     if (!rc && val_split > 0) { /* held out whichever set is asked for, so train never holds them */
@@ -397,6 +455,13 @@ int eval_open_sets(const char *data, const char *eval_path, double val_split, ui
         } else {
             rc = maec_dataset_open(data, "test", test, err);
         }
+    }
+    if (!rc && skip && *test && (eval_path || val_split <= 0)) rc = skip_bad(*test, "evaluation", &list, &len, err);
+    if (list) {
+        maec_error e2 = {0};
+        int r2 = write_bad_list(list, list_dir, &e2);
+        if (!rc && r2) *err = e2, rc = r2;
+        free(list);
     }
     if (!rc && *train && *test)
         printf("data: %lld training images from %s; %lld evaluation images from %s\n", (long long)maec_dataset_size(*train),

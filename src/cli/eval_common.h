@@ -85,8 +85,10 @@ int eval_metrics_resume(const char *from, const char *to, long long step, int ke
  * evaluation set, 3 both): data's test split (val/ or test/ of an image
  * folder), or eval_path's images with their classes mapped by name to the
  * training set's, or a seeded val_split share of the training images held
- * out; says which in one line. */
+ * out; says which in one line. skip_bad (--skip-bad-images): images that
+ * do not decode are dropped from both, listed in list_dir/bad_images.txt
+ * (stderr without list_dir), and more than 1% of a set is an error. */
 int eval_open_sets(const char *data, const char *eval_path, double val_split, uint64_t seed, int need,
-                   maec_dataset **train, maec_dataset **test, maec_error *err);
+                   int skip_bad, const char *list_dir, maec_dataset **train, maec_dataset **test, maec_error *err);
 
 #endif

@@ -56,6 +56,7 @@ char *run_cfg_to_json(const run_cfg *rc)
     cJSON_AddStringToObject(o, "data_path", rc->data_path);
     if (rc->eval_path[0]) cJSON_AddStringToObject(o, "eval_path", rc->eval_path);
     if (rc->val_split > 0) NUMF("val_split", rc->val_split);
+    if (rc->skip_bad) cJSON_AddBoolToObject(o, "skip_bad_images", 1);
     cJSON_AddStringToObject(o, "output_dir", rc->output_dir);
     cJSON_AddNumberToObject(o, "epochs", rc->epochs);
     cJSON_AddNumberToObject(o, "batch_size", rc->batch_size);
@@ -220,6 +221,7 @@ int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err)
     GETI("random_crop", rc->random_crop, 0, 1);
     GETF("crop_min", rc->crop_min, 0.01, 1);
     GETF("color_jitter", rc->color_jitter, 0, 10);
+    GETI("skip_bad_images", rc->skip_bad, 0, 1);
     if (!r) { int q = jrange(o, "val_split", 0, 0.9999, 0, &v, err); if (q < 0) r = err->code; else if (q) rc->val_split = v; }
     GETI("save_every", rc->save_every, 0, 1 << 30);
     GETI("keep", rc->keep, 1, 1000);
@@ -335,6 +337,8 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
         {"log-every", OPT_INT, &rc->log_every, "log every N steps", 1, 1 << 30, 0},
         {"recon-every", OPT_INT, &rc->recon_every, "reconstruction picture every N epochs (0: never)", 0, 1 << 30, 0},
         {"knn-every", OPT_INT, &rc->knn_every, "k-NN top-1 on the test split every N epochs (0: never)", 0, 1 << 30, 0},
+        {"skip-bad-images", OPT_BOOL, &rc->skip_bad, "skip images that do not decode (listed in bad_images.txt; an "
+         "error above 1%)", 1, 0, 0},
         {"eval-path", OPT_STR, &eval_path, "the k-NN monitor's images (class folders named as the training ones) "
          "instead of the data set's test split", 1, 0, 0},
         {"val-split", OPT_DOUBLE, &rc->val_split, "the k-NN monitor evaluates this seeded share of the training images, "

@@ -11,6 +11,7 @@ typedef struct {
     char data_path[1024];
     char eval_path[1024]; /* the k-NN monitor's images ("": the data set's test split) */
     double val_split;     /* or this seeded share of the training images, held out (0: none) */
+    int skip_bad;         /* --skip-bad-images */
     char output_dir[1024];
     int epochs, batch_size, accum_iter;
     float blr, lr, min_lr, warmup_epochs, weight_decay;

@@ -89,6 +89,12 @@ int maec_dataset_map_classes(maec_dataset *eval, const maec_dataset *train, maec
  * order. Other formats have a test split of their own: an error. */
 int maec_dataset_hold_out(maec_dataset *ds, double frac, uint64_t seed, maec_dataset **held, maec_error *err);
 
+/* --skip-bad-images: decodes every image of an image folder once and drops
+ * those that do not decode, keeping the others' order; *bad (malloc'd,
+ * *nbad strings, each "what went wrong, naming the file") lists them. Other
+ * formats: nothing to drop. An error when none decodes. */
+int maec_dataset_drop_bad(maec_dataset *ds, char ***bad, int64_t *nbad, maec_error *err);
+
 /* Decode image i into img (channels first, [0, 1], native size, the data
  * set's channel count), reusing img's buffer. Safe to call from several
  * threads at once with different img. */

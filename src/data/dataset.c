@@ -282,3 +282,54 @@ int maec_dataset_hold_out(maec_dataset *ds, double frac, uint64_t seed, maec_dat
     *held = h;
     return 0;
 }
+
+int maec_dataset_drop_bad(maec_dataset *ds, char ***bad_out, int64_t *nbad_out, maec_error *err)
+{
+    *bad_out = NULL;
+    *nbad_out = 0;
+    if (!ds->files) return 0; /* decoded already: nothing to find */
+    int64_t n = ds->n;
+    char **why = calloc((size_t)n, sizeof *why);
+    if (!why) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    int oom = 0;
+#pragma omp parallel
+    {
+        maec_image img = {0};
+#pragma omp for schedule(dynamic, 16)
+        for (int64_t i = 0; i < n; i++) {
+            maec_error e = {0};
+            if (maec_dataset_get(ds, i, &img, &e)) {
+                why[i] = strdup(e.msg[0] ? e.msg : ds->files[i]);
+                if (!why[i]) oom = 1;
+            }
+        }
+        maec_image_free(&img);
+    }
+    int64_t nbad = 0;
+    for (int64_t i = 0; i < n; i++) nbad += why[i] != NULL;
+    char **bad = nbad ? malloc((size_t)nbad * sizeof *bad) : NULL;
+    if (oom || (nbad && !bad) || nbad == n) {
+        for (int64_t i = 0; i < n; i++) free(why[i]);
+        free(why);
+        free(bad);
+        if (nbad == n && !oom) return maec_fail(err, MAEC_EFORMAT, "%s: none of its %lld images decodes", ds->path, (long long)n);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    /* the good ones keep their order (and so the data order of a seed) */
+    int64_t k = 0, b = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (why[i]) {
+            bad[b++] = why[i];
+            free(ds->files[i]);
+            continue;
+        }
+        ds->files[k] = ds->files[i];
+        if (ds->labels) ds->labels[k] = ds->labels[i];
+        k++;
+    }
+    ds->n = k;
+    free(why);
+    *bad_out = bad;
+    *nbad_out = nbad;
+    return 0;
+}

@@ -247,9 +247,15 @@ int ds_open_folder(maec_dataset *ds, const char *root, int test, maec_error *err
         rc = maec_fail(err, MAEC_EFORMAT, "%s: too many images", base);
         goto done;
     }
-    /* the first image decides the channels and the reported size */
+    /* the first image that decodes decides the channels and the reported
+     * size (a broken one is named when it is read, or dropped by
+     * maec_dataset_drop_bad); the first one's error if none of 64 does */
     maec_image first = {0};
-    rc = maec_image_decode_file(files.v[0], &first, err);
+    maec_error e0 = {0};
+    rc = -1;
+    for (size_t i = 0; rc && i < files.n && i < 64; i++) {
+        rc = maec_image_decode_file(files.v[i], &first, i ? &e0 : err);
+    }
     if (!rc) {
         ds->c = first.c;
         ds->h = first.h;
