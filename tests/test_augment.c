@@ -214,6 +214,58 @@ static void test_jitter(void)
     st_close(&f);
 }
 
+/* the official evaluation transform (aspect kept, shorter side to size /
+ * crop_pct, centre crop) against PIL 9.4 (tests/reference/evaltf_ref.py),
+ * which rounds to 8 bits after each pass: within 1.5 / 255 */
+static void test_eval_transform(void)
+{
+    st_file f;
+    maec_error err;
+    int rc = st_open("tests/fixtures/randaug/evaltf.safetensors", &f, &err);
+    CHECK(rc == 0, "open evaltf fixture: %s", err.msg);
+    if (rc) return;
+    for (int k = 0; k < 4; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "%d.in", k);
+        int i = st_find(&f, name);
+        if (i < 0 || f.e[i].ndim != 3) {
+            CHECK(0, "fixture case %d missing", k);
+            continue;
+        }
+        int c = (int)f.e[i].shape[0], h = (int)f.e[i].shape[1], w = (int)f.e[i].shape[2];
+        float *in = get(&f, name, NULL);
+        snprintf(name, sizeof name, "%d.out", k);
+        float *ref = get(&f, name, NULL);
+        snprintf(name, sizeof name, "%d.args", k);
+        float *args = get(&f, name, NULL);
+        int H = (int)args[0], W = (int)args[1];
+        maec_image im = {0};
+        maec_image_resize_buffer(&im, c, h, w, &err);
+        for (size_t q = 0; q < (size_t)c * h * w; q++) im.data[q] = in[q] / 255.0f;
+        maec_augment a;
+        maec_augment_defaults(&a, c, H, W);
+        a.random_resized_crop = 0;
+        a.hflip = 0;
+        a.crop_pct = args[2];
+        float *out = calloc((size_t)c * H * W, sizeof(float));
+        rc = maec_augment_apply(&a, &im, out, NULL, &err);
+        double worst = 0;
+        for (size_t q = 0; !rc && q < (size_t)c * H * W; q++) worst = fmax(worst, fabs(out[q] * 255.0 - ref[q]));
+        CHECK(rc == 0 && worst <= 1.5, "evaluation transform case %d (%dx%d -> %dx%d, crop_pct %g): max diff %.2f / 255",
+              k, h, w, H, W, (double)args[2], worst);
+        printf("  eval transform %dx%d -> %dx%d crop_pct %.3f: max diff %.2f / 255 against PIL\n", h, w, H, W,
+               (double)args[2], worst);
+        /* crop_pct 0: the old squash of the whole image, not the same for a non-square photo */
+        a.crop_pct = 0;
+        float *sq = calloc((size_t)c * H * W, sizeof(float));
+        maec_augment_apply(&a, &im, sq, NULL, &err);
+        if (h != w) CHECK(memcmp(sq, out, (size_t)c * H * W * sizeof(float)) != 0, "case %d: squash = crop", k);
+        free(sq), free(out), free(in), free(ref), free(args);
+        maec_image_free(&im);
+    }
+    st_close(&f);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -222,5 +274,6 @@ int main(int argc, char **argv)
     test_mix_prob();
     test_clip();
     test_jitter();
+    test_eval_transform();
     TEST_END();
 }

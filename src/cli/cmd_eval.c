@@ -16,7 +16,7 @@
 typedef struct {
     const char *model, *data, *feature, *eval_path;
     const char *out_dir; /* the command's --output-dir, where bad_images.txt goes (NULL: the log) */
-    double val_split;
+    double val_split, crop_pct;
     int skip_bad;
     maec_config hint;
     int batch, threads, workers;
@@ -30,6 +30,8 @@ typedef struct {
      "instead of the data set's test split", 1, 0, 0},                                                    \
     {"val-split", OPT_DOUBLE, &(a).val_split, "evaluate on this seeded share of the training images, held out", \
      0.0001, 0.9999, 0},                                                                                  \
+    {"crop-pct", OPT_DOUBLE, &(a).crop_pct, "evaluation transform: shorter side to size / this, centre crop "   \
+     "(default 224/256 up to 224, else 1)", 0.05, 1, 0},                                                   \
     {"skip-bad-images", OPT_BOOL, &(a).skip_bad, "skip images that do not decode (listed; an error above 1%)", 1, 0, 0}, \
     {"feature", OPT_STR, &(a).feature, "cls (class token after the final norm) | mean (of the patch tokens)", 1, 0, 0}, \
     {"heads", OPT_INT, &(a).hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},               \
@@ -82,6 +84,7 @@ static int feat_open(const char *cmd, feat_args *a, int raw, int need, feat_ctx 
         if (!rc && maec_classifier_options(x->c)->global_pool && x->feature == MAEC_FEATURE_CLS)
             x->feature = MAEC_FEATURE_MEAN; /* a fine-tuned global-pool model: its pre-logits */
     }
+    if (a->crop_pct > 0) eval_set_crop_pct(a->crop_pct);
     if (!rc)
         rc = eval_open_sets(a->data, a->eval_path, a->val_split, a->seed, need, a->skip_bad, a->out_dir, &x->train,
                             &x->test, err);

@@ -153,7 +153,7 @@ static void free_args(char **a, int n)
 int cmd_finetune(int argc, char **argv)
 {
     const char *model = NULL, *data = NULL, *out = NULL, *resume = NULL, *eval_path = NULL;
-    double val_split = 0;
+    double val_split = 0, crop_pct = 0;
     int skip_bad = 0;
     maec_config hint;
     memset(&hint, 0, sizeof hint);
@@ -170,6 +170,8 @@ int cmd_finetune(int argc, char **argv)
         {"data-path", OPT_STR, &data, "data set with labels (as for pretrain)", 1, 0, 0},
         {"eval-path", OPT_STR, &eval_path, "evaluation images (class folders named as the training ones) instead of the "
          "data set's test split", 1, 0, 0},
+        {"crop-pct", OPT_DOUBLE, &crop_pct, "evaluation transform: shorter side to size / this, centre crop (default "
+         "224/256 up to 224, else 1)", 0.05, 1, 0},
         {"skip-bad-images", OPT_BOOL, &skip_bad, "skip images that do not decode (listed in bad_images.txt; an error "
          "above 1%)", 1, 0, 0},
         {"val-split", OPT_DOUBLE, &val_split, "evaluate on this seeded share of the training images, held out", 0.0001,
@@ -301,6 +303,7 @@ int cmd_finetune(int argc, char **argv)
     int rc = 0, random_init = 0, status = 1;
     double top1 = -1;
     char ckpt_path[2100];
+    if (crop_pct > 0) eval_set_crop_pct(crop_pct);
     if ((rc = eval_open_sets(data, eval_path, val_split, seed, 3, skip_bad, out, &train, &test, &err))) goto fail;
     int K = maec_dataset_num_classes(train);
     if (maec_dataset_num_classes(test) > K) K = maec_dataset_num_classes(test);

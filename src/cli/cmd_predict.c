@@ -76,12 +76,15 @@ int cmd_predict(int argc, char **argv)
 {
     const char *model = NULL, *data = NULL, *split = "test", *out = NULL, *mean_s = NULL, *std_s = NULL;
     int topk = 5, batch = 256, threads = 0, workers = 1;
+    double crop_pct = 0;
     maec_config hint;
     memset(&hint, 0, sizeof hint);
     cli_opt opts[] = {
         {"model", OPT_STR, &model, "a fine-tuned classifier (maec finetune's model.safetensors, or timm's)", 1, 0, 0},
         {"data-path", OPT_STR, &data, "a data set (as for pretrain): its top-1 and top-k accuracy", 1, 0, 0},
         {"split", OPT_STR, &split, "train | test (default test)", 1, 0, 0},
+        {"crop-pct", OPT_DOUBLE, &crop_pct, "evaluation transform: shorter side to size / this, centre crop (default "
+         "224/256 up to 224, else 1)", 0.05, 1, 0},
         {"top-k", OPT_INT, &topk, "classes to print per image, and the k of the top-k accuracy (default 5)", 1, 1000000, 0},
         {"out", OPT_STR, &out, "the logits [N, K] as float32 .npy (with --data-path, labels to <out>_labels.npy)", 1, 0, 0},
         {"mean", OPT_STR, &mean_s, "per-channel mean (default: the model's)", 1, 0, 0},
@@ -110,6 +113,7 @@ int cmd_predict(int argc, char **argv)
         return 2;
     }
     cli_set_threads("predict", threads);
+    if (crop_pct > 0) eval_set_crop_pct(crop_pct);
     maec_error err = {0};
     maec_classifier *c = NULL;
     maec_dataset *ds = NULL;
@@ -160,6 +164,7 @@ int cmd_predict(int argc, char **argv)
         maec_augment a;
         maec_augment_defaults(&a, mc->in_chans, mc->img_h, mc->img_w);
         a.random_resized_crop = 0;
+        a.crop_pct = (float)eval_crop_pct(mc->img_h, mc->img_w);
         a.hflip = 0;
         for (int k = 0; k < 3; k++) a.mean[k] = mean[k], a.std[k] = std[k];
         if (maec_clf_workspace_create(c, B, 0, &w, &err)) goto fail;

@@ -99,6 +99,14 @@ int eval_load_model(const char *model, const maec_config *hint, const maec_class
     return rc;
 }
 
+static double g_crop_pct = 0;
+void eval_set_crop_pct(double crop_pct) { g_crop_pct = crop_pct; }
+double eval_crop_pct(int h, int w)
+{
+    if (g_crop_pct > 0) return g_crop_pct;
+    return (h > w ? h : w) <= 224 ? 224.0 / 256.0 : 1.0; /* main_finetune.py's build_transform */
+}
+
 static int open_loader(maec_dataset *ds, const int shape[3], const float *mean, const float *std, int batch,
                        int workers, maec_loader **ld, maec_error *err)
 {
@@ -109,6 +117,7 @@ static int open_loader(maec_dataset *ds, const int shape[3], const float *mean, 
     lo.shuffle = 0;
     lo.drop_last = 0;
     lo.aug.random_resized_crop = 0;
+    lo.aug.crop_pct = (float)eval_crop_pct(shape[1], shape[2]);
     lo.aug.hflip = 0;
     for (int c = 0; c < 3; c++) {
         lo.aug.mean[c] = mean[c];

@@ -70,6 +70,12 @@ int eval_save_rows(const char *out, const float *rows, int64_t N, int D, const i
 /* "cls" / "mean" -> MAEC_FEATURE_*; -1 if neither */
 int eval_feature_kind(const char *s);
 int eval_mkdir_p(const char *path);
+/* The evaluation transform's crop_pct (--crop-pct): the official rule
+ * (224/256 for inputs up to 224, else 1) unless set; the images keep their
+ * aspect ratio, the shorter side resized to size / crop_pct, then a centre
+ * crop. */
+void eval_set_crop_pct(double crop_pct);
+double eval_crop_pct(int h, int w);
 double eval_now(void);
 /* open <dir>/metrics.jsonl for appending (truncated first when fresh) */
 FILE *eval_open_metrics(const char *dir, int fresh, maec_error *err);

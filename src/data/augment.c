@@ -206,6 +206,8 @@ int maec_augment_check(const maec_augment *a, maec_error *err)
                            isfinite(a->randaug.m) && a->randaug.mstd >= 0 && isfinite(a->randaug.mstd)))
         return maec_fail(err, MAEC_EINVAL, "augmentation: bad RandAugment settings (n %d, m %g, mstd %g)",
                          a->randaug.n, (double)a->randaug.m, (double)a->randaug.mstd);
+    if (!(a->crop_pct >= 0 && a->crop_pct <= 1))
+        return maec_fail(err, MAEC_EINVAL, "augmentation: crop_pct %g (want 0 to 1)", (double)a->crop_pct);
     if (!(a->color_jitter >= 0 && a->color_jitter <= 10))
         return maec_fail(err, MAEC_EINVAL, "augmentation: colour jitter %g (want 0 to 10)", (double)a->color_jitter);
     if (!(a->reprob >= 0 && a->reprob <= 1))
@@ -266,6 +268,28 @@ void maec_random_resized_crop_box(int h, int w, float scale_min, float scale_max
     *cj = (w - bw) / 2;
 }
 
+void maec_center_crop_box(int h, int w, int oh, int ow, double crop_pct, double *x0, double *y0, double *x1,
+                          double *y1)
+{
+    /* torchvision Resize(int(size / crop_pct)) on the shorter side (the
+     * longer one int(short' * long / short)), then CenterCrop(size) with
+     * Python's round (half to even); for an oh x ow output the image is
+     * scaled to cover int(oh / crop_pct) x int(ow / crop_pct) */
+    int hs = (int)(oh / crop_pct), ws = (int)(ow / crop_pct), rh, rw;
+    if ((double)hs / h >= (double)ws / w) {
+        rh = hs;
+        rw = (int)((double)hs * w / h);
+    } else {
+        rw = ws;
+        rh = (int)((double)ws * h / w);
+    }
+    if (rh < oh) rh = oh;
+    if (rw < ow) rw = ow;
+    double top = rint((rh - oh) / 2.0), left = rint((rw - ow) / 2.0);
+    *y0 = top * h / rh, *y1 = (top + oh) * h / rh;
+    *x0 = left * w / rw, *x1 = (left + ow) * w / rw;
+}
+
 int maec_augment_apply(const maec_augment *a, const maec_image *src, float *out, uint64_t *rng,
                        maec_error *err)
 {
@@ -292,6 +316,10 @@ int maec_augment_apply(const maec_augment *a, const maec_image *src, float *out,
         /* crop, then resize the crop (as torchvision): the kernel stays inside */
         fail = resample(src->data + (size_t)i * src->w + j, C, ch, cw, plane, (size_t)src->w, 0, 0,
                         cw, ch, oh, ow, dst);
+    } else if (a->crop_pct > 0) {
+        double x0, y0, x1, y1;
+        maec_center_crop_box(src->h, src->w, oh, ow, a->crop_pct, &x0, &y0, &x1, &y1);
+        fail = resample(src->data, C, src->h, src->w, plane, (size_t)src->w, x0, y0, x1, y1, oh, ow, dst);
     } else {
         fail = resample(src->data, C, src->h, src->w, plane, (size_t)src->w, 0, 0, src->w, src->h,
                         oh, ow, dst);

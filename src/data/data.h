@@ -132,7 +132,10 @@ void maec_color_jitter_apply(const int order[3], const double factor[3], uint8_t
 
 typedef struct {
     int out_c, out_h, out_w;  /* output image: out_c 1 or 3 */
-    int random_resized_crop;  /* 1: RandomResizedCrop; 0: resize the whole image */
+    int random_resized_crop;  /* 1: RandomResizedCrop; 0: resize the whole image (or, with crop_pct, as below) */
+    float crop_pct;           /* without the random crop: > 0 keeps the aspect ratio, as the official evaluation
+                               * transform: the shorter side resized to size / crop_pct, then a centre crop
+                               * (maec_center_crop_box); 0 squashes the whole image to the output size */
     float scale_min, scale_max; /* crop area fraction */
     float ratio_min, ratio_max; /* crop aspect ratio w/h */
     int hflip;                /* flip horizontally with p = 0.5 */
@@ -146,6 +149,12 @@ typedef struct {
 /* crop on, scale (0.2, 1), ratio (3/4, 4/3), flip on, mean 0, std 1 */
 void maec_augment_defaults(maec_augment *a, int c, int h, int w);
 int maec_augment_check(const maec_augment *a, maec_error *err);
+/* The source box [x0,x1) x [y0,y1) of an h x w image that the official
+ * evaluation transform (Resize(int(size / crop_pct)) on the shorter side,
+ * bicubic, then CenterCrop(size)) maps onto an oh x ow output; resampling
+ * that box to oh x ow is the same arithmetic as resizing then cropping. */
+void maec_center_crop_box(int h, int w, int oh, int ow, double crop_pct, double *x0, double *y0, double *x1,
+                          double *y1);
 
 /* The RandomResizedCrop box (torchvision's get_params) for an h x w image:
  * top i, left j, height ch, width cw. Draws from *rng. */
