@@ -204,3 +204,20 @@ int cli_seen(const cli_opt *opts, int nopts, const char *name)
         if (same_name(opts[k].name, name, strlen(name))) return opts[k].seen;
     return 0;
 }
+
+int cli_parse_size(const char *s, int *h, int *w)
+{
+    /* "N" (square), "HxW" or "H,W" */
+    char *end;
+    long a = strtol(s, &end, 10), b = a;
+    if (end == s) return -1;
+    if (*end == 'x' || *end == 'X' || *end == ',') {
+        const char *t = end + 1;
+        b = strtol(t, &end, 10);
+        if (end == t) return -1;
+    }
+    if (*end || a < 1 || b < 1 || a > 16384 || b > 16384) return -1;
+    *h = (int)a;
+    *w = (int)b;
+    return 0;
+}

@@ -35,6 +35,8 @@ int cli_fail(const maec_error *err);
 int cli_set_threads(const char *cmd, int n);
 /* true if option name was given */
 int cli_seen(const cli_opt *opts, int nopts, const char *name);
+/* an image size: "N" (square), "HxW" or "H,W"; 0, or -1 when it is none */
+int cli_parse_size(const char *s, int *h, int *w);
 
 int cmd_grad(int argc, char **argv);
 int cmd_init(int argc, char **argv);

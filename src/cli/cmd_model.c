@@ -129,7 +129,7 @@ done:
 /* Model options shared by init and pretrain: a preset, then overrides. */
 int cmd_init(int argc, char **argv)
 {
-    const char *preset = "fmnist-tiny", *out = NULL;
+    const char *preset = "fmnist-tiny", *out = NULL, *size_s = NULL;
     uint64_t seed = 0;
     maec_config o;
     memset(&o, 0, sizeof o);
@@ -138,7 +138,8 @@ int cmd_init(int argc, char **argv)
         {"model", OPT_STR, &preset, "preset (see maec info --presets)", 1, 0, 0},
         {"out", OPT_STR, &out, "output .safetensors", 1, 0, 0},
         {"seed", OPT_U64, &seed, "initialization seed", 1, 0, 0},
-        {"img-size", OPT_INT, &o.img_h, "image size (square)", 1, 16384, 0},
+        {"input-size", OPT_STR, &size_s, "image size: N (square), HxW or H,W", 1, 0, 0},
+        {"img-size", OPT_STR, &size_s, "the same as --input-size", 1, 0, 0},
         {"in-chans", OPT_INT, &o.in_chans, "channels", 1, 64, 0},
         {"patch-size", OPT_INT, &o.patch, "patch size", 1, 1024, 0},
         {"embed-dim", OPT_INT, &o.dim, "encoder width", 4, 16384, 0},
@@ -161,7 +162,10 @@ int cmd_init(int argc, char **argv)
     maec_error err = {0};
     maec_config c;
     if (maec_preset(preset, &c, &err)) return cli_fail(&err);
-    if (o.img_h) c.img_h = c.img_w = o.img_h;
+    if (size_s && cli_parse_size(size_s, &c.img_h, &c.img_w)) {
+        cli_error("init: --input-size %s: give N, HxW or H,W (1 to 16384)", size_s);
+        return 2;
+    }
     if (o.in_chans) c.in_chans = o.in_chans;
     if (o.patch) c.patch = o.patch;
     if (o.dim) c.dim = o.dim;

@@ -290,7 +290,8 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
 {
     const char *preset = NULL, *config = NULL, *data = NULL, *out = NULL, *strategy = NULL, *eval_path = NULL;
     const char *mean = NULL, *std = NULL;
-    int input_size = 0, no_hflip = 0, no_crop = 0;
+    int no_hflip = 0, no_crop = 0;
+    const char *input_size = NULL;
     maec_config *mc = &rc->model;
     cli_opt opts[] = {
         {"model", OPT_STR, &preset, "model preset (maec info --presets)", 1, 0, 0},
@@ -317,7 +318,7 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
         {"norm-pix-loss", OPT_BOOL, &mc->norm_pix_loss, "target: per-patch normalized pixels", 1, 0, 0},
         {"mask-token-in-encoder", OPT_BOOL, &mc->mask_token_in_encoder, "ablation: encoder sees mask tokens", 1, 0, 0},
         {"loss-on-all", OPT_BOOL, &mc->loss_on_all, "ablation: loss on all patches", 1, 0, 0},
-        {"input-size", OPT_INT, &input_size, "image size (square)", 1, 16384, 0},
+        {"input-size", OPT_STR, &input_size, "image size: N (square), HxW or H,W", 1, 0, 0},
         {"patch-size", OPT_INT, &mc->patch, "patch size", 1, 1024, 0},
         {"embed-dim", OPT_INT, &mc->dim, "encoder width", 4, 16384, 0},
         {"depth", OPT_INT, &mc->depth, "encoder blocks", 1, 256, 0},
@@ -353,7 +354,10 @@ static int parse_flags(const char *cmd, int argc, char **argv, run_cfg *rc, int 
     if (data) snprintf(rc->data_path, sizeof rc->data_path, "%s", data);
     if (eval_path) snprintf(rc->eval_path, sizeof rc->eval_path, "%s", eval_path);
     if (out) snprintf(rc->output_dir, sizeof rc->output_dir, "%s", out);
-    if (input_size) mc->img_h = mc->img_w = input_size;
+    if (input_size && cli_parse_size(input_size, &mc->img_h, &mc->img_w)) {
+        cli_error("%s: --input-size %s: give N, HxW or H,W (1 to 16384)", cmd, input_size);
+        return -1;
+    }
     if (no_hflip) rc->hflip = 0;
     if (no_crop) rc->random_crop = 0;
     if (strategy) {
