@@ -204,6 +204,11 @@ void maec_unpatchify(const float *patches, float *imgs, int B, int C, int H,
 
 /* Fixed 2-D sin-cos position embedding [(gh*gw + 1), D], row 0 zero. */
 void maec_sincos_pos_embed(float *out, int D, int gh, int gw);
+/* The official interpolate_pos_embed: src [1 + gh*gw, D] (the class
+ * token's row, then the grid row-major) to dst [1 + nh*nw, D], the class
+ * row kept and the grid resized as F.interpolate(bicubic,
+ * align_corners=False) does. */
+void maec_interpolate_pos_embed(const float *src, int gh, int gw, int D, float *dst, int nh, int nw);
 
 /* The picture of the paper: a row per image, original | masked (hidden
  * patches grey) | reconstruction | reconstruction with the visible patches
@@ -346,6 +351,12 @@ const float *maec_clf_ws_logits(const maec_clf_workspace *w);
  * none); weight decay on tensors of more than one dimension except cls_token
  * and pos_embed. The step counter is incremented first. It leaves the
  * gradients zero, as maec_adamw_step does. */
+/* The classifier at another input size (fine-tuning, probing or features at
+ * a resolution other than the pretraining one): the same weights, pos_embed
+ * interpolated as the official interpolate_pos_embed (maec_interpolate_pos_embed);
+ * *c is replaced (and freed). A size that is not a grid of patches is an error. */
+int maec_classifier_resize(maec_classifier **c, int img_h, int img_w, maec_error *err);
+
 /* --clip_grad as main_finetune.py (timm's NativeScaler): the global 2-norm
  * of the trainable tensors' gradients (after accumulation) and, where
  * max_norm > 0 and that norm exceeds it, the gradients scaled down to it

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Non-square inputs end to end: pretrain --input-size HxW (the model's
 # config, the k-NN monitor, the reconstruction picture of h x w), then
-# reconstruct, knn, embed and finetune on that model; init --input-size H,W;
+# reconstruct, knn, embed and finetune on that model, knn and finetune at
+# another resolution (interpolated position embeddings); init --input-size H,W;
 # a size that is none is a one-line error.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
@@ -36,6 +37,16 @@ rc=$?; check '[ $rc -eq 0 ] && head -c 128 $T/e.npy | grep -q "(128, 32)"' "embe
 $MAEC finetune --model $T/pre/model.safetensors --data-path $D --output-dir $T/ft --max-steps 2 --batch-size 16 \
     --epochs 1 --warmup-epochs 0 $J > $T/ft.log 2>&1
 rc=$?; check '[ $rc -eq 0 ] && grep -q "test top-1" $T/ft.log' "finetune on a 16 x 24 model failed: $(tail -1 $T/ft.log)"
+# another resolution than the pretraining one: pos_embed interpolated (checked against
+# F.interpolate in test_augment), the encoder run on the new grid
+$MAEC knn --model $T/pre/model.safetensors --data-path $D --input-size 24x32 $J > $T/k2.log 2>&1
+rc=$?; check '[ $rc -eq 0 ] && grep -q knn_top1 $T/k2.log' "knn --input-size 24x32 failed: $(tail -1 $T/k2.log)"
+$MAEC finetune --model $T/pre/model.safetensors --data-path $D --output-dir $T/ft2 --input-size 24x32 --max-steps 2 \
+    --batch-size 16 --epochs 1 --warmup-epochs 0 $J > $T/ft2.log 2>&1
+rc=$?; check '[ $rc -eq 0 ] && $MAEC info $T/ft2/model.safetensors | grep -q "pos_embed *\[1,49,32\]"' \
+      "finetune --input-size 24x32: no 6 x 8 grid (+1) of position embeddings"
+$MAEC knn --model $T/pre/model.safetensors --data-path $D --input-size 25x32 $J > $T/k3.log 2>&1
+rc=$?; check '[ $rc -ne 0 ] && grep -q "not a grid of 4-pixel patches" $T/k3.log' "knn --input-size 25x32: no error"
 $MAEC init --model test-tiny --input-size 8,12 --out $T/i.safetensors > /dev/null 2>&1
 check '$MAEC info $T/i.safetensors | grep -q "\"img_h\":8,\"img_w\":12"' "init --input-size 8,12: not 8 x 12"
 $MAEC pretrain --model test-tiny --input-size 16y24 --data-path $D --output-dir $T/bad $J > $T/bad.log 2>&1

@@ -266,6 +266,37 @@ static void test_eval_transform(void)
     st_close(&f);
 }
 
+/* interpolate_pos_embed against F.interpolate(bicubic, align_corners=False)
+ * (tests/reference/interp_ref.py): up, down, non-square, identity; 1e-5 */
+static void test_interp(void)
+{
+    st_file f;
+    maec_error err;
+    int rc = st_open("tests/fixtures/eval/interp.safetensors", &f, &err);
+    CHECK(rc == 0, "open interp fixture: %s", err.msg);
+    if (rc) return;
+    for (int k = 0; k < 5; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "%d.grid", k);
+        float *g = get(&f, name, NULL);
+        snprintf(name, sizeof name, "%d.src", k);
+        size_t ns;
+        float *src = get(&f, name, &ns);
+        snprintf(name, sizeof name, "%d.dst", k);
+        size_t nd;
+        float *ref = get(&f, name, &nd);
+        int gh = (int)g[0], gw = (int)g[1], nh = (int)g[2], nw = (int)g[3], D = (int)(ns / (1 + (size_t)gh * gw));
+        float *out = calloc(nd + 1, sizeof(float));
+        maec_interpolate_pos_embed(src, gh, gw, D, out, nh, nw);
+        double e = rel_err(out, ref, nd);
+        CHECK(nd == (size_t)(1 + nh * nw) * D && e < 1e-5, "pos_embed %dx%d -> %dx%d: rel err %.3g (tolerance 1e-5)", gh,
+              gw, nh, nw, e);
+        printf("  interpolate_pos_embed %dx%d -> %dx%d: rel err %.2g against F.interpolate\n", gh, gw, nh, nw, e);
+        free(g), free(src), free(ref), free(out);
+    }
+    st_close(&f);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -275,5 +306,6 @@ int main(int argc, char **argv)
     test_clip();
     test_jitter();
     test_eval_transform();
+    test_interp();
     TEST_END();
 }

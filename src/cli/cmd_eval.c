@@ -14,7 +14,7 @@
 
 /* the options every feature command shares */
 typedef struct {
-    const char *model, *data, *feature, *eval_path;
+    const char *model, *data, *feature, *eval_path, *size;
     const char *out_dir; /* the command's --output-dir, where bad_images.txt goes (NULL: the log) */
     double val_split, crop_pct;
     int skip_bad;
@@ -30,6 +30,8 @@ typedef struct {
      "instead of the data set's test split", 1, 0, 0},                                                    \
     {"val-split", OPT_DOUBLE, &(a).val_split, "evaluate on this seeded share of the training images, held out", \
      0.0001, 0.9999, 0},                                                                                  \
+    {"input-size", OPT_STR, &(a).size, "run the encoder at this size (N, HxW or H,W; default the model's), pos_embed " \
+     "interpolated as the official code", 1, 0, 0},                                                       \
     {"crop-pct", OPT_DOUBLE, &(a).crop_pct, "evaluation transform: shorter side to size / this, centre crop "   \
      "(default 224/256 up to 224, else 1)", 0.05, 1, 0},                                                   \
     {"skip-bad-images", OPT_BOOL, &(a).skip_bad, "skip images that do not decode (listed; an error above 1%)", 1, 0, 0}, \
@@ -81,6 +83,11 @@ static int feat_open(const char *cmd, feat_args *a, int raw, int need, feat_ctx 
         o.global_pool = 0;
         o.drop_path = 0;
         rc = eval_load_model(a->model, &a->hint, &o, a->seed, 0, &x->c, &x->random_init, err);
+        if (!rc && a->size) {
+            int h, w;
+            if (cli_parse_size(a->size, &h, &w)) rc = maec_fail(err, MAEC_EINVAL, "%s: --input-size %s: give N, HxW or H,W", cmd, a->size);
+            else rc = maec_classifier_resize(&x->c, h, w, err);
+        }
         if (!rc && maec_classifier_options(x->c)->global_pool && x->feature == MAEC_FEATURE_CLS)
             x->feature = MAEC_FEATURE_MEAN; /* a fine-tuned global-pool model: its pre-logits */
     }

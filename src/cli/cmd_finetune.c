@@ -154,6 +154,7 @@ int cmd_finetune(int argc, char **argv)
 {
     const char *model = NULL, *data = NULL, *out = NULL, *resume = NULL, *eval_path = NULL;
     double val_split = 0, crop_pct = 0;
+    const char *size_s = NULL;
     int skip_bad = 0;
     maec_config hint;
     memset(&hint, 0, sizeof hint);
@@ -170,6 +171,8 @@ int cmd_finetune(int argc, char **argv)
         {"data-path", OPT_STR, &data, "data set with labels (as for pretrain)", 1, 0, 0},
         {"eval-path", OPT_STR, &eval_path, "evaluation images (class folders named as the training ones) instead of the "
          "data set's test split", 1, 0, 0},
+        {"input-size", OPT_STR, &size_s, "fine-tune at this size (N, HxW or H,W; default the model's): pos_embed "
+         "interpolated bicubically as the official code", 1, 0, 0},
         {"crop-pct", OPT_DOUBLE, &crop_pct, "evaluation transform: shorter side to size / this, centre crop (default "
          "224/256 up to 224, else 1)", 0.05, 1, 0},
         {"skip-bad-images", OPT_BOOL, &skip_bad, "skip images that do not decode (listed in bad_images.txt; an error "
@@ -327,6 +330,14 @@ int cmd_finetune(int argc, char **argv)
         top1 = resumed_top1;
     } else if ((rc = eval_load_model(model, &hint, &o, seed, scratch, &c, &random_init, &err))) {
         goto fail;
+    }
+    if (size_s) { /* another resolution: pos_embed interpolated as the official code */
+        int h, w;
+        if (cli_parse_size(size_s, &h, &w)) {
+            maec_fail(&err, MAEC_EINVAL, "--input-size %s: give N, HxW or H,W", size_s);
+            goto fail;
+        }
+        if ((rc = maec_classifier_resize(&c, h, w, &err))) goto fail;
     }
     const maec_config *mc = maec_classifier_config(c);
     if (tune > mc->depth) {

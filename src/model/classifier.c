@@ -286,6 +286,35 @@ int maec_classifier_create(const maec_config *cfg, const maec_model *from,
     return 0;
 }
 
+int maec_classifier_resize(maec_classifier **cp, int img_h, int img_w, maec_error *err)
+{
+    maec_classifier *c = *cp;
+    if (c->cfg.img_h == img_h && c->cfg.img_w == img_w) return 0;
+    int p = c->cfg.patch;
+    if (img_h < p || img_w < p || img_h % p || img_w % p)
+        return maec_fail(err, MAEC_ESHAPE, "input size %dx%d is not a grid of %d-pixel patches", img_h, img_w, p);
+    maec_config nc = c->cfg;
+    nc.img_h = img_h, nc.img_w = img_w;
+    maec_classifier *m;
+    int rc = clf_alloc(&nc, &c->opts, &m, err);
+    if (rc) return rc;
+    for (int i = 0; i < m->ntensors; i++) {
+        const maec_tensor_info *t = &m->info[i];
+        int k = maec_classifier_find(c, t->name);
+        if (k < 0) continue; /* cannot happen: the same options make the same table */
+        const maec_tensor_info *s = &c->info[k];
+        if (!strcmp(t->name, "pos_embed"))
+            maec_interpolate_pos_embed(c->params + s->offset, c->cfg.img_h / p, c->cfg.img_w / p, nc.dim,
+                                       m->params + t->offset, img_h / p, img_w / p);
+        else
+            memcpy(m->params + t->offset, c->params + s->offset, t->size * sizeof(float));
+    }
+    for (int i = 0; i < c->nmeta; i++) maec_classifier_set_meta(m, c->meta_key[i], c->meta_val[i]);
+    maec_classifier_free(c);
+    *cp = m;
+    return 0;
+}
+
 void maec_classifier_free(maec_classifier *c)
 {
     if (!c) return;

@@ -159,3 +159,54 @@ void maec_make_noise(const maec_config *c, int B, float *noise, uint64_t *rng)
     }
     free(m);
 }
+
+/* torch's cubic convolution weights (A = -0.75) at fraction t, for the
+ * samples at -1, 0, 1, 2 */
+static void cubic_weights(double t, double w[4])
+{
+    const double A = -0.75;
+    double x;
+    x = t + 1;
+    w[0] = ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+    x = t;
+    w[1] = ((A + 2) * x - (A + 3)) * x * x + 1;
+    x = 1 - t;
+    w[2] = ((A + 2) * x - (A + 3)) * x * x + 1;
+    x = 2 - t;
+    w[3] = ((A * x - 5 * A) * x + 8 * A) * x - 4 * A;
+}
+
+void maec_interpolate_pos_embed(const float *src, int gh, int gw, int D, float *dst, int nh, int nw)
+{
+    /* util/pos_embed.py interpolate_pos_embed: the class token's row kept,
+     * the grid through F.interpolate(bicubic, align_corners=False): source
+     * (o + 0.5) * in / out - 0.5, unclamped, the taps clamped to the edge */
+    memcpy(dst, src, (size_t)D * sizeof(float));
+    const float *g = src + D;
+    float *o = dst + D;
+    for (int y = 0; y < nh; y++) {
+        double sy = (y + 0.5) * gh / nh - 0.5, fy = floor(sy), wy[4];
+        cubic_weights(sy - fy, wy);
+        for (int x = 0; x < nw; x++) {
+            double sx = (x + 0.5) * gw / nw - 0.5, fx = floor(sx), wx[4];
+            cubic_weights(sx - fx, wx);
+            int iy[4], ix[4];
+            for (int k = 0; k < 4; k++) {
+                int a = (int)fy - 1 + k, b = (int)fx - 1 + k;
+                iy[k] = a < 0 ? 0 : a >= gh ? gh - 1 : a;
+                ix[k] = b < 0 ? 0 : b >= gw ? gw - 1 : b;
+            }
+            float *out = o + ((size_t)y * nw + x) * D;
+            for (int d = 0; d < D; d++) {
+                double acc = 0;
+                for (int r = 0; r < 4; r++) {
+                    const float *row = g + (size_t)iy[r] * gw * D + d;
+                    double v = 0;
+                    for (int k = 0; k < 4; k++) v += wx[k] * row[(size_t)ix[k] * D];
+                    acc += wy[r] * v;
+                }
+                out[d] = (float)acc;
+            }
+        }
+    }
+}
