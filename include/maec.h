@@ -356,6 +356,13 @@ const float *maec_clf_ws_logits(const maec_clf_workspace *w);
  * interpolated as the official interpolate_pos_embed (maec_interpolate_pos_embed);
  * *c is replaced (and freed). A size that is not a grid of patches is an error. */
 int maec_classifier_resize(maec_classifier **c, int img_h, int img_w, maec_error *err);
+/* Every token [B, 1 + L, D] (the class token first, then the patches in
+ * grid order) after the first `layer` blocks (0: the embeddings; -1 or the
+ * depth: the last block), through the encoder's final norm when final_norm
+ * (which a global-pool fine-tuned model lacks: an error). maec embed
+ * --tokens / --layer / --no-final-norm. */
+int maec_classifier_tokens(maec_classifier *c, maec_clf_workspace *w, const float *images, int B, int layer,
+                           int final_norm, float *out, maec_error *err);
 
 /* --clip_grad as main_finetune.py (timm's NativeScaler): the global 2-norm
  * of the trainable tensors' gradients (after accumulation) and, where

@@ -34,6 +34,16 @@ $MAEC knn --model $T/pre/model.safetensors --data-path $D $J > $T/k.log 2>&1
 rc=$?; check '[ $rc -eq 0 ] && grep -q knn_top1 $T/k.log' "knn on a 16 x 24 model failed: $(tail -1 $T/k.log)"
 $MAEC embed --model $T/pre/model.safetensors --data-path $D --split test --out $T/e.npy $J > $T/e.log 2>&1
 rc=$?; check '[ $rc -eq 0 ] && head -c 128 $T/e.npy | grep -q "(128, 32)"' "embed on a 16 x 24 model: not [128, 32]"
+# embed's tokens: every patch token (N, L, D) of the 4 x 6 grid; the class token
+# after the final norm is the --feature cls output, byte for byte; another block
+$MAEC embed --model $T/pre/model.safetensors --data-path $D --split test --tokens patch --out $T/p.npy $J > $T/p.log 2>&1
+rc=$?; check '[ $rc -eq 0 ] && head -c 128 $T/p.npy | grep -q "(128, 24, 32)"' "embed --tokens patch: not [128, 24, 32]: $(tail -1 $T/p.log)"
+$MAEC embed --model $T/pre/model.safetensors --data-path $D --split test --tokens cls --out $T/c.npy $J > /dev/null 2>&1
+check 'cmp -s $T/c.npy $T/e.npy' "embed --tokens cls differs from --feature cls"
+$MAEC embed --model $T/pre/model.safetensors --data-path $D --split test --tokens cls --layer 1 --no-final-norm --out $T/c1.npy $J > $T/c1.log 2>&1
+rc=$?; check '[ $rc -eq 0 ] && grep -q "after block 1 ->" $T/c1.log && ! cmp -s $T/c1.npy $T/c.npy' "embed --layer 1 --no-final-norm: $(tail -1 $T/c1.log)"
+$MAEC embed --model $T/pre/model.safetensors --data-path $D --split test --tokens all --out $T/x.npy $J > $T/x.log 2>&1
+rc=$?; check '[ $rc -ne 0 ] && grep -q "give cls, mean or patch" $T/x.log' "embed --tokens all: no error"
 $MAEC finetune --model $T/pre/model.safetensors --data-path $D --output-dir $T/ft --max-steps 2 --batch-size 16 \
     --epochs 1 --warmup-epochs 0 $J > $T/ft.log 2>&1
 rc=$?; check '[ $rc -eq 0 ] && grep -q "test top-1" $T/ft.log' "finetune on a 16 x 24 model failed: $(tail -1 $T/ft.log)"

@@ -437,6 +437,24 @@ static void test_features(void)
     CMP("mean-of-patches features", out, rm, (size_t)B * D);
     printf("  frozen features (cls, mean)  worst rel err %.2e\n", worst);
     free(rc_), free(rm);
+    /* maec_classifier_tokens: the patch tokens after the final norm, and
+     * every token after block 1 without it (embed --tokens patch, --layer 1
+     * --no-final-norm) */
+    st_file tf;
+    if (open_fix("feat/tokens.safetensors", &tf) == 0) {
+        int T = 5, L = 4;
+        float tok[3 * 5 * 16], patch[3 * 4 * 16];
+        float *rpt = get(&tf, "patch", NULL), *rb1 = get(&tf, "block1", NULL);
+        CHECK(maec_classifier_tokens(c, w, x.data, B, -1, 1, tok, &err) == 0, "%s", err.msg);
+        for (int b = 0; b < B; b++) memcpy(patch + (size_t)b * L * D, tok + ((size_t)b * T + 1) * D, sizeof(float) * L * D);
+        CMP("patch tokens after the final norm", patch, rpt, (size_t)B * L * D);
+        CHECK(maec_classifier_tokens(c, w, x.data, B, 1, 0, tok, &err) == 0, "%s", err.msg);
+        CMP("tokens after block 1, no norm", tok, rb1, (size_t)B * T * D);
+        CHECK(maec_classifier_tokens(c, w, x.data, B, 3, 0, tok, &err) != 0, "layer 3 of a 2-block encoder accepted");
+        printf("  tokens (patch, block 1)  worst rel err %.2e\n", worst);
+        free(rpt), free(rb1);
+        st_close(&tf);
+    }
     npy_free(&x);
     st_close(&f);
     maec_clf_workspace_free(w);

@@ -247,10 +247,15 @@ int cmd_embed(int argc, char **argv)
 {
     feat_args a;
     feat_defaults(&a);
-    const char *split = "test", *out = NULL;
+    const char *split = "test", *out = NULL, *tokens = NULL;
+    int layer = -1, no_norm = 0;
     cli_opt opts[] = {
         FEAT_OPTS(a),
         {"split", OPT_STR, &split, "train | test", 1, 0, 0},
+        {"tokens", OPT_STR, &tokens, "cls | mean | patch: the class token, the mean of the patch tokens [N, D], or "
+         "every patch token [N, L, D]", 1, 0, 0},
+        {"layer", OPT_INT, &layer, "the tokens after block K (1..depth; 0 the embeddings; default the last)", 0, 4096, 0},
+        {"no-final-norm", OPT_BOOL, &no_norm, "the tokens without the encoder's final norm", 1, 0, 0},
         {"out", OPT_STR, &out, "features [N, D] as float32 .npy (labels to <out>_labels.npy)", 1, 0, 0},
     };
     int npos, r = cli_parse("embed", "--model M --data-path P --split train|test --out F.npy [--feature cls|mean]",
@@ -276,10 +281,35 @@ int cmd_embed(int argc, char **argv)
     float *F = NULL;
     int *Y = NULL, D = 0;
     int64_t N = 0;
-    int rc = eval_features(x.c, ds, x.feature, NULL, x.mean, x.std, a.batch, a.workers, &F, &Y, &N, &D, &err);
+    int rc = 0, kind = -1;
     char lp[2048];
-    if (!rc) rc = eval_save_rows(out, F, N, D, Y, lp, sizeof lp, &err);
-    if (!rc) printf("features [%lld, %d] -> %s, labels -> %s\n", (long long)N, D, out, lp);
+    if (tokens || layer >= 0 || no_norm) {
+        const char *t = tokens ? tokens : a.feature;
+        kind = !strcmp(t, "cls") ? 0 : !strcmp(t, "mean") ? 1 : !strcmp(t, "patch") ? 2 : -1;
+        if (kind < 0) rc = maec_fail(&err, MAEC_EINVAL, "embed: --tokens %s: give cls, mean or patch", t);
+    }
+    if (kind < 0 && !rc) {
+        rc = eval_features(x.c, ds, x.feature, NULL, x.mean, x.std, a.batch, a.workers, &F, &Y, &N, &D, &err);
+        if (!rc) rc = eval_save_rows(out, F, N, D, Y, lp, sizeof lp, &err);
+        if (!rc) printf("features [%lld, %d] -> %s, labels -> %s\n", (long long)N, D, out, lp);
+    } else if (!rc) {
+        const maec_config *mc = maec_classifier_config(x.c);
+        int per, L = (mc->img_h / mc->patch) * (mc->img_w / mc->patch);
+        rc = eval_tokens(x.c, ds, x.mean, x.std, a.batch, a.workers, layer, !no_norm, kind, &F, &Y, &N, &per, &err);
+        int64_t shape[3] = {N, kind == 2 ? L : mc->dim, mc->dim};
+        if (!rc) rc = eval_save_array(out, F, kind == 2 ? 3 : 2, shape, Y, lp, sizeof lp, &err);
+        if (!rc) {
+            char sh[64];
+            if (kind == 2) snprintf(sh, sizeof sh, "[%lld, %d, %d]", (long long)N, L, mc->dim);
+            else snprintf(sh, sizeof sh, "[%lld, %d]", (long long)N, mc->dim);
+            char where[64];
+            if (layer < 0 || layer == mc->depth) snprintf(where, sizeof where, "the last block");
+            else if (layer == 0) snprintf(where, sizeof where, "the embeddings");
+            else snprintf(where, sizeof where, "block %d", layer);
+            printf("tokens %s %s after %s%s -> %s, labels -> %s\n", kind == 0 ? "cls" : kind == 1 ? "mean" : "patch", sh,
+                   where, no_norm ? "" : " and the final norm", out, lp);
+        }
+    }
     free(F);
     free(Y);
     feat_free(&x);

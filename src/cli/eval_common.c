@@ -126,6 +126,65 @@ static int open_loader(maec_dataset *ds, const int shape[3], const float *mean, 
     return maec_loader_create(ds, &lo, ld, err);
 }
 
+int eval_tokens(maec_classifier *c, maec_dataset *ds, const float *mean, const float *std, int batch, int workers,
+                int layer, int final_norm, int kind, float **feat, int **labels, int64_t *n_out, int *per,
+                maec_error *err)
+{
+    *feat = NULL;
+    *labels = NULL;
+    const maec_config *mc = maec_classifier_config(c);
+    int shape[3] = {mc->in_chans, mc->img_h, mc->img_w};
+    int D = mc->dim, L = (mc->img_h / mc->patch) * (mc->img_w / mc->patch), T = L + 1;
+    int64_t N = maec_dataset_size(ds);
+    if (N < 1) return maec_fail(err, MAEC_EINVAL, "the data set is empty");
+    size_t img = (size_t)shape[0] * shape[1] * shape[2], row = kind == 2 ? (size_t)L * D : (size_t)D;
+    *per = (int)row;
+    maec_loader *ld = NULL;
+    maec_clf_workspace *w = NULL;
+    float *images = malloc((size_t)batch * img * sizeof(float)), *tok = malloc((size_t)batch * T * D * sizeof(float));
+    float *F = malloc((size_t)N * row * sizeof(float));
+    int *Y = malloc((size_t)N * sizeof(int));
+    int rc = 0;
+    if (!images || !tok || !F || !Y) rc = maec_fail(err, MAEC_ENOMEM, "out of memory for %lld token rows", (long long)N);
+    if (!rc) rc = open_loader(ds, shape, mean, std, batch, workers, &ld, err);
+    if (!rc) rc = maec_clf_workspace_create(c, batch, 0, &w, err);
+    int64_t done = 0;
+    while (!rc && done < N) {
+        int n;
+        rc = maec_loader_next(ld, images, Y + done, &n, err);
+        if (!rc) rc = maec_classifier_tokens(c, w, images, n, layer, final_norm, tok, err);
+        for (int b = 0; !rc && b < n; b++) {
+            const float *t = tok + (size_t)b * T * D;
+            float *o = F + (size_t)(done + b) * row;
+            if (kind == 0) {
+                memcpy(o, t, (size_t)D * sizeof(float));
+            } else if (kind == 2) {
+                memcpy(o, t + D, (size_t)L * D * sizeof(float));
+            } else { /* the mean of the patch tokens, in double, in order */
+                for (int d = 0; d < D; d++) {
+                    double s = 0;
+                    for (int l = 1; l <= L; l++) s += t[(size_t)l * D + d];
+                    o[d] = (float)(s / L);
+                }
+            }
+        }
+        done += n;
+    }
+    maec_clf_workspace_free(w);
+    maec_loader_free(ld);
+    free(images);
+    free(tok);
+    if (rc) {
+        free(F);
+        free(Y);
+        return rc;
+    }
+    *feat = F;
+    *labels = Y;
+    *n_out = N;
+    return 0;
+}
+
 int eval_features(maec_classifier *c, maec_dataset *ds, int feature, const int shape_in[3], const float *mean,
                   const float *std, int batch, int workers, float **feat, int **labels, int64_t *n_out, int *dim,
                   maec_error *err)
@@ -339,7 +398,14 @@ int eval_save_rows(const char *out, const float *rows, int64_t N, int D, const i
                    size_t lp_size, maec_error *err)
 {
     int64_t shape[2] = {N, D};
-    int rc = npy_save(out, rows, 2, shape, err);
+    return eval_save_array(out, rows, 2, shape, labels, labels_path, lp_size, err);
+}
+
+int eval_save_array(const char *out, const float *data, int ndim, const int64_t *shape, const int *labels,
+                    char *labels_path, size_t lp_size, maec_error *err)
+{
+    int64_t N = shape[0];
+    int rc = npy_save(out, data, ndim, shape, err);
     if (rc || !labels) return rc;
     char lp[2048];
     size_t ol = strlen(out);

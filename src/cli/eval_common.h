@@ -64,6 +64,16 @@ void eval_free_names(char **names, int K);
 /* rows [N, D] of float32 to out (a .npy path), and, when labels is not
  * NULL, the labels [N] as float32 to <out without .npy>_labels.npy (its path
  * into labels_path, if not NULL); each file atomic */
+/* The same for an array of any shape (shape[0] rows; labels [shape[0]]) */
+int eval_save_array(const char *out, const float *data, int ndim, const int64_t *shape, const int *labels,
+                    char *labels_path, size_t lp_size, maec_error *err);
+/* maec embed --tokens/--layer/--no-final-norm: every image's tokens after
+ * `layer` blocks (-1: all), through the final norm or not; kind 0 the class
+ * token [D], 1 the mean of the patch tokens [D], 2 the patch tokens [L*D];
+ * *per the floats per image */
+int eval_tokens(maec_classifier *c, maec_dataset *ds, const float *mean, const float *std, int batch, int workers,
+                int layer, int final_norm, int kind, float **feat, int **labels, int64_t *n_out, int *per,
+                maec_error *err);
 int eval_save_rows(const char *out, const float *rows, int64_t N, int D, const int *labels, char *labels_path,
                    size_t lp_size, maec_error *err);
 

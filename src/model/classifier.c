@@ -749,8 +749,9 @@ static void draw_keep(const maec_classifier *c, float *keep, int B, uint64_t *rn
 }
 
 /* patch embedding, class token, position embeddings, blocks; returns x_last [B*T, D] */
-static const float *encode(maec_classifier *c, maec_clf_workspace *w, const float *images, int B,
-                           const float *keep)
+/* the tokens [B, T, D] after the first `blocks` blocks (0: the embeddings) */
+static const float *encode_upto(maec_classifier *c, maec_clf_workspace *w, const float *images, int B,
+                                const float *keep, int blocks)
 {
     const clf_views *p = &c->p;
     const maec_config *cf = &c->cfg;
@@ -768,13 +769,37 @@ static const float *encode(maec_classifier *c, maec_clf_workspace *w, const floa
         }
     }
     const float *x = w->x0;
-    for (int i = 0; i < cf->depth; i++) {
+    for (int i = 0; i < blocks; i++) {
         block_acts *a = &w->acts[w->train ? i : (i & 1)];
         const float *k1 = keep ? keep + (size_t)i * 2 * B : NULL, *k2 = keep ? k1 + B : NULL;
         block_forward_ex(a, &p->blocks[i], x, B, T, D, cf->heads, Hd, k1, k2);
         x = a->x_out;
     }
     return x;
+}
+
+static const float *encode(maec_classifier *c, maec_clf_workspace *w, const float *images, int B,
+                           const float *keep)
+{
+    return encode_upto(c, w, images, B, keep, c->cfg.depth);
+}
+
+int maec_classifier_tokens(maec_classifier *c, maec_clf_workspace *w, const float *images, int B, int layer,
+                           int final_norm, float *out, maec_error *err)
+{
+    int rc = ws_fits(c, w, B, err);
+    if (rc) return rc;
+    if (layer < 0) layer = c->cfg.depth;
+    if (layer > c->cfg.depth)
+        return maec_fail(err, MAEC_EINVAL, "layer %d: the encoder has %d blocks", layer, c->cfg.depth);
+    if (final_norm && c->opts.global_pool)
+        return maec_fail(err, MAEC_EINVAL, "this fine-tuned model has no final norm of its tokens (it pools, then "
+                         "fc_norm): ask for the tokens without it");
+    int D = w->D, T = w->T;
+    const float *x = encode_upto(c, w, images, B, NULL, layer);
+    if (final_norm) layernorm_forward(out, w->nm, w->nr, x, c->p.norm_w, c->p.norm_b, B * T, D);
+    else memcpy(out, x, (size_t)B * T * D * sizeof(float));
+    return 0;
 }
 
 int maec_classifier_features(maec_classifier *c, maec_clf_workspace *w, const float *images, int B,

@@ -22,7 +22,8 @@ Fixtures:
                         after one AdamW step with layer-wise lr decay, and the
                         lr scale and weight decay of every tensor (lrd.json)
   feat/                 an encoder (final norm) and its frozen features
-                        (class token, mean of the patch tokens)
+                        (class token, mean of the patch tokens), its patch
+                        tokens after the norm and every token after block 1
   knn.safetensors       cosine k-NN predictions with exp(sim/T) votes
 """
 
@@ -328,6 +329,13 @@ def case_feat(out):
     st.save_npy(os.path.join(d, "images.npy"), npf(x))
     st.save_file(os.path.join(d, "features.safetensors"),
                  {"cls": npf(z[:, 0]), "mean": npf(z[:, 1:].mean(dim=1))})
+    # maec embed --tokens patch / --layer K / --no-final-norm: every token
+    # after block 1 (no norm), and the patch tokens after the final norm
+    with torch.no_grad():
+        e = model.patch_embed(x)
+        e = torch.cat([model.cls_token.expand(B, -1, -1), e], dim=1) + model.pos_embed
+        b1 = model.blocks[0](e)
+    st.save_file(os.path.join(d, "tokens.safetensors"), {"patch": npf(z[:, 1:]), "block1": npf(b1)})
 
 
 def case_knn(out):
