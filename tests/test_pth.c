@@ -41,6 +41,65 @@ static void same_tensors(const st_file *got, const st_file *want, int as_f32, co
     }
 }
 
+/* Hugging Face ViTMAE files (tests/reference/hf_ref.py: the c1 model in
+ * transformers' names, query/key/value apart, as a save_pretrained folder
+ * with model.safetensors or pytorch_model.bin): every official tensor found
+ * under its own name, byte for byte; the model loads with its configuration
+ * from config.json and equals the official one */
+static void test_hf(void)
+{
+    st_file ref;
+    maec_error err = {0};
+    if (st_open("tests/fixtures/c1/model.safetensors", &ref, &err)) {
+        CHECK(0, "c1 model: %s", err.msg);
+        return;
+    }
+    const char *dirs[2] = {"tests/fixtures/hf", "tests/fixtures/hf_bin"};
+    for (int d = 0; d < 2; d++) {
+        st_file hf;
+        int rc = st_open(dirs[d], &hf, &err);
+        CHECK(rc == 0, "%s: %s", dirs[d], err.msg);
+        if (rc) continue;
+        int bad = 0;
+        for (int i = 0; i < ref.n; i++) {
+            int k = st_find(&hf, ref.e[i].name);
+            if (k < 0 || hf.e[k].count != ref.e[i].count || hf.e[k].ndim != ref.e[i].ndim) {
+                printf("  %s: '%s' missing or of another shape\n", dirs[d], ref.e[i].name);
+                bad++;
+                continue;
+            }
+            float *a = malloc((hf.e[k].count + 1) * sizeof(float)), *b = malloc((ref.e[i].count + 1) * sizeof(float));
+            if (st_read_f32(&hf, k, a, &err) || st_read_f32(&ref, i, b, &err) ||
+                memcmp(a, b, ref.e[i].count * sizeof(float))) {
+                printf("  %s: '%s' differs\n", dirs[d], ref.e[i].name);
+                bad++;
+            }
+            free(a), free(b);
+        }
+        CHECK(bad == 0, "%s: %d of %d official tensors missing or different", dirs[d], bad, ref.n);
+        CHECK(hf.n == ref.n, "%s: %d tensors, want the %d official ones", dirs[d], hf.n, ref.n);
+        st_close(&hf);
+        maec_model *m1 = NULL, *m2 = NULL;
+        rc = maec_model_load(dirs[d], NULL, &m1, &err);
+        CHECK(rc == 0, "load %s as a model: %s", dirs[d], err.msg);
+        int rc2 = maec_model_load("tests/fixtures/c1/model.safetensors", NULL, &m2, &err);
+        if (!rc && !rc2) {
+            const maec_config *c1 = maec_model_config(m1), *c2 = maec_model_config(m2);
+            CHECK(c1->heads == c2->heads && c1->dec_heads == c2->dec_heads && c1->depth == c2->depth &&
+                      c1->dec_dim == c2->dec_dim && c1->img_h == c2->img_h && c1->mlp_ratio == c2->mlp_ratio,
+                  "%s: the configuration from config.json differs from the official model's", dirs[d]);
+            size_t n = 0;
+            for (int i = 0; i < maec_model_num_tensors(m2); i++) n += maec_model_tensor(m2, i)->size;
+            double e = rel_err(maec_model_params(m1), maec_model_params(m2), n);
+            CHECK(e == 0, "%s: the loaded parameters differ from the official model's: rel err %.3g", dirs[d], e);
+            printf("  %s: %d tensors mapped, parameters rel err %.2g\n", dirs[d], ref.n, e);
+        }
+        maec_model_free(m1);
+        maec_model_free(m2);
+    }
+    st_close(&ref);
+}
+
 int main(int argc, char **argv)
 {
     (void)argc;
@@ -240,5 +299,6 @@ int main(int argc, char **argv)
     unlink(test_path("flip.pth"));
     unlink(test_path("info.txt"));
     rmdir(test_dir);
+    test_hf();
     TEST_END();
 }

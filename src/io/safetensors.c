@@ -7,6 +7,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../util.h"
 
@@ -39,6 +40,7 @@ void st_close(st_file *f)
     free(f->meta_key);
     free(f->meta_val);
     free(f->buf);
+    free(f->own_path);
     memset(f, 0, sizeof *f);
 }
 
@@ -168,7 +170,7 @@ static int not_torch(const char *path, maec_error *err)
                      "format, nor safetensors: cannot read it", path);
 }
 
-int st_open(const char *path, st_file *f, maec_error *err)
+static int st_open_file(const char *path, st_file *f, maec_error *err)
 {
     memset(f, 0, sizeof *f);
     f->path = path;
@@ -293,6 +295,27 @@ int st_open(const char *path, st_file *f, maec_error *err)
                            "header says %s)", path, got, want);
     }
     if (rc) st_close(f);
+    return rc;
+}
+
+int st_open(const char *path, st_file *f, maec_error *err)
+{
+    /* a folder as Hugging Face's save_pretrained writes it */
+    char *own = NULL;
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        own = hf_weights_in(path);
+        if (!own)
+            return maec_fail(err, MAEC_EIO, "%s: a folder without model.safetensors or pytorch_model.bin", path);
+    }
+    int rc = st_open_file(own ? own : path, f, err);
+    if (!rc) {
+        f->own_path = own;
+        own = NULL;
+        if (hf_names(f)) rc = hf_adopt(f, err);
+        if (rc) st_close(f);
+    }
+    free(own);
     return rc;
 }
 

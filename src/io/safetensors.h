@@ -27,6 +27,7 @@ typedef struct {
     int nmeta;
     char **meta_key, **meta_val;
     const char *path;
+    char *own_path;      /* the file found in a folder (f->path points to it), or NULL */
 } st_file;
 
 /* Read and check a whole file: the header parses as JSON, every tensor's
@@ -35,6 +36,16 @@ typedef struct {
 int st_open(const char *path, st_file *f, maec_error *err);
 void st_close(st_file *f);
 int st_find(const st_file *f, const char *name);
+
+/* Hugging Face transformers' ViTMAE files (src/io/hf.c): the weights file
+ * of a save_pretrained folder (model.safetensors, else pytorch_model.bin;
+ * malloc'd, NULL if none); whether f's tensors carry ViTMAE's names; and
+ * f renamed in place to the official MAE names (query/key/value joined into
+ * qkv), with a "maec_config" made from config.json beside the file when
+ * there is one. st_open does all three for every file it opens. */
+char *hf_weights_in(const char *dir);
+int hf_names(const st_file *f);
+int hf_adopt(st_file *f, maec_error *err);
 const char *st_meta(const st_file *f, const char *key);
 /* Convert tensor i to float32 into out (count floats), refusing non-finite
  * values. */
