@@ -1,12 +1,16 @@
 /* maec grad | init | info */
 #define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "io/npy.h"
+#include "eval_common.h"
 #include "io/safetensors.h"
+#include "util.h"
 
 /* An array's shape as "[2,1,28,28]" ("[]" for a 0-D array), cut short to
    fit buf; returns buf. */
@@ -204,12 +208,101 @@ static int file_kind(const st_file *f, int *is_probe)
  * .pth above all) as maec's own model or classifier file, with the
  * configuration the flags complete stored in it, so that no flag is needed
  * afterwards. */
+/* an MAE as transformers' ViTMAEForPreTraining saves it: dir/model.safetensors
+ * (its names, query/key/value apart) and dir/config.json */
+static int save_hf(const maec_model *m, const char *dir, maec_error *err)
+{
+    const maec_config *c = maec_model_config(m);
+    if (eval_mkdir_p(dir)) return maec_fail(err, MAEC_EIO, "cannot create %s: %s", dir, strerror(errno));
+    int n = maec_model_num_tensors(m), k = 0;
+    st_tensor *t = calloc((size_t)n * 3, sizeof *t);
+    char (*names)[256] = calloc((size_t)n * 3, sizeof *names);
+    if (!t || !names) {
+        free(t), free(names);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    const float *params = maec_model_params((maec_model *)m);
+    for (int i = 0; i < n; i++) {
+        const maec_tensor_info *ti = maec_model_tensor(m, i);
+        char hn[256];
+        hf_name_of(ti->name, hn, sizeof hn);
+        char *q = strstr(hn, ".QKV.");
+        int parts = q ? 3 : 1;
+        for (int p = 0; p < parts; p++) {
+            st_tensor *o = &t[k];
+            if (q) {
+                *q = 0;
+                int w = snprintf(names[k], sizeof names[k], "%s.%s.%s", hn, p == 0 ? "query" : p == 1 ? "key" : "value",
+                                 q + 5);
+                if (w < 0 || w >= (int)sizeof names[k]) names[k][0] = 0; /* names here are short */
+                *q = '.';
+            } else {
+                snprintf(names[k], sizeof names[k], "%s", hn);
+            }
+            o->name = names[k];
+            o->ndim = ti->ndim;
+            for (int d = 0; d < ti->ndim; d++) o->shape[d] = ti->shape[d];
+            size_t per = ti->size / parts;
+            if (q) o->shape[0] /= 3;
+            o->data = params + ti->offset + (size_t)p * per;
+            k++;
+        }
+    }
+    char path[2100];
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    const char *mk[1] = {"format"}, *mv[1] = {"pt"};
+    int rc = st_save(path, t, k, mk, mv, 1, err);
+    free(t), free(names);
+    if (rc) return rc;
+    cJSON *o = cJSON_CreateObject();
+    cJSON *arch = cJSON_AddArrayToObject(o, "architectures");
+    cJSON_AddItemToArray(arch, cJSON_CreateString("ViTMAEForPreTraining"));
+    cJSON_AddStringToObject(o, "model_type", "vit_mae");
+    cJSON_AddNumberToObject(o, "hidden_size", c->dim);
+    cJSON_AddNumberToObject(o, "num_hidden_layers", c->depth);
+    cJSON_AddNumberToObject(o, "num_attention_heads", c->heads);
+    cJSON_AddNumberToObject(o, "intermediate_size", c->dim * c->mlp_ratio);
+    cJSON_AddStringToObject(o, "hidden_act", "gelu");
+    cJSON_AddNumberToObject(o, "layer_norm_eps", 1e-6); /* the official MAE's, which maec runs */
+    if (c->img_h == c->img_w) {
+        cJSON_AddNumberToObject(o, "image_size", c->img_h);
+    } else {
+        cJSON *is = cJSON_AddArrayToObject(o, "image_size");
+        cJSON_AddItemToArray(is, cJSON_CreateNumber(c->img_h));
+        cJSON_AddItemToArray(is, cJSON_CreateNumber(c->img_w));
+    }
+    cJSON_AddNumberToObject(o, "patch_size", c->patch);
+    cJSON_AddNumberToObject(o, "num_channels", c->in_chans);
+    cJSON_AddBoolToObject(o, "qkv_bias", 1);
+    cJSON_AddNumberToObject(o, "decoder_hidden_size", c->dec_dim);
+    cJSON_AddNumberToObject(o, "decoder_num_hidden_layers", c->dec_depth);
+    cJSON_AddNumberToObject(o, "decoder_num_attention_heads", c->dec_heads);
+    cJSON_AddNumberToObject(o, "decoder_intermediate_size", c->dec_dim * c->mlp_ratio);
+    cJSON_AddNumberToObject(o, "mask_ratio", c->mask_ratio);
+    cJSON_AddBoolToObject(o, "norm_pix_loss", c->norm_pix_loss);
+    char *js = cJSON_Print(o);
+    cJSON_Delete(o);
+    if (!js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    atomic_file af;
+    rc = atomic_open(&af, path, err);
+    if (!rc) {
+        atomic_write(&af, js, strlen(js));
+        rc = atomic_commit(&af, err);
+    }
+    free(js);
+    return rc;
+}
+
 int cmd_convert(int argc, char **argv)
 {
     maec_config hint;
     memset(&hint, 0, sizeof hint);
     double mask_ratio = 0;
+    const char *to = "maec";
     cli_opt opts[] = {
+        {"to", OPT_STR, &to, "maec (official MAE names, one .safetensors) | hf (a folder as transformers' "
+         "save_pretrained writes a ViTMAEForPreTraining: model.safetensors + config.json)", 1, 0, 0},
         {"heads", OPT_INT, &hint.heads, "encoder heads (if not in the file)", 1, 4096, 0},
         {"decoder-heads", OPT_INT, &hint.dec_heads, "decoder heads (if not in the file)", 1, 4096, 0},
         {"norm-pix-loss", OPT_BOOL, &hint.norm_pix_loss, "the model was trained on normalized pixels", 1, 0, 0},
@@ -218,13 +311,18 @@ int cmd_convert(int argc, char **argv)
     char *pos[2];
     int npos;
     int rc = cli_parse("convert", "IN.pth|IN.safetensors OUT.safetensors [--heads N] [--decoder-heads N] [--norm-pix-loss]",
-                       argc, argv, opts, 4, pos, 2, &npos);
+                       argc, argv, opts, 5, pos, 2, &npos);
     if (rc) return rc < 0 ? 2 : 0;
     if (npos != 2) {
         cli_error("convert: give an input file and an output .safetensors");
         return 2;
     }
     hint.mask_ratio = (float)mask_ratio;
+    int hf = !strcmp(to, "hf");
+    if (!hf && strcmp(to, "maec")) {
+        cli_error("convert: --to %s: give maec or hf", to);
+        return 2;
+    }
     maec_error err = {0};
     st_file f;
     if (st_open(pos[0], &f, &err)) return cli_fail(&err);
@@ -237,6 +335,10 @@ int cmd_convert(int argc, char **argv)
     const maec_config *cfg;
     maec_model *m = NULL;
     maec_classifier *c = NULL;
+    if (hf && kind == KIND_CLASSIFIER) {
+        cli_error("convert: --to hf writes an MAE (ViTMAEForPreTraining); %s is a classifier", pos[0]);
+        return 2;
+    }
     if (kind == KIND_CLASSIFIER) {
         maec_classifier_opts o;
         maec_classifier_defaults(&o);
@@ -247,7 +349,7 @@ int cmd_convert(int argc, char **argv)
     } else {
         if (maec_model_load(pos[0], &hint, &m, &err)) return cli_fail(&err);
         cfg = maec_model_config(m);
-        rc = maec_model_save(m, pos[1], &err);
+        rc = hf ? save_hf(m, pos[1], &err) : maec_model_save(m, pos[1], &err);
     }
     char *js = rc ? NULL : maec_config_to_json(cfg);
     maec_model_free(m);

@@ -241,3 +241,44 @@ int hf_adopt(st_file *f, maec_error *err)
     }
     return 0;
 }
+
+void hf_name_of(const char *name, char *out, size_t n)
+{
+    /* official -> transformers' ViTMAEForPreTraining (its rename_key) */
+    static const char *const whole[][2] = {
+        {"cls_token", "vit.embeddings.cls_token"},  {"pos_embed", "vit.embeddings.position_embeddings"},
+        {"mask_token", "decoder.mask_token"},       {"decoder_pos_embed", "decoder.decoder_pos_embed"},
+    };
+    for (size_t i = 0; i < sizeof whole / sizeof whole[0]; i++)
+        if (!strcmp(name, whole[i][0])) {
+            snprintf(out, n, "%s", whole[i][1]);
+            return;
+        }
+    if (swap_prefix(out, n, name, "patch_embed.proj.", "vit.embeddings.patch_embeddings.projection.") ||
+        swap_prefix(out, n, name, "norm.", "vit.layernorm.") ||
+        swap_prefix(out, n, name, "decoder_embed.", "decoder.decoder_embed.") ||
+        swap_prefix(out, n, name, "decoder_norm.", "decoder.decoder_norm.") ||
+        swap_prefix(out, n, name, "decoder_pred.", "decoder.decoder_pred."))
+        return;
+    const char *rest = NULL, *to = NULL;
+    if (!strncmp(name, "blocks.", 7)) rest = name + 7, to = "vit.encoder.layer.";
+    else if (!strncmp(name, "decoder_blocks.", 15)) rest = name + 15, to = "decoder.decoder_layers.";
+    if (rest) {
+        char *end;
+        long idx = strtol(rest, &end, 10);
+        if (end != rest && *end == '.') {
+            for (size_t i = 0; i < sizeof BLOCK_PARTS / sizeof BLOCK_PARTS[0]; i++) {
+                const char *o = BLOCK_PARTS[i][1];
+                if (!strncmp(end + 1, o, strlen(o))) {
+                    snprintf(out, n, "%s%ld.%s%s", to, idx, BLOCK_PARTS[i][0], end + 1 + strlen(o));
+                    return;
+                }
+            }
+            if (!strncmp(end + 1, "attn.qkv.", 9)) { /* the caller splits it: QKV stands for query/key/value */
+                snprintf(out, n, "%s%ld.attention.attention.QKV.%s", to, idx, end + 10);
+                return;
+            }
+        }
+    }
+    snprintf(out, n, "%s", name);
+}

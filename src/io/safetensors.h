@@ -46,6 +46,9 @@ int st_find(const st_file *f, const char *name);
 char *hf_weights_in(const char *dir);
 int hf_names(const st_file *f);
 int hf_adopt(st_file *f, maec_error *err);
+/* an official tensor name in transformers' naming; a qkv tensor gets
+ * "QKV" where the caller puts query, key or value */
+void hf_name_of(const char *name, char *out, size_t n);
 const char *st_meta(const st_file *f, const char *key);
 /* Convert tensor i to float32 into out (count floats), refusing non-finite
  * values. */
