@@ -363,6 +363,11 @@ int maec_classifier_resize(maec_classifier **c, int img_h, int img_w, maec_error
  * --tokens / --layer / --no-final-norm. */
 int maec_classifier_tokens(maec_classifier *c, maec_clf_workspace *w, const float *images, int B, int layer,
                            int final_norm, float *out, maec_error *err);
+/* The last block's attention probabilities [B, heads, 1 + L, 1 + L] (row
+ * i: how token i attends to every token; the class token first), for
+ * pictures (maec embed --attention). */
+int maec_classifier_attention(maec_classifier *c, maec_clf_workspace *w, const float *images, int B, float *out,
+                              maec_error *err);
 
 /* --clip_grad as main_finetune.py (timm's NativeScaler): the global 2-norm
  * of the trainable tensors' gradients (after accumulation) and, where

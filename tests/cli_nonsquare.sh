@@ -42,6 +42,8 @@ $MAEC embed --model $T/pre/model.safetensors --data-path $D --split test --token
 check 'cmp -s $T/c.npy $T/e.npy' "embed --tokens cls differs from --feature cls"
 $MAEC embed --model $T/pre/model.safetensors --data-path $D --split test --tokens cls --layer 1 --no-final-norm --out $T/c1.npy $J > $T/c1.log 2>&1
 rc=$?; check '[ $rc -eq 0 ] && grep -q "after block 1 ->" $T/c1.log && ! cmp -s $T/c1.npy $T/c.npy' "embed --layer 1 --no-final-norm: $(tail -1 $T/c1.log)"
+$MAEC embed --model $T/pre/model.safetensors --data-path $D --split test --attention --out $T/a.npy $J > $T/a.log 2>&1
+rc=$?; check '[ $rc -eq 0 ] && head -c 128 $T/a.npy | grep -q "(128, 2, 25, 25)"' "embed --attention: not [128, 2, 25, 25]: $(tail -1 $T/a.log)"
 $MAEC embed --model $T/pre/model.safetensors --data-path $D --split test --tokens all --out $T/x.npy $J > $T/x.log 2>&1
 rc=$?; check '[ $rc -ne 0 ] && grep -q "give cls, mean or patch" $T/x.log' "embed --tokens all: no error"
 $MAEC finetune --model $T/pre/model.safetensors --data-path $D --output-dir $T/ft --max-steps 2 --batch-size 16 \

@@ -451,8 +451,12 @@ static void test_features(void)
         CHECK(maec_classifier_tokens(c, w, x.data, B, 1, 0, tok, &err) == 0, "%s", err.msg);
         CMP("tokens after block 1, no norm", tok, rb1, (size_t)B * T * D);
         CHECK(maec_classifier_tokens(c, w, x.data, B, 3, 0, tok, &err) != 0, "layer 3 of a 2-block encoder accepted");
-        printf("  tokens (patch, block 1)  worst rel err %.2e\n", worst);
-        free(rpt), free(rb1);
+        float att[3 * 2 * 5 * 5];
+        float *ratt = get(&tf, "attention", NULL);
+        CHECK(maec_classifier_attention(c, w, x.data, B, att, &err) == 0, "%s", err.msg);
+        CMP("last block's attention probabilities", att, ratt, (size_t)B * 2 * T * T);
+        printf("  tokens (patch, block 1), attention  worst rel err %.2e\n", worst);
+        free(rpt), free(rb1), free(ratt);
         st_close(&tf);
     }
     npy_free(&x);

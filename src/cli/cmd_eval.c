@@ -248,7 +248,7 @@ int cmd_embed(int argc, char **argv)
     feat_args a;
     feat_defaults(&a);
     const char *split = "test", *out = NULL, *tokens = NULL;
-    int layer = -1, no_norm = 0;
+    int layer = -1, no_norm = 0, attention = 0;
     cli_opt opts[] = {
         FEAT_OPTS(a),
         {"split", OPT_STR, &split, "train | test", 1, 0, 0},
@@ -256,6 +256,8 @@ int cmd_embed(int argc, char **argv)
          "every patch token [N, L, D]", 1, 0, 0},
         {"layer", OPT_INT, &layer, "the tokens after block K (1..depth; 0 the embeddings; default the last)", 0, 4096, 0},
         {"no-final-norm", OPT_BOOL, &no_norm, "the tokens without the encoder's final norm", 1, 0, 0},
+        {"attention", OPT_BOOL, &attention, "the last block's attention probabilities [N, heads, 1+L, 1+L] instead", 1,
+         0, 0},
         {"out", OPT_STR, &out, "features [N, D] as float32 .npy (labels to <out>_labels.npy)", 1, 0, 0},
     };
     int npos, r = cli_parse("embed", "--model M --data-path P --split train|test --out F.npy [--feature cls|mean]",
@@ -283,7 +285,12 @@ int cmd_embed(int argc, char **argv)
     int64_t N = 0;
     int rc = 0, kind = -1;
     char lp[2048];
-    if (tokens || layer >= 0 || no_norm) {
+    if (attention && (tokens || layer >= 0 || no_norm)) {
+        rc = maec_fail(&err, MAEC_EINVAL, "embed: --attention takes the last block's maps; not with --tokens, --layer "
+                       "or --no-final-norm");
+    } else if (attention) {
+        kind = 3;
+    } else if (tokens || layer >= 0 || no_norm) {
         const char *t = tokens ? tokens : a.feature;
         kind = !strcmp(t, "cls") ? 0 : !strcmp(t, "mean") ? 1 : !strcmp(t, "patch") ? 2 : -1;
         if (kind < 0) rc = maec_fail(&err, MAEC_EINVAL, "embed: --tokens %s: give cls, mean or patch", t);
@@ -296,9 +303,14 @@ int cmd_embed(int argc, char **argv)
         const maec_config *mc = maec_classifier_config(x.c);
         int per, L = (mc->img_h / mc->patch) * (mc->img_w / mc->patch);
         rc = eval_tokens(x.c, ds, x.mean, x.std, a.batch, a.workers, layer, !no_norm, kind, &F, &Y, &N, &per, &err);
-        int64_t shape[3] = {N, kind == 2 ? L : mc->dim, mc->dim};
-        if (!rc) rc = eval_save_array(out, F, kind == 2 ? 3 : 2, shape, Y, lp, sizeof lp, &err);
-        if (!rc) {
+        int T = L + 1;
+        int64_t shape[4] = {N, kind == 2 ? L : mc->dim, mc->dim, 0};
+        if (kind == 3) shape[1] = mc->heads, shape[2] = T, shape[3] = T;
+        if (!rc) rc = eval_save_array(out, F, kind == 3 ? 4 : kind == 2 ? 3 : 2, shape, Y, lp, sizeof lp, &err);
+        if (!rc && kind == 3)
+            printf("attention [%lld, %d, %d, %d] of the last block -> %s, labels -> %s\n", (long long)N, mc->heads, T, T,
+                   out, lp);
+        else if (!rc) {
             char sh[64];
             if (kind == 2) snprintf(sh, sizeof sh, "[%lld, %d, %d]", (long long)N, L, mc->dim);
             else snprintf(sh, sizeof sh, "[%lld, %d]", (long long)N, mc->dim);

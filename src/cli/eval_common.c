@@ -137,11 +137,14 @@ int eval_tokens(maec_classifier *c, maec_dataset *ds, const float *mean, const f
     int D = mc->dim, L = (mc->img_h / mc->patch) * (mc->img_w / mc->patch), T = L + 1;
     int64_t N = maec_dataset_size(ds);
     if (N < 1) return maec_fail(err, MAEC_EINVAL, "the data set is empty");
-    size_t img = (size_t)shape[0] * shape[1] * shape[2], row = kind == 2 ? (size_t)L * D : (size_t)D;
+    int H = mc->heads;
+    size_t img = (size_t)shape[0] * shape[1] * shape[2];
+    size_t row = kind == 3 ? (size_t)H * T * T : kind == 2 ? (size_t)L * D : (size_t)D;
     *per = (int)row;
     maec_loader *ld = NULL;
     maec_clf_workspace *w = NULL;
-    float *images = malloc((size_t)batch * img * sizeof(float)), *tok = malloc((size_t)batch * T * D * sizeof(float));
+    float *images = malloc((size_t)batch * img * sizeof(float)),
+          *tok = malloc((size_t)batch * (kind == 3 ? (size_t)H * T * T : (size_t)T * D) * sizeof(float));
     float *F = malloc((size_t)N * row * sizeof(float));
     int *Y = malloc((size_t)N * sizeof(int));
     int rc = 0;
@@ -152,6 +155,11 @@ int eval_tokens(maec_classifier *c, maec_dataset *ds, const float *mean, const f
     while (!rc && done < N) {
         int n;
         rc = maec_loader_next(ld, images, Y + done, &n, err);
+        if (!rc && kind == 3) {
+            rc = maec_classifier_attention(c, w, images, n, F + (size_t)done * row, err);
+            done += n;
+            continue;
+        }
         if (!rc) rc = maec_classifier_tokens(c, w, images, n, layer, final_norm, tok, err);
         for (int b = 0; !rc && b < n; b++) {
             const float *t = tok + (size_t)b * T * D;

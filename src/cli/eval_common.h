@@ -69,7 +69,8 @@ int eval_save_array(const char *out, const float *data, int ndim, const int64_t 
                     char *labels_path, size_t lp_size, maec_error *err);
 /* maec embed --tokens/--layer/--no-final-norm: every image's tokens after
  * `layer` blocks (-1: all), through the final norm or not; kind 0 the class
- * token [D], 1 the mean of the patch tokens [D], 2 the patch tokens [L*D];
+ * token [D], 1 the mean of the patch tokens [D], 2 the patch tokens [L*D],
+ * 3 the last block's attention probabilities [heads * T * T];
  * *per the floats per image */
 int eval_tokens(maec_classifier *c, maec_dataset *ds, const float *mean, const float *std, int batch, int workers,
                 int layer, int final_norm, int kind, float **feat, int **labels, int64_t *n_out, int *per,

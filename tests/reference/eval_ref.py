@@ -23,7 +23,8 @@ Fixtures:
                         lr scale and weight decay of every tensor (lrd.json)
   feat/                 an encoder (final norm) and its frozen features
                         (class token, mean of the patch tokens), its patch
-                        tokens after the norm and every token after block 1
+                        tokens after the norm, every token after block 1
+                        and the last block's attention probabilities
   knn.safetensors       cosine k-NN predictions with exp(sim/T) votes
 """
 
@@ -335,7 +336,13 @@ def case_feat(out):
         e = model.patch_embed(x)
         e = torch.cat([model.cls_token.expand(B, -1, -1), e], dim=1) + model.pos_embed
         b1 = model.blocks[0](e)
-    st.save_file(os.path.join(d, "tokens.safetensors"), {"patch": npf(z[:, 1:]), "block1": npf(b1)})
+        # the last block's attention probabilities [B, heads, T, T] (embed --attention)
+        last = model.blocks[-1]
+        xin = model.blocks[0](e) if depth == 2 else None
+        qkv = last.attn.qkv(last.norm1(xin)).reshape(B, -1, 3, H, D // H).permute(2, 0, 3, 1, 4)
+        att = ((qkv[0] @ qkv[1].transpose(-2, -1)) * last.attn.scale).softmax(dim=-1)
+    st.save_file(os.path.join(d, "tokens.safetensors"),
+                 {"patch": npf(z[:, 1:]), "block1": npf(b1), "attention": npf(att)})
 
 
 def case_knn(out):
