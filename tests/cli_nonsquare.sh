@@ -61,6 +61,8 @@ $MAEC knn --model $T/pre/model.safetensors --data-path $D --input-size 25x32 $J 
 rc=$?; check '[ $rc -ne 0 ] && grep -q "not a grid of 4-pixel patches" $T/k3.log' "knn --input-size 25x32: no error"
 $MAEC init --model test-tiny --input-size 8,12 --out $T/i.safetensors > /dev/null 2>&1
 check '$MAEC info $T/i.safetensors | grep -q "\"img_h\":8,\"img_w\":12"' "init --input-size 8,12: not 8 x 12"
+$MAEC init --model test-tiny --input-size 8 12 --out $T/i2.safetensors > /dev/null 2>&1
+check '$MAEC info $T/i2.safetensors | grep -q "\"img_h\":8,\"img_w\":12"' "init --input-size 8 12 (two numbers): not 8 x 12"
 $MAEC pretrain --model test-tiny --input-size 16y24 --data-path $D --output-dir $T/bad $J > $T/bad.log 2>&1
 rc=$?; check '[ $rc -eq 2 ] && [ "$(wc -l < $T/bad.log)" -eq 1 ] && grep -q "give N, HxW or H,W" $T/bad.log' "--input-size 16y24: not a one-line error"
 $MAEC pretrain --model test-tiny --input-size 18x24 --data-path $D --output-dir $T/bad2 $J > $T/bad2.log 2>&1

@@ -147,6 +147,14 @@ const char *cli_find(int argc, char **argv, const char *name)
     return NULL;
 }
 
+static int all_digits(const char *s)
+{
+    if (!*s) return 0;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9') return 0;
+    return 1;
+}
+
 int cli_parse(const char *cmd, const char *usage, int argc, char **argv, cli_opt *opts,
               int nopts, char **pos, int maxpos, int *npos)
 {
@@ -192,6 +200,15 @@ int cli_parse(const char *cmd, const char *usage, int argc, char **argv, cli_opt
                 return -1;
             }
             v = argv[++i];
+            /* --input-size H W: two numbers, taken as HxW */
+            static char size_buf[2][64];
+            static int size_k;
+            if (!strcmp(o->name, "input-size") && i + 1 < argc && all_digits(v) && all_digits(argv[i + 1])) {
+                size_k ^= 1;
+                snprintf(size_buf[size_k], sizeof size_buf[size_k], "%.20sx%.20s", v, argv[i + 1]);
+                v = size_buf[size_k];
+                i++;
+            }
         }
         if (set_value(cmd, o, v)) return -1;
     }
