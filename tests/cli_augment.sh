@@ -13,10 +13,7 @@ need_data
 
 D=$T/data; mkdir -p $D
 . scripts/idx.sh
-cut_idx $DATA/train-images-idx3-ubyte.gz $D/train-images-idx3-ubyte 0 256 784 16
-cut_idx $DATA/train-labels-idx1-ubyte.gz $D/train-labels-idx1-ubyte 0 256 1 8
-cut_idx $DATA/t10k-images-idx3-ubyte.gz $D/t10k-images-idx3-ubyte 0 128 784 16
-cut_idx $DATA/t10k-labels-idx1-ubyte.gz $D/t10k-labels-idx1-ubyte 0 128 1 8
+cut_fmnist $DATA $D 256 128
 J="--threads 2 --num-workers 1"
 SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --recon-every 0 --log-every 1 --seed 3"
 losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl"; }

@@ -15,10 +15,7 @@ need_data
 # a small IDX data set: the first 512 train and 256 test images
 D=$T/data; mkdir -p $D
 . scripts/idx.sh
-cut_idx $DATA/train-images-idx3-ubyte.gz $D/train-images-idx3-ubyte 0 512 784 16
-cut_idx $DATA/train-labels-idx1-ubyte.gz $D/train-labels-idx1-ubyte 0 512 1 8
-cut_idx $DATA/t10k-images-idx3-ubyte.gz $D/t10k-images-idx3-ubyte 0 256 784 16
-cut_idx $DATA/t10k-labels-idx1-ubyte.gz $D/t10k-labels-idx1-ubyte 0 256 1 8
+cut_fmnist $DATA $D 512 256
 
 SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --threads 2 --seed 3 --recon-every 0 --log-every 4"
 J="--threads 2 --num-workers 1"

@@ -13,10 +13,7 @@ export OMP_WAIT_POLICY=PASSIVE
 need_data
 D=$T/data; mkdir -p $D
 . scripts/idx.sh
-cut_idx $DATA/train-images-idx3-ubyte.gz $D/train-images-idx3-ubyte 0 256 784 16
-cut_idx $DATA/train-labels-idx1-ubyte.gz $D/train-labels-idx1-ubyte 0 256 1 8
-cut_idx $DATA/t10k-images-idx3-ubyte.gz $D/t10k-images-idx3-ubyte 0 128 784 16
-cut_idx $DATA/t10k-labels-idx1-ubyte.gz $D/t10k-labels-idx1-ubyte 0 128 1 8
+cut_fmnist $DATA $D 256 128
 J="--threads 2 --num-workers 1"
 
 $MAEC pretrain --model test-tiny --input-size 16x24 --data-path $D --output-dir $T/pre --epochs 2 --warmup-epochs 0 \

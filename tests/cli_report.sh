@@ -16,10 +16,7 @@ need_data
 
 D=$T/data; mkdir -p $D
 . scripts/idx.sh
-cut_idx $DATA/train-images-idx3-ubyte.gz $D/train-images-idx3-ubyte 0 512 784 16
-cut_idx $DATA/train-labels-idx1-ubyte.gz $D/train-labels-idx1-ubyte 0 512 1 8
-cut_idx $DATA/t10k-images-idx3-ubyte.gz $D/t10k-images-idx3-ubyte 0 256 784 16
-cut_idx $DATA/t10k-labels-idx1-ubyte.gz $D/t10k-labels-idx1-ubyte 0 256 1 8
+cut_fmnist $DATA $D 512 256
 
 SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --threads 2 --seed 3 --log-every 2 --batch-size 64 --blr 1.5e-3 --warmup-epochs 0.5 --recon-images 2"
 # the number of points of chart KEY in a report's data, one line per run

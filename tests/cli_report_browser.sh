@@ -30,10 +30,7 @@ need_data
 
 D=$T/data; mkdir -p $D
 . scripts/idx.sh
-cut_idx $DATA/train-images-idx3-ubyte.gz $D/train-images-idx3-ubyte 0 1024 784 16
-cut_idx $DATA/train-labels-idx1-ubyte.gz $D/train-labels-idx1-ubyte 0 1024 1 8
-cut_idx $DATA/t10k-images-idx3-ubyte.gz $D/t10k-images-idx3-ubyte 0 512 784 16
-cut_idx $DATA/t10k-labels-idx1-ubyte.gz $D/t10k-labels-idx1-ubyte 0 512 1 8
+cut_fmnist $DATA $D 1024 512
 
 # the run of the screenshot: a small MAE, 6 epochs of 16 steps, k-NN each epoch
 RUN="--model fmnist-mini --embed-dim 64 --depth 2 --num-heads 4 --decoder-embed-dim 64 --decoder-depth 1 --decoder-num-heads 4 --threads 2 --seed 0 --log-every 2 --batch-size 64 --blr 2e-3 --warmup-epochs 1 --recon-images 4"

@@ -23,10 +23,7 @@ need_data
 # a small IDX data set: the first 512 train and 256 test images (16 steps of 32)
 D=$T/data; mkdir -p $D
 . scripts/idx.sh
-cut_idx $DATA/train-images-idx3-ubyte.gz $D/train-images-idx3-ubyte 0 512 784 16
-cut_idx $DATA/train-labels-idx1-ubyte.gz $D/train-labels-idx1-ubyte 0 512 1 8
-cut_idx $DATA/t10k-images-idx3-ubyte.gz $D/t10k-images-idx3-ubyte 0 256 784 16
-cut_idx $DATA/t10k-labels-idx1-ubyte.gz $D/t10k-labels-idx1-ubyte 0 256 1 8
+cut_fmnist $DATA $D 512 256
 
 SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --batch-size 32 --epochs 2 --warmup-epochs 0.5 --blr 1.5e-3 --threads 1 --num-workers 1 --seed 3 --recon-every 1 --recon-images 2 --log-every 3 --save-every 2"
 # the records without their timing fields
