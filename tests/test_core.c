@@ -407,15 +407,17 @@ static void test_init_seed(void)
 }
 
 /* the command: maec grad on a model written by PyTorch */
-static void test_grad_command(const char *cs)
+/* maec grad on case cs's model file (model.safetensors, or another file of
+ * the case with the flags it needs) against the reference's gradients */
+static void test_grad_command_on(const char *cs, const char *model, const char *flags)
 {
     char cmd[1024], out[] = "/tmp/maec_grad_XXXXXX";
     int fd = mkstemp(out);
     if (fd >= 0) close(fd);
     snprintf(cmd, sizeof cmd,
-             "./build/maec grad --model %s/%s/model.safetensors --images %s/%s/images.npy "
-             "--noise %s/%s/noise.npy --out %s > /dev/null",
-             FIX, cs, FIX, cs, FIX, cs, out);
+             "./build/maec grad --model %s/%s/%s --images %s/%s/images.npy "
+             "--noise %s/%s/noise.npy --out %s %s > /dev/null",
+             FIX, cs, model, FIX, cs, FIX, cs, out, flags);
     CHECK(system(cmd) == 0, "%s: maec grad failed", cs);
     st_file ours, ref;
     maec_error err;
@@ -444,11 +446,13 @@ static void test_grad_command(const char *cs)
     int trainable = 0;
     for (int i = 0; i < ref.n; i++) trainable += strcmp(ref.e[i].name, "mask") && strcmp(ref.e[i].name, "pred");
     CHECK(compared == trainable, "%s: maec grad wrote %d tensors, the reference has %d", cs, compared, trainable);
-    printf("  %-12s maec grad: loss and %d gradients, worst rel err %.2e\n", cs, compared - 1, worst);
+    printf("  %-12s maec grad: loss and %d gradients, worst rel err %.2e (%s)\n", cs, compared - 1, worst, model);
     st_close(&ours);
     st_close(&ref);
     unlink(out);
 }
+
+static void test_grad_command(const char *cs) { test_grad_command_on(cs, "model.safetensors", ""); }
 
 /* The backward of the decoder's last block on the masked patches' rows
  * alone (mae.c) gives the gradients of the backward on every row, up to the
@@ -532,6 +536,10 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(cases[i]);
     test_grad_command("c3_normpix");
     test_grad_command("nonsquare");
+    /* the same model without maec's metadata (as PyTorch users have it):
+     * its 12 x 20 images read from X.npy, the rest from the flags */
+    test_grad_command_on("nonsquare", "model_nometa.safetensors",
+                         "--heads 2 --decoder-heads 2 --mask-ratio 0.6 --norm-pix-loss");
     test_pos_embed();
     test_lr_schedule();
     test_patchify_roundtrip();
