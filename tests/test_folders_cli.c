@@ -131,6 +131,14 @@ int main(void)
              test_dir);
     rc = run(a, out, sizeof out);
     CHECK(rc == 0 && strstr(out, "ImageNet's mean and std"), "a model without statistics: exit %d, %s", rc, out);
+    snprintf(a, sizeof a, "knn --model %s/rgb.safetensors --data-path %s/flat --val-split 0.25 --threads 1 --mean 0.5 "
+             "--std 0.25", test_dir, test_dir);
+    rc = run(a, out, sizeof out);
+    CHECK(rc == 0 && !strstr(out, "ImageNet"), "--mean/--std did not override: exit %d, %s", rc, out);
+    snprintf(a, sizeof a, "knn --model %s/rgb.safetensors --data-path %s/flat --val-split 0.25 --mean 0.5", test_dir,
+             test_dir);
+    rc = run(a, out, sizeof out);
+    CHECK(rc != 0 && strstr(out, "give both --mean and --std"), "--mean without --std: exit %d, %s", rc, out);
     snprintf(a, sizeof a, "knn --model %s/pre2/model.safetensors --data-path %s/flat --val-split 0.25 --threads 1",
              test_dir, test_dir);
     rc = run(a, out, sizeof out);

@@ -8,13 +8,14 @@
 
 #include "cli.h"
 #include "eval_common.h"
+#include "run.h"
 #include "io/npy.h"
 #include "io/safetensors.h"
 #include "util.h"
 
 /* the options every feature command shares */
 typedef struct {
-    const char *model, *data, *feature, *eval_path, *size;
+    const char *model, *data, *feature, *eval_path, *size, *mean_s, *std_s;
     const char *out_dir; /* the command's --output-dir, where bad_images.txt goes (NULL: the log) */
     double val_split, crop_pct;
     int skip_bad;
@@ -32,6 +33,9 @@ typedef struct {
      0.0001, 0.9999, 0},                                                                                  \
     {"input-size", OPT_STR, &(a).size, "run the encoder at this size (N, HxW or H,W; default the model's), pos_embed " \
      "interpolated as the official code", 1, 0, 0},                                                       \
+    {"mean", OPT_STR, &(a).mean_s, "per-channel mean (default: the model's, else ImageNet's for RGB, else the " \
+     "data's)", 1, 0, 0},                                                                                 \
+    {"std", OPT_STR, &(a).std_s, "per-channel std (with --mean)", 1, 0, 0},                              \
     {"crop-pct", OPT_DOUBLE, &(a).crop_pct, "evaluation transform: shorter side to size / this, centre crop "   \
      "(default 224/256 up to 224, else 1)", 0.05, 1, 0},                                                   \
     {"skip-bad-images", OPT_BOOL, &(a).skip_bad, "skip images that do not decode (listed; an error above 1%)", 1, 0, 0}, \
@@ -106,7 +110,7 @@ static int feat_open(const char *cmd, feat_args *a, int raw, int need, feat_ctx 
             x->shape[0] = mc->in_chans, x->shape[1] = mc->img_h, x->shape[2] = mc->img_w;
         }
     }
-    if (!rc) {
+    if (!rc && !a->mean_s && !a->std_s) { /* else --mean/--std, below */
         const char *meta = x->c ? maec_classifier_get_meta(x->c, "maec_data") : NULL;
         maec_dataset *nds = x->train ? x->train : x->test;
         if (!meta && !x->train && maec_dataset_open(a->data, "train", &nds, err) == 0) {
@@ -116,6 +120,9 @@ static int feat_open(const char *cmd, feat_args *a, int raw, int need, feat_ctx 
             rc = eval_normalization(meta, nds, x->shape[0], x->c && !x->random_init, x->mean, x->std, err);
         }
     }
+    if (!rc && (a->mean_s || a->std_s) && parse_norm_flags(a->mean_s, a->std_s, x->mean, x->std))
+        rc = maec_fail(err, MAEC_EINVAL, "%s: give both --mean and --std, each one number or three separated by commas "
+                       "(std > 0)", cmd);
     if (rc) feat_free(x);
     return rc;
 }

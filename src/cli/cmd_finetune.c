@@ -15,6 +15,7 @@
 
 #include "cli.h"
 #include "eval_common.h"
+#include "run.h"
 #include "io/safetensors.h"
 #include "util.h"
 
@@ -154,7 +155,7 @@ int cmd_finetune(int argc, char **argv)
 {
     const char *model = NULL, *data = NULL, *out = NULL, *resume = NULL, *eval_path = NULL;
     double val_split = 0, crop_pct = 0;
-    const char *size_s = NULL;
+    const char *size_s = NULL, *mean_s = NULL, *std_s = NULL;
     int skip_bad = 0;
     maec_config hint;
     memset(&hint, 0, sizeof hint);
@@ -173,6 +174,9 @@ int cmd_finetune(int argc, char **argv)
          "data set's test split", 1, 0, 0},
         {"input-size", OPT_STR, &size_s, "fine-tune at this size (N, HxW or H,W; default the model's): pos_embed "
          "interpolated bicubically as the official code", 1, 0, 0},
+        {"mean", OPT_STR, &mean_s, "per-channel mean (default: the model's, else ImageNet's for RGB, else the data's)",
+         1, 0, 0},
+        {"std", OPT_STR, &std_s, "per-channel std (with --mean)", 1, 0, 0},
         {"crop-pct", OPT_DOUBLE, &crop_pct, "evaluation transform: shorter side to size / this, centre crop (default "
          "224/256 up to 224, else 1)", 0.05, 1, 0},
         {"skip-bad-images", OPT_BOOL, &skip_bad, "skip images that do not decode (listed in bad_images.txt; an error "
@@ -347,8 +351,16 @@ int cmd_finetune(int argc, char **argv)
     float mean[3], std[3];
     const char *meta = maec_classifier_get_meta(c, "maec_data");
     /* a resumed run finds the normalization its first part chose in the checkpoint */
-    if ((rc = eval_normalization(random_init && !ckpt ? NULL : meta, train, mc->in_chans, !random_init, mean, std, &err)))
+    if (mean_s || std_s) { /* --mean/--std override the model's or the data's */
+        if (parse_norm_flags(mean_s, std_s, mean, std)) {
+            maec_fail(&err, MAEC_EINVAL, "give both --mean and --std, each one number or three separated by commas "
+                      "(std > 0)");
+            goto fail;
+        }
+    } else if ((rc = eval_normalization(random_init && !ckpt ? NULL : meta, train, mc->in_chans, !random_init, mean,
+                                        std, &err))) {
         goto fail;
+    }
     {
         char nb[256];
         snprintf(nb, sizeof nb, "{\"mean\":[%.9g,%.9g,%.9g],\"std\":[%.9g,%.9g,%.9g]}", (double)mean[0],
