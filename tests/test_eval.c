@@ -133,7 +133,8 @@ static void test_pool_fcnorm(void)
     st_close(&f);
 }
 
-static void test_droppath(void)
+/* the block with drop path on backend be (cpu and ref: the same fixture) */
+static void test_droppath(const maec_backend *be)
 {
     st_file f;
     if (open_fix("droppath.safetensors", &f)) return;
@@ -159,31 +160,31 @@ static void test_droppath(void)
     block_acts acts;
     block_scratch s;
     carve_block(&a, &acts, B, T, D, H, Hd);
-    carve_scratch(&a, &s, B, T, D, Hd, 4);
+    carve_scratch(be, &a, &s, B, T, D, Hd);
     float *dtmp = TAKE(&a, B * T * D);
     a.base = maec_alloc(a.used);
     a.used = 0;
     carve_block(&a, &acts, B, T, D, H, Hd);
-    carve_scratch(&a, &s, B, T, D, Hd, 4);
+    carve_scratch(be, &a, &s, B, T, D, Hd);
     dtmp = TAKE(&a, B * T * D);
     double worst = 0;
-    block_forward_ex(&acts, &p, x, B, T, D, H, Hd, k1, k2);
+    block_forward_ex(be, &acts, &p, x, B, T, D, H, Hd, k1, k2);
     CMP("drop path block forward", acts.x_out, y, (size_t)B * T * D);
     float *dx = malloc((size_t)B * T * D * sizeof(float));
     memcpy(dx, dy, (size_t)B * T * D * sizeof(float));
-    block_backward_ex(&acts, &p, &g, x, dx, dtmp, &s, B, T, D, H, Hd, k1, k2);
+    block_backward_ex(be, &acts, &p, &g, x, dx, dtmp, &s, B, T, D, H, Hd, k1, k2);
     CMP("drop path block d x", dx, rdx, (size_t)B * T * D);
     for (int i = 0; i < 12; i++) {
         snprintf(nm, sizeof nm, "drop path block d %s", names[i]);
         CMP(nm, gg[i], ref[i], cnt[i]);
     }
-    printf("  drop path (given masks)      worst rel err %.2e\n", worst);
+    printf("  drop path (given masks), %-4s worst rel err %.2e\n", be->name, worst);
     /* NULL masks = masks of ones, bit for bit */
     float ones[4] = {1, 1, 1, 1};
     float *y1 = malloc((size_t)B * T * D * sizeof(float));
-    block_forward_ex(&acts, &p, x, B, T, D, H, Hd, ones, ones);
+    block_forward_ex(be, &acts, &p, x, B, T, D, H, Hd, ones, ones);
     memcpy(y1, acts.x_out, (size_t)B * T * D * sizeof(float));
-    block_forward(&acts, &p, x, B, T, D, H, Hd);
+    block_forward(be, &acts, &p, x, B, T, D, H, Hd);
     CHECK(memcmp(y1, acts.x_out, (size_t)B * T * D * sizeof(float)) == 0, "keep = 1 differs from no drop path");
     free(y1);
     for (int i = 0; i < 12; i++) free(pp[i]), free(gg[i]), free(ref[i]);
@@ -609,7 +610,8 @@ int main(int argc, char **argv)
     test_batchnorm();
     test_xent_head();
     test_pool_fcnorm();
-    test_droppath();
+    test_droppath(maec_backend_cpu());
+    test_droppath(maec_backend_ref());
     test_lars();
     test_finetune_step();
     test_features();

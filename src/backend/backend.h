@@ -42,7 +42,9 @@ typedef struct maec_backend {
 
     /* ---------------------------------------------------------- linear */
     /* out[M,N] = inp[M,K] @ w[N,K]^T + b[N] (+ res[M,N]); b and res may be
-     * NULL; out does not alias inp or res */
+     * NULL; out does not alias inp or res. The residual is added to the
+     * product rounded to float, so that with res the result equals the op
+     * without it followed by add, bit for bit (drop path relies on it) */
     void (*linear_forward)(float *out, const float *inp, const float *w, const float *b, const float *res, int M,
                            int K, int N);
     /* out[M,N] = GELU(inp @ w^T + b), the exact (erf) GELU, and
@@ -80,9 +82,11 @@ typedef struct maec_backend {
      * dw[3D,D] +=, db[3D] += with the key third of db left exactly zero
      * (the key bias shifts a row of scores, which the softmax ignores: its
      * gradient is zero, written so rather than as rounding noise);
-     * dqkv[B,T,3D] and scratch (attention_scratch(T) floats) are scratch */
-    void (*attention_backward)(float *dx, float *dw, float *db, float *dqkv, float *scratch, const float *qkv,
-                               const float *att, const float *inp, const float *w, int B, int T, int D, int H);
+     * dqkv[B,T,3D] and scratch (nscratch floats, at least
+     * attention_scratch(T)) are scratch */
+    void (*attention_backward)(float *dx, float *dw, float *db, float *dqkv, float *scratch, size_t nscratch,
+                               const float *qkv, const float *att, const float *inp, const float *w, int B, int T,
+                               int D, int H);
 
     /* ---------------------------------------------------------- elementwise */
     /* y[n] += x[n] */

@@ -202,7 +202,8 @@ static int clf_alloc(const maec_config *cfg, const maec_classifier_opts *o, maec
     for (int i = 0; i < m->ntensors; i++)
         if (!m->info[i].trainable) m->info[i].decay = 0;
     size_t bytes;
-    if (!size_mul(m->nfloats, 4 * sizeof(float), &bytes) || !(m->mem = maec_alloc(bytes))) {
+    m->be = maec_backend_default();
+    if (!size_mul(m->nfloats, 4 * sizeof(float), &bytes) || !(m->mem = m->be->alloc(bytes))) {
         maec_classifier_free(m);
         return maec_fail(err, MAEC_ENOMEM, "out of memory for a classifier of %zu parameters", m->nfloats);
     }
@@ -327,7 +328,7 @@ void maec_classifier_free(maec_classifier *c)
     free(c->info);
     free(c->layer_id);
     free(c->names);
-    maec_free(c->mem);
+    if (c->mem) c->be->free(c->mem);
     free(c);
 }
 
@@ -352,7 +353,7 @@ float *maec_classifier_grads(maec_classifier *c)
 }
 void maec_classifier_zero_grad(maec_classifier *c)
 {
-    if (!c->grads_zero) memset(c->grads, 0, c->nfloats * sizeof(float));
+    if (!c->grads_zero) c->be->zero(c->grads, c->nfloats * sizeof(float));
     c->grads_zero = 1;
 }
 int64_t maec_classifier_step(const maec_classifier *c) { return c->step; }
@@ -610,7 +611,9 @@ int maec_classifier_checkpoint_load(const char *path, const maec_config *hint,
 struct maec_clf_workspace {
     maec_config cfg;
     maec_classifier_opts opts;
-    int max_B, train, L, T, D, Cpp, K, nacts, nthreads;
+    const maec_backend *be;
+    int max_B, train, L, T, D, Cpp, K, nacts;
+    float *images; /* a backend copy of the batch (backends without host memory) */
     float *patch_in, *tokens, *x0;
     block_acts *acts;
     float *normed, *nm, *nr;          /* final norm over all rows (features) */
@@ -649,8 +652,9 @@ static void carve_ws(maec_clf_workspace *w, arena *a)
         w->dtmp = TAKE(a, BT * D);
         w->dtokens = TAKE(a, B * w->L * D);
         w->keep = TAKE(a, (size_t)c->depth * 2 * B);
-        carve_scratch(a, &w->scratch, w->max_B, w->T, w->D, Hd, w->nthreads);
+        carve_scratch(w->be, a, &w->scratch, w->max_B, w->T, w->D, Hd);
     }
+    if (!w->be->host_shared) w->images = TAKE(a, B * c->in_chans * c->img_h * c->img_w);
 }
 
 int maec_clf_workspace_create(const maec_classifier *c, int max_batch, int train,
@@ -672,7 +676,7 @@ int maec_clf_workspace_create(const maec_classifier *c, int max_batch, int train
     w->K = c->opts.num_classes;
     w->nacts = train ? c->cfg.depth : 2; /* inference: two sets, used in turn */
     if (w->nacts < 1) w->nacts = 1;
-    w->nthreads = omp_get_max_threads();
+    w->be = c->be;
     w->acts = calloc((size_t)w->nacts, sizeof(block_acts));
     if (!w->acts) {
         free(w);
@@ -680,7 +684,7 @@ int maec_clf_workspace_create(const maec_classifier *c, int max_batch, int train
     }
     arena a = {NULL, 0};
     carve_ws(w, &a);
-    w->mem = maec_alloc(a.used);
+    w->mem = w->be->alloc(a.used);
     if (!w->mem) {
         size_t mb = a.used >> 20;
         maec_clf_workspace_free(w);
@@ -698,7 +702,7 @@ void maec_clf_workspace_free(maec_clf_workspace *w)
 {
     if (!w) return;
     free(w->acts);
-    maec_free(w->mem);
+    if (w->mem) w->be->free(w->mem);
     free(w);
 }
 
@@ -709,29 +713,12 @@ static int ws_fits(const maec_classifier *c, const maec_clf_workspace *w, int B,
     if (B < 1 || B > w->max_B)
         return maec_fail(err, MAEC_EINVAL, "batch of %d images, the workspace holds %d", B, w->max_B);
     if (memcmp(&w->cfg, &c->cfg, sizeof c->cfg) != 0 || w->opts.num_classes != c->opts.num_classes ||
-        w->opts.global_pool != c->opts.global_pool)
-        return maec_fail(err, MAEC_EINVAL, "workspace was made for another classifier");
+        w->opts.global_pool != c->opts.global_pool || w->be != c->be)
+        return maec_fail(err, MAEC_EINVAL, "workspace was made for another classifier or backend");
     return 0;
 }
 
 /* ------------------------------------------------------------ forward */
-
-/* patch vectors in conv order (c, i, j) of all L patches */
-static void gather_all_patches(maec_clf_workspace *w, const float *imgs, int B)
-{
-    const maec_config *c = &w->cfg;
-    int p = c->patch, C = c->in_chans, H = c->img_h, W = c->img_w, gw = W / p, L = w->L;
-#pragma omp parallel for schedule(static) collapse(2)
-    for (int b = 0; b < B; b++)
-        for (int l = 0; l < L; l++) {
-            int y = l / gw, x = l % gw;
-            float *dst = w->patch_in + ((size_t)b * L + l) * w->Cpp;
-            for (int ch = 0; ch < C; ch++)
-                for (int i = 0; i < p; i++)
-                    memcpy(dst + (ch * p + i) * p, imgs + (((size_t)b * C + ch) * H + y * p + i) * W + x * p,
-                           (size_t)p * sizeof(float));
-        }
-}
 
 /* drop-path scales: keep[(i*2 + branch)*B + b] */
 static void draw_keep(const maec_classifier *c, float *keep, int B, uint64_t *rng)
@@ -753,26 +740,22 @@ static void draw_keep(const maec_classifier *c, float *keep, int B, uint64_t *rn
 static const float *encode_upto(maec_classifier *c, maec_clf_workspace *w, const float *images, int B,
                                 const float *keep, int blocks)
 {
+    const maec_backend *be = w->be;
     const clf_views *p = &c->p;
     const maec_config *cf = &c->cfg;
     int D = w->D, L = w->L, T = w->T, Hd = D * cf->mlp_ratio;
-    gather_all_patches(w, images, B);
-    linear_forward(w->tokens, w->patch_in, p->pe_w, p->pe_b, B * L, w->Cpp, D);
-#pragma omp parallel for schedule(static)
-    for (int b = 0; b < B; b++) {
-        float *x = w->x0 + (size_t)b * T * D;
-        for (int d = 0; d < D; d++) x[d] = p->cls_token[d] + p->pos_embed[d];
-        for (int l = 0; l < L; l++) {
-            const float *tk = w->tokens + ((size_t)b * L + l) * D, *pos = p->pos_embed + (size_t)(1 + l) * D;
-            float *dst = x + (size_t)(1 + l) * D;
-            for (int d = 0; d < D; d++) dst[d] = tk[d] + pos[d];
-        }
+    if (!be->host_shared) {
+        be->upload(w->images, images, (size_t)B * cf->in_chans * cf->img_h * cf->img_w * sizeof(float));
+        images = w->images;
     }
+    be->patch_gather(w->patch_in, images, NULL, B, L, cf->in_chans, cf->img_h, cf->img_w, cf->patch);
+    be->linear_forward(w->tokens, w->patch_in, p->pe_w, p->pe_b, NULL, B * L, w->Cpp, D);
+    be->embed_forward(w->x0, w->tokens, p->cls_token, p->pos_embed, NULL, NULL, NULL, B, L, D);
     const float *x = w->x0;
     for (int i = 0; i < blocks; i++) {
         block_acts *a = &w->acts[w->train ? i : (i & 1)];
         const float *k1 = keep ? keep + (size_t)i * 2 * B : NULL, *k2 = keep ? k1 + B : NULL;
-        block_forward_ex(a, &p->blocks[i], x, B, T, D, cf->heads, Hd, k1, k2);
+        block_forward_ex(be, a, &p->blocks[i], x, B, T, D, cf->heads, Hd, k1, k2);
         x = a->x_out;
     }
     return x;
@@ -797,8 +780,8 @@ int maec_classifier_tokens(maec_classifier *c, maec_clf_workspace *w, const floa
                          "fc_norm): ask for the tokens without it");
     int D = w->D, T = w->T;
     const float *x = encode_upto(c, w, images, B, NULL, layer);
-    if (final_norm) layernorm_forward(out, w->nm, w->nr, x, c->p.norm_w, c->p.norm_b, B * T, D);
-    else memcpy(out, x, (size_t)B * T * D * sizeof(float));
+    if (final_norm) w->be->layernorm_forward(out, w->nm, w->nr, x, c->p.norm_w, c->p.norm_b, B * T, D);
+    else w->be->copy(out, x, (size_t)B * T * D * sizeof(float));
     return 0;
 }
 
@@ -847,16 +830,17 @@ int maec_classifier_features(maec_classifier *c, maec_clf_workspace *w, const fl
         return maec_fail(err, MAEC_EINVAL,
                          "this classifier pools globally and has no final norm for the class token; use the mean feature");
     int D = w->D, T = w->T;
+    const maec_backend *be = w->be;
     const float *x = encode(c, w, images, B, NULL);
     if (c->opts.global_pool) {
-        mean_pool_forward(w->pooled, x, B, T, D);
-        layernorm_forward(out, w->fm, w->fr, w->pooled, c->p.fcn_w, c->p.fcn_b, B, D);
+        be->mean_pool_forward(w->pooled, x, B, T, D);
+        be->layernorm_forward(out, w->fm, w->fr, w->pooled, c->p.fcn_w, c->p.fcn_b, B, D);
     } else if (feature == MAEC_FEATURE_CLS) {
-        for (int b = 0; b < B; b++) memcpy(w->pooled + (size_t)b * D, x + (size_t)b * T * D, D * sizeof(float));
-        layernorm_forward(out, w->fm, w->fr, w->pooled, c->p.norm_w, c->p.norm_b, B, D);
+        be->rows_gather(w->pooled, x, B, T, 0, 1, D);
+        be->layernorm_forward(out, w->fm, w->fr, w->pooled, c->p.norm_w, c->p.norm_b, B, D);
     } else {
-        layernorm_forward(w->normed, w->nm, w->nr, x, c->p.norm_w, c->p.norm_b, B * T, D);
-        mean_pool_forward(out, w->normed, B, T, D);
+        be->layernorm_forward(w->normed, w->nm, w->nr, x, c->p.norm_w, c->p.norm_b, B * T, D);
+        be->mean_pool_forward(out, w->normed, B, T, D);
     }
     return 0;
 }
@@ -877,21 +861,19 @@ int maec_classifier_forward_backward(maec_classifier *c, maec_clf_workspace *w, 
         draw_keep(c, w->keep, B, rng);
         keep = w->keep;
     }
+    const maec_backend *be = w->be;
     const float *x = encode(c, w, images, B, keep);
     const float *nw = c->opts.global_pool ? c->p.fcn_w : c->p.norm_w;
     const float *nb = c->opts.global_pool ? c->p.fcn_b : c->p.norm_b;
-    if (c->opts.global_pool) {
-        mean_pool_forward(w->pooled, x, B, T, D);
-    } else {
-        for (int b = 0; b < B; b++) memcpy(w->pooled + (size_t)b * D, x + (size_t)b * T * D, D * sizeof(float));
-    }
-    layernorm_forward(w->feat, w->fm, w->fr, w->pooled, nw, nb, B, D);
-    linear_forward(w->logits, w->feat, c->p.head_w, c->p.head_b, B, D, K);
+    if (c->opts.global_pool) be->mean_pool_forward(w->pooled, x, B, T, D);
+    else be->rows_gather(w->pooled, x, B, T, 0, 1, D);
+    be->layernorm_forward(w->feat, w->fm, w->fr, w->pooled, nw, nb, B, D);
+    be->linear_forward(w->logits, w->feat, c->p.head_w, c->p.head_b, NULL, B, D, K);
     if (!targets) {
         if (loss) *loss = 0;
         return 0;
     }
-    double l = softmax_xent_forward(w->probs, w->logits, targets, B, K);
+    double l = be->xent_forward(w->probs, w->logits, targets, B, K);
     if (loss) *loss = (float)l;
     if (!isfinite(l)) return maec_fail(err, MAEC_ENONFINITE, "the loss is not finite (%g)", l);
     if (!backward) return 0;
@@ -899,60 +881,45 @@ int maec_classifier_forward_backward(maec_classifier *c, maec_clf_workspace *w, 
 
     clf_views *g = &c->g;
     const clf_views *p = &c->p;
-    softmax_xent_backward(w->dlogits, w->probs, targets, B, K, grad_scale);
-    linear_backward(w->dfeat, g->head_w, g->head_b, w->dlogits, w->feat, p->head_w, B, D, K);
-    memset(w->dpooled, 0, (size_t)B * D * sizeof(float));
-    layernorm_backward(w->dpooled, c->opts.global_pool ? g->fcn_w : g->norm_w,
+    be->xent_backward(w->dlogits, w->probs, targets, B, K, grad_scale);
+    be->linear_backward(w->dfeat, g->head_w, g->head_b, w->dlogits, w->feat, p->head_w, B, D, K);
+    be->zero(w->dpooled, (size_t)B * D * sizeof(float));
+    be->layernorm_backward(w->dpooled, c->opts.global_pool ? g->fcn_w : g->norm_w,
                        c->opts.global_pool ? g->fcn_b : g->norm_b, w->dfeat, w->pooled, nw, w->fm, w->fr, B, D);
     int first = clf_first_trainable_block(c);
     if (c->opts.tune_blocks == 0) return 0;
-    if (c->opts.global_pool) {
-        mean_pool_backward(w->dx, w->dpooled, B, T, D);
-    } else {
-        memset(w->dx, 0, (size_t)B * T * D * sizeof(float));
-        for (int b = 0; b < B; b++) memcpy(w->dx + (size_t)b * T * D, w->dpooled + (size_t)b * D, D * sizeof(float));
-    }
+    if (c->opts.global_pool) be->mean_pool_backward(w->dx, w->dpooled, B, T, D);
+    else be->rows_expand(w->dx, w->dpooled, B, T, 0, 1, D);
     int Hd = D * cf->mlp_ratio;
     for (int i = cf->depth - 1; i >= first; i--) {
         const float *x_in = i ? w->acts[i - 1].x_out : w->x0;
         const float *k1 = keep ? keep + (size_t)i * 2 * B : NULL, *k2 = keep ? k1 + B : NULL;
-        block_backward_ex(&w->acts[i], &p->blocks[i], &g->blocks[i], x_in, w->dx, w->dtmp, &w->scratch, B, T, D,
+        block_backward_ex(be, &w->acts[i], &p->blocks[i], &g->blocks[i], x_in, w->dx, w->dtmp, &w->scratch, B, T, D,
                           cf->heads, Hd, k1, k2);
     }
     if (first > 0) return 0;
     /* embeddings: class token, position embeddings, patch embedding */
-    for (int b = 0; b < B; b++) {
-        const float *dx = w->dx + (size_t)b * T * D;
-        for (int d = 0; d < D; d++) g->cls_token[d] += dx[d];
-    }
-#pragma omp parallel for schedule(static)
-    for (int t = 0; t < T; t++)
-        for (int b = 0; b < B; b++) {
-            const float *dx = w->dx + ((size_t)b * T + t) * D;
-            float *gp = g->pos_embed + (size_t)t * D;
-            for (int d = 0; d < D; d++) gp[d] += dx[d];
-        }
-    for (int b = 0; b < B; b++)
-        memcpy(w->dtokens + (size_t)b * L * D, w->dx + ((size_t)b * T + 1) * D, (size_t)L * D * sizeof(float));
-    linear_backward(NULL, g->pe_w, g->pe_b, w->dtokens, w->patch_in, p->pe_w, B * L, w->Cpp, D);
+    be->embed_backward(w->dtokens, g->cls_token, g->pos_embed, NULL, w->dx, NULL, B, L, D);
+    be->linear_backward(NULL, g->pe_w, g->pe_b, w->dtokens, w->patch_in, p->pe_w, B * L, w->Cpp, D);
     return 0;
 }
 
 double maec_classifier_clip_grad(maec_classifier *c, float max_norm)
 {
-    /* the trainable tensors only: frozen ones have no gradient in PyTorch */
-    float **g = malloc((size_t)c->ntensors * sizeof *g);
-    size_t *n = malloc((size_t)c->ntensors * sizeof *n);
-    if (!g || !n) {
-        free(g), free(n);
-        return NAN;
-    }
-    int k = 0;
+    /* torch.nn.utils.clip_grad_norm_ (norm type 2) over the trainable
+     * tensors only (frozen ones have no gradient in PyTorch): the 2-norm of
+     * the tensors' 2-norms, then every gradient times max_norm / (norm +
+     * 1e-6) where that is below 1; sums in double in a fixed order */
+    const maec_backend *be = c->be;
+    double total = 0;
     for (int i = 0; i < c->ntensors; i++)
-        if (c->info[i].trainable) g[k] = c->grads + c->info[i].offset, n[k++] = c->info[i].size;
-    double norm = clip_grad_norm(g, n, k, max_norm);
-    free(g), free(n);
-    return norm;
+        if (c->info[i].trainable) total += be->sumsq(c->grads + c->info[i].offset, c->info[i].size);
+    total = sqrt(total);
+    double coef = (double)max_norm / (total + 1e-6);
+    if (max_norm > 0 && coef < 1.0)
+        for (int i = 0; i < c->ntensors; i++)
+            if (c->info[i].trainable) be->scale(c->grads + c->info[i].offset, c->info[i].size, (float)coef);
+    return total;
 }
 
 void maec_classifier_adamw_step(maec_classifier *c, const maec_adamw *o, float layer_decay)
@@ -960,15 +927,16 @@ void maec_classifier_adamw_step(maec_classifier *c, const maec_adamw *o, float l
     c->step++;
     for (int i = 0; i < c->ntensors; i++) {
         const maec_tensor_info *t = &c->info[i];
-        if (!t->trainable) { /* adamw_update clears the others' */
-            memset(c->grads + t->offset, 0, t->size * sizeof(float));
+        if (!t->trainable) { /* the update clears the others' */
+            c->be->zero(c->grads + t->offset, t->size * sizeof(float));
             continue;
         }
         float lr = (float)(o->lr * maec_classifier_lr_scale(c, i, layer_decay));
         size_t off = t->offset;
-        adamw_update(c->params + off, c->grads + off, c->adam_m + off, c->adam_v + off, t->size, lr, o->beta1,
+        c->be->adamw(c->params + off, c->grads + off, c->adam_m + off, c->adam_v + off, t->size, lr, o->beta1,
                      o->beta2, o->eps, t->decay ? o->weight_decay : 0.0f, (long)c->step);
     }
+    c->grads_zero = 1; /* as maec_adamw_step: every gradient is left zero */
 }
 
 /* ------------------------------------------------------------ mixup */

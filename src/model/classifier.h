@@ -17,6 +17,7 @@ typedef struct {
 
 struct maec_classifier {
     maec_config cfg;          /* the encoder (dec_depth 0) */
+    const maec_backend *be;   /* where its buffers live and its ops run */
     maec_classifier_opts opts;
     int ntensors;
     maec_tensor_info *info;

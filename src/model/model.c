@@ -148,7 +148,8 @@ int model_alloc(const maec_config *cfg, maec_model **out, maec_error *err)
     m->ntensors = tb.n;
     m->nfloats = tb.nfloats;
     size_t bytes;
-    if (!size_mul(m->nfloats, 4 * sizeof(float), &bytes) || !(m->mem = maec_alloc(bytes))) {
+    m->be = maec_backend_default();
+    if (!size_mul(m->nfloats, 4 * sizeof(float), &bytes) || !(m->mem = m->be->alloc(bytes))) {
         maec_model_free(m);
         return maec_fail(err, MAEC_ENOMEM, "out of memory for a model of %zu parameters",
                          m->nfloats);
@@ -181,7 +182,7 @@ void maec_model_free(maec_model *m)
     free(m->g.dec_blocks);
     free(m->info);
     free(m->names);
-    maec_free(m->mem);
+    if (m->mem) m->be->free(m->mem);
     free(m);
 }
 
@@ -263,7 +264,7 @@ void maec_model_set_step(maec_model *m, int64_t step) { m->step = step; }
 
 void maec_zero_grad(maec_model *m)
 {
-    if (!m->grads_zero) memset(m->grads, 0, m->nfloats * sizeof(float));
+    if (!m->grads_zero) m->be->zero(m->grads, m->nfloats * sizeof(float));
     m->grads_zero = 1;
 }
 

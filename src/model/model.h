@@ -2,6 +2,7 @@
  * gradients and the two AdamW moments) with named views. */
 #ifndef MAEC_MODEL_H
 #define MAEC_MODEL_H
+#include "backend/backend.h"
 #include "io/safetensors.h"
 #include "maec.h"
 
@@ -24,6 +25,7 @@ typedef struct {
 
 struct maec_model {
     maec_config cfg;
+    const maec_backend *be; /* where its buffers live and its ops run */
     int ntensors;
     maec_tensor_info *info;
     char *names;        /* storage for the tensor names */

@@ -1,11 +1,12 @@
 /* The ViT block, shared by the MAE encoder and decoder and the classifier:
- * activations carved from an arena, forward and backward. */
+ * activations carved from an arena, forward and backward, every op through
+ * the backend be (backend/backend.h). */
 #ifndef MAEC_VIT_H
 #define MAEC_VIT_H
 #include <stddef.h>
 
 #include "model.h"
-#include "ops/ops.h"
+#include "backend/backend.h"
 
 /* A bump allocator over one allocation: a first pass with base NULL counts
  * the bytes, a second hands out 64-byte aligned pieces. */
@@ -25,18 +26,18 @@ typedef struct {
 /* backward scratch shared by all blocks */
 typedef struct {
     float *dqkv, *dfc, *att;
-    int nthreads;
+    size_t natt; /* floats of att: the backend's attention_scratch */
 } block_scratch;
 
 void carve_block(arena *a, block_acts *ba, int B, int T, int D, int H, int Hd);
-void carve_scratch(arena *a, block_scratch *s, int B, int Tmax, int Wmax, int Hmax, int nthreads);
+void carve_scratch(const maec_backend *be, arena *a, block_scratch *s, int B, int Tmax, int Wmax, int Hmax);
 
 /* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)) */
-void block_forward(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
+void block_forward(const maec_backend *be, block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
                    int H, int Hd);
 /* dx [B*T, D]: on entry d(loss)/d(x_out), on exit d(loss)/d(x_in); parameter
  * gradients added into g; dtmp [B*T, D] scratch */
-void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+void block_backward(const maec_backend *be, const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
                     float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd);
 
 /* The same with drop path (stochastic depth) in its deterministic form:
@@ -44,9 +45,9 @@ void block_backward(const block_acts *a, const vit_block *p, vit_block *g, const
  * (0 when dropped, 1/keep_prob when kept), before the residual addition;
  * NULL = no drop path (block_forward and block_backward pass NULL). The
  * backward pass uses s->dqkv (at least [B*T, D]) and dtmp as scratch. */
-void block_forward_ex(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
+void block_forward_ex(const maec_backend *be, block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
                       int H, int Hd, const float *keep_attn, const float *keep_mlp);
-void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
+void block_backward_ex(const maec_backend *be, const block_acts *a, const vit_block *p, vit_block *g, const float *x_in,
                        float *dx, float *dtmp, block_scratch *s, int B, int T, int D, int H, int Hd,
                        const float *keep_attn, const float *keep_mlp);
 
@@ -60,10 +61,10 @@ void block_backward_ex(const block_acts *a, const vit_block *p, vit_block *g, co
  * block_backward_attn: from dtmp = d(loss)/d(attn_out) of all B*T rows,
  * attention, qkv and LN1, LN1's input gradient added into dx. Together the
  * same sums, in the same order, as block_forward and block_backward. */
-void block_forward_attn(block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D, int H);
-void block_forward_after_attn(block_acts *a, const vit_block *p, const float *res, int M, int D, int Hd);
-void block_backward_after_attn(const block_acts *a, const vit_block *p, vit_block *g, float *dx, float *dtmp,
+void block_forward_attn(const maec_backend *be, block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D, int H);
+void block_forward_after_attn(const maec_backend *be, block_acts *a, const vit_block *p, const float *res, int M, int D, int Hd);
+void block_backward_after_attn(const maec_backend *be, const block_acts *a, const vit_block *p, vit_block *g, float *dx, float *dtmp,
                                block_scratch *s, int M, int D, int Hd);
-void block_backward_attn(const block_acts *a, const vit_block *p, vit_block *g, const float *x_in, float *dx,
+void block_backward_attn(const maec_backend *be, const block_acts *a, const vit_block *p, vit_block *g, const float *x_in, float *dx,
                          float *dtmp, block_scratch *s, int B, int T, int D, int H);
 #endif
