@@ -43,10 +43,12 @@ $(BUILD)/tests/%: tests/%.c tests/test.h tests/photos.h $(BUILD)/libmaec.a
 test: all
 	@MAEC_BUILD=$(BUILD) bash tests/run_tests.sh
 
+# Written at every install (a phony target) with that install's PREFIX, made
+# absolute so that a relative PREFIX (make install PREFIX=out) gives a usable file.
 build/maec.pc:
 	@mkdir -p build
 	printf 'prefix=%s\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: maec\nDescription: Masked autoencoders in C\nVersion: 0.1.0\nLibs: -L$${libdir} -lmaec\nLibs.private: %s -fopenmp\nCflags: -I$${includedir}\n' \
-	  '$(PREFIX)' '$(LDLIBS)' > $@
+	  '$(abspath $(PREFIX))' '$(LDLIBS)' > $@
 
 install: all build/maec.pc
 	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
@@ -59,7 +61,16 @@ install: all build/maec.pc
 clean:
 	rm -rf build
 
-.PHONY: all test install clean build/maec.pc
+# `make examples`: the library installed into build/prefix, the programs of
+# examples/ built against it through pkg-config (shared and static) into
+# build/examples and run: pretrain_array writes a model, encode_images reads it.
+EXAMPLES_PREFIX := $(CURDIR)/build/prefix
+examples:
+	@$(MAKE) --no-print-directory install PREFIX=$(EXAMPLES_PREFIX) DESTDIR=
+	@PKG_CONFIG_PATH=$(EXAMPLES_PREFIX)/lib/pkgconfig $(MAKE) --no-print-directory -C examples \
+	    O=$(CURDIR)/build/examples CFLAGS="-O2 -g -Wall -Wextra" run
+
+.PHONY: all test install clean examples build/maec.pc
 -include $(LIB_OBJ:.o=.d) $(CLI_OBJ:.o=.d)
 
 # The built-in default: a small MAE on Fashion-MNIST, a few minutes on 2 cores.
