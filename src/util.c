@@ -78,6 +78,16 @@ double rng_normal(uint64_t *s)
     return sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2);
 }
 
+void rng_trunc_normal(float *w, size_t n, double std, uint64_t *s)
+{
+    for (size_t i = 0; i < n; i++) {
+        double x;
+        do x = rng_normal(s) * std;
+        while (x < -2.0 || x > 2.0);
+        w[i] = (float)x;
+    }
+}
+
 uint64_t rng_derive(uint64_t seed, uint64_t a, uint64_t b, uint64_t c)
 {
     uint64_t s = seed;

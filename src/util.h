@@ -32,6 +32,9 @@ float rng_uniform(uint64_t *s);
 double rng_uniform_d(uint64_t *s);
 /* standard normal (Box-Muller on doubles) */
 double rng_normal(uint64_t *s);
+/* w[n] from a normal of standard deviation std cut to [-2, 2] (timm's
+ * trunc_normal_ with its absolute bounds), redrawn until inside */
+void rng_trunc_normal(float *w, size_t n, double std, uint64_t *s);
 /* an independent stream derived from a seed and up to three indices */
 uint64_t rng_derive(uint64_t seed, uint64_t a, uint64_t b, uint64_t c);
 
