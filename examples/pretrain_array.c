@@ -1,11 +1,11 @@
 /* Pretrain a small MAE on images held in an array, with maec.h alone: 256
  * synthetic 1x16x16 pictures (a square, a disc or a gradient each, the same
  * for every run), AdamW on the official schedule (warm-up, then cosine).
- * Saves the model and exits 0 when the loss on a held-out batch, under the
- * same masks before and after, has gone down.
+ * The loop is libmaec's trainer (maec_trainer_*); the batches and the log
+ * lines are this program's. Saves the model and exits 0 when the loss on a
+ * held-out batch, under the same masks before and after, has gone down.
  *   pretrain_array [model.safetensors]        (default pretrain_array.safetensors) */
 #include <maec.h>
-#include <math.h>
 #include <stdio.h>
 
 enum { N = 256, BATCH = 32, EPOCHS = 20, PIX = 16 * 16 };
@@ -32,6 +32,26 @@ static void draw(float *x) /* pixel values in [0, 1], normalized (v - 0.2) / 0.3
         }
 }
 
+/* the trainer's batches: micro-batch i of every epoch is the same slice
+ * (the pictures are random already: no shuffle) */
+static int batch(void *ctx, int64_t epoch, int64_t i, float *images, int *n, maec_error *err)
+{
+    (void)ctx, (void)epoch, (void)err;
+    for (int k = 0; k < BATCH * PIX; k++) images[k] = data[(size_t)i * BATCH * PIX + k];
+    *n = BATCH;
+    return 0;
+}
+
+/* after every step: a line every 16 (the mean loss since the last) */
+static int on_step(void *ctx, maec_trainer *t, const maec_train_event *ev, maec_error *err)
+{
+    (void)ctx, (void)t, (void)err;
+    if (ev->record && ev->step % 16 == 0)
+        printf("step %3lld  epoch %5.2f  lr %.2e  loss %.4f\n", (long long)ev->step,
+               (double)ev->step / ev->steps_per_epoch, ev->lr, ev->window_loss);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     maec_blas_reexec(argv); /* OpenBLAS's fast kernels on CPUs newer than it */
@@ -39,35 +59,28 @@ int main(int argc, char **argv)
     maec_error err = {0};
     maec_config c;
     maec_model *m = NULL;
-    maec_workspace *ws = NULL;
-    int rc = 1, per_epoch = N / BATCH, steps = EPOCHS * per_epoch;
+    maec_trainer *t = NULL;
+    int rc = 1;
     /* the smallest preset, a little wider: 16x16x1, patch 4, so L = 16, K = 4 */
     if (maec_preset("test-tiny", &c, &err)) goto fail;
     c.dim = 64, c.heads = 4, c.depth = 3, c.dec_dim = 32, c.dec_depth = 1;
+    maec_train_opts o;
+    maec_train_defaults(&o); /* AdamW (0.9, 0.95), weight decay 0.05 */
+    o.batch_size = BATCH, o.epochs = EPOCHS, o.batches_per_epoch = N / BATCH;
+    o.lr = 2e-3, o.min_lr = 1e-5, o.warmup_epochs = 1, o.log_every = 16, o.seed = 7;
     if (maec_config_check(&c, &err) || maec_model_create(&c, 0, &m, &err) ||
-        maec_workspace_create(m, BATCH, &ws, &err)) goto fail;
+        maec_trainer_create(m, &o, batch, NULL, NULL, &t, &err)) goto fail;
+    maec_trainer_set_hook(t, on_step, NULL);
     for (int i = 0; i < N + BATCH; i++) draw(data + (size_t)i * PIX);
     const float *held = data + (size_t)N * PIX;
-    float noise[BATCH * 16], first, last, loss; /* noise [B, L]: the held batch's masks */
+    float noise[BATCH * 16], first, last; /* noise [B, L]: the held batch's masks */
     uint64_t rng = 7;
     maec_make_noise(&c, BATCH, noise, &rng);
+    maec_workspace *ws = maec_trainer_workspace(t);
     if (maec_forward_backward(m, ws, held, BATCH, noise, NULL, 0, 1, &first, &err)) goto fail;
     printf("config %dx%dx%d, patch %d, dim %d, depth %d; held-out loss %.4f\n", c.in_chans,
            c.img_h, c.img_w, c.patch, c.dim, c.depth, first);
-
-    maec_adamw opt = {.beta1 = 0.9f, .beta2 = 0.95f, .eps = 1e-8f, .weight_decay = 0.05f};
-    for (int s = 0; s < steps; s++) { /* the pictures are random already: no shuffle */
-        double epoch = (double)s / per_epoch;
-        opt.lr = (float)maec_lr_at(epoch, 2e-3, 1e-5, 1, EPOCHS);
-        maec_zero_grad(m);
-        if (maec_forward_backward(m, ws, data + (size_t)(s % per_epoch) * BATCH * PIX, BATCH,
-                                  NULL, &rng, 1, 1, &loss, &err)) goto fail;
-        if (!isfinite(loss)) { fprintf(stderr, "step %d: loss %g\n", s, loss); goto done; }
-        maec_adamw_step(m, &opt);
-        if (s % 16 == 0 || s == steps - 1)
-            printf("step %3d  epoch %5.2f  lr %.2e  loss %.4f\n", s, epoch, opt.lr, loss);
-    }
-
+    if (maec_trainer_run(t, &err)) goto fail; /* warm-up, then cosine; AdamW; masks from the seed */
     if (maec_forward_backward(m, ws, held, BATCH, noise, NULL, 0, 1, &last, &err)) goto fail;
     if (maec_model_set_meta(m, "maec_data", "{\"mean\": [0.2], \"std\": [0.3]}")) { /* as maec pretrain */
         fprintf(stderr, "cannot set metadata\n"); goto done;
@@ -79,7 +92,7 @@ int main(int argc, char **argv)
 fail:
     fprintf(stderr, "pretrain_array: %s (error %d)\n", err.msg, err.code);
 done:
-    maec_workspace_free(ws);
+    maec_trainer_free(t);
     maec_model_free(m);
     return rc;
 }

@@ -3,6 +3,8 @@
 #include <string.h>
 
 #include "backend/backend.h"
+#include "maec.h"
+#include "util.h"
 
 const maec_backend *maec_backend_by_name(const char *name)
 {
@@ -12,8 +14,21 @@ const maec_backend *maec_backend_by_name(const char *name)
     return NULL;
 }
 
+static const maec_backend *chosen; /* maec_set_backend's; NULL: MAEC_BACKEND's or cpu */
+
 const maec_backend *maec_backend_default(void)
 {
+    if (chosen) return chosen;
     const maec_backend *b = maec_backend_by_name(getenv("MAEC_BACKEND"));
     return b ? b : maec_backend_cpu();
 }
+
+int maec_set_backend(const char *name, maec_error *err)
+{
+    const maec_backend *b = maec_backend_by_name(name);
+    if (!b) return maec_fail(err, MAEC_EINVAL, "no backend '%s' in this build (cpu, ref)", name ? name : "(null)");
+    chosen = b;
+    return 0;
+}
+
+const char *maec_backend_name(void) { return maec_backend_default()->name; }

@@ -55,6 +55,12 @@ int main(int argc, char **argv)
         printf("\n");
         return 0;
     }
+    const char *be = getenv("MAEC_BACKEND"); /* ref: every op as plain loops, the specification (slow) */
+    maec_error err;
+    if (be && *be && maec_set_backend(be, &err)) {
+        cli_error("MAEC_BACKEND: %s", err.msg);
+        return 2;
+    }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
     cli_error("unknown command '%s' (see maec --help)", argv[1]);

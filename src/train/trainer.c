@@ -1,0 +1,379 @@
+/* The pretraining loop (main_pretrain.py, engine_pretrain.py) as a library
+ * object: schedule, accumulation, masks, AdamW, the logging window,
+ * checkpoints and resume, a stop flag; the caller gives the batches and a
+ * hook (include/maec.h, "trainer"). */
+#define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <dirent.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "maec.h"
+#include "util.h"
+
+struct maec_trainer {
+    maec_model *m;
+    maec_workspace *ws;
+    maec_train_opts o;
+    char *output_dir;
+    char *run_json;
+    maec_batch_fn batch;
+    void *batch_ctx;
+    maec_train_hook hook;
+    void *hook_ctx;
+    const volatile int *stop;
+    float *images, *noise;
+    /* the logging window: losses summed since the last record, carried by
+     * checkpoints so that a resumed run logs as an unbroken one */
+    double loss_sum;
+    int loss_n;
+};
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+void maec_train_defaults(maec_train_opts *o)
+{
+    memset(o, 0, sizeof *o);
+    o->batch_size = 64;
+    o->accum_iter = 1;
+    o->epochs = 400;
+    o->lr = 1.5e-4 * 64 / 256;
+    o->warmup_epochs = 40;
+    o->beta1 = 0.9f;
+    o->beta2 = 0.95f;
+    o->eps = 1e-8f;
+    o->weight_decay = 0.05f;
+    o->log_every = 20;
+    o->keep = 2;
+}
+
+/* ------------------------------------------------------------ checkpoints */
+
+typedef struct {
+    long long step;
+    char name[256];
+} ckpt_entry;
+
+static int cmp_ckpt(const void *a, const void *b)
+{
+    const ckpt_entry *x = a, *y = b;
+    return (x->step > y->step) - (x->step < y->step);
+}
+
+/* checkpoint-<step>.safetensors files in dir, oldest first */
+static int list_checkpoints(const char *dir, ckpt_entry **out)
+{
+    *out = NULL;
+    DIR *d = opendir(dir);
+    if (!d) return 0;
+    int n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        long long s;
+        char tail[32];
+        if (sscanf(e->d_name, "checkpoint-%lld.%31s", &s, tail) != 2 || strcmp(tail, "safetensors")) continue;
+        if (n == cap) {
+            cap = cap ? 2 * cap : 8;
+            ckpt_entry *nw = realloc(*out, (size_t)cap * sizeof **out);
+            if (!nw) break;
+            *out = nw;
+        }
+        (*out)[n].step = s;
+        snprintf((*out)[n].name, sizeof (*out)[n].name, "%.255s", e->d_name);
+        n++;
+    }
+    closedir(d);
+    if (n) qsort(*out, (size_t)n, sizeof **out, cmp_ckpt);
+    return n;
+}
+
+static void prune_checkpoints(const char *dir, int keep)
+{
+    ckpt_entry *c;
+    int n = list_checkpoints(dir, &c);
+    for (int i = 0; i < n - keep; i++) {
+        char p[2048];
+        snprintf(p, sizeof p, "%s/%s", dir, c[i].name);
+        unlink(p);
+    }
+    free(c);
+}
+
+void maec_checkpoint_clean_temps(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, "checkpoint-", 11) || !strstr(e->d_name, ".safetensors.tmp.")) continue;
+        char p[2048];
+        snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+}
+
+int maec_checkpoint_load_latest(const char *path, maec_model **m, char **run_json, char *used, size_t usedlen,
+                                maec_error *err)
+{
+    DIR *d = opendir(path);
+    if (!d) { /* a file (or nothing: the load says so) */
+        snprintf(used, usedlen, "%s", path);
+        return maec_checkpoint_load(path, NULL, m, run_json, err);
+    }
+    closedir(d);
+    ckpt_entry *c;
+    int n = list_checkpoints(path, &c);
+    if (n == 0) {
+        free(c);
+        return maec_fail(err, MAEC_EIO, "%s: no checkpoint-*.safetensors in that folder", path);
+    }
+    int r = MAEC_EIO;
+    for (int i = n - 1; i >= 0; i--) {
+        snprintf(used, usedlen, "%s/%s", path, c[i].name);
+        r = maec_checkpoint_load(used, NULL, m, run_json, err);
+        if (!r) break;
+        fprintf(stderr, "maec: warning: skipping %s: %s\n", used, err->msg);
+    }
+    free(c);
+    return r;
+}
+
+/* the caller's run configuration with the trainer's state: the log's
+ * window and the compute threads (sums are taken in an order that depends
+ * on them) */
+static char *checkpoint_json(const maec_trainer *t)
+{
+    cJSON *o = t->run_json ? cJSON_Parse(t->run_json) : cJSON_CreateObject();
+    if (o && !cJSON_IsObject(o)) {
+        cJSON_Delete(o);
+        o = NULL;
+    }
+    cJSON *lw = o ? cJSON_AddObjectToObject(o, "log_window") : NULL;
+    char num[64];
+    snprintf(num, sizeof num, "%.17g", t->loss_sum); /* read back to the same double */
+    char *js = lw && cJSON_AddRawToObject(lw, "loss_sum", num) && cJSON_AddNumberToObject(lw, "steps", t->loss_n) &&
+                       cJSON_AddNumberToObject(o, "threads", maec_get_threads())
+                   ? cJSON_Print(o) : NULL;
+    cJSON_Delete(o);
+    return js;
+}
+
+int maec_trainer_resumed_threads(const char *run_json)
+{
+    cJSON *o = run_json ? cJSON_Parse(run_json) : NULL;
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(o, "threads");
+    int n = 0;
+    if (cJSON_IsNumber(th) && th->valuedouble >= 1 && th->valuedouble <= 1024 && th->valuedouble == floor(th->valuedouble))
+        n = (int)th->valuedouble;
+    cJSON_Delete(o);
+    return n;
+}
+
+int maec_trainer_resume_state(maec_trainer *t, const char *run_json, maec_error *err)
+{
+    t->loss_sum = 0;
+    t->loss_n = 0;
+    cJSON *o = cJSON_Parse(run_json ? run_json : "{}");
+    if (!o) return maec_fail(err, MAEC_EFORMAT, "run configuration: not JSON");
+    const cJSON *lw = cJSON_GetObjectItemCaseSensitive(o, "log_window");
+    const cJSON *th = cJSON_GetObjectItemCaseSensitive(o, "threads");
+    int r = 0;
+    if (th && (!cJSON_IsNumber(th) || !(th->valuedouble >= 1 && th->valuedouble <= 1024) ||
+               th->valuedouble != floor(th->valuedouble)))
+        r = maec_fail(err, MAEC_EFORMAT, "run configuration: 'threads' must be an integer in [1, 1024]");
+    if (lw && !r) { /* none in checkpoints written before it was kept: an empty window */
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(lw, "loss_sum");
+        const cJSON *n = cJSON_GetObjectItemCaseSensitive(lw, "steps");
+        if (!cJSON_IsNumber(s) || !isfinite(s->valuedouble) || !cJSON_IsNumber(n) || n->valuedouble < 0 ||
+            n->valuedouble > (1 << 30) || n->valuedouble != floor(n->valuedouble))
+            r = maec_fail(err, MAEC_EFORMAT, "run configuration: bad log_window");
+        else
+            t->loss_sum = s->valuedouble, t->loss_n = (int)n->valuedouble;
+    }
+    cJSON_Delete(o);
+    return r;
+}
+
+int maec_trainer_save(maec_trainer *t, maec_error *err)
+{
+    if (!t->output_dir) return 0;
+    char path[2048];
+    snprintf(path, sizeof path, "%s/checkpoint-%08lld.safetensors", t->output_dir, (long long)maec_model_step(t->m));
+    char *js = checkpoint_json(t);
+    if (!js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    int r = maec_checkpoint_save(t->m, path, js, err);
+    free(js);
+    if (!r) prune_checkpoints(t->output_dir, t->o.keep > 0 ? t->o.keep : 1);
+    return r;
+}
+
+/* ------------------------------------------------------------ the trainer */
+
+int maec_trainer_create(maec_model *m, const maec_train_opts *o, maec_batch_fn batch, void *batch_ctx,
+                        const char *run_json, maec_trainer **out, maec_error *err)
+{
+    *out = NULL;
+    if (!m || !o || !batch) return maec_fail(err, MAEC_EINVAL, "trainer: a model, options and a batch source");
+    if (o->batch_size < 1 || o->accum_iter < 1 || o->epochs < 1 || o->log_every < 1 || o->batches_per_epoch < 1)
+        return maec_fail(err, MAEC_EINVAL, "trainer: batch size, accumulation, epochs, log interval and batches "
+                                           "per epoch must be at least 1");
+    if (o->batches_per_epoch / o->accum_iter < 1)
+        return maec_fail(err, MAEC_EINVAL, "an epoch of %lld batches is shorter than --accum-iter %d",
+                         (long long)o->batches_per_epoch, o->accum_iter);
+    if (!(o->lr >= 0) || !(o->min_lr >= 0) || !(o->warmup_epochs >= 0))
+        return maec_fail(err, MAEC_EINVAL, "trainer: learning rates and warm-up must be >= 0");
+    maec_trainer *t = calloc(1, sizeof *t);
+    if (!t) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    t->m = m;
+    t->o = *o;
+    t->batch = batch;
+    t->batch_ctx = batch_ctx;
+    const maec_config *c = maec_model_config(m);
+    size_t img = (size_t)c->in_chans * c->img_h * c->img_w;
+    t->images = malloc((size_t)o->batch_size * img * sizeof(float));
+    t->noise = malloc((size_t)o->batch_size * maec_num_patches(c) * sizeof(float));
+    t->output_dir = o->output_dir ? strdup(o->output_dir) : NULL;
+    t->run_json = run_json ? strdup(run_json) : NULL;
+    t->o.output_dir = t->output_dir;
+    if (!t->images || !t->noise || (o->output_dir && !t->output_dir) || (run_json && !t->run_json)) {
+        maec_trainer_free(t);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    if (maec_workspace_create(m, o->batch_size, &t->ws, err)) {
+        maec_trainer_free(t);
+        return err->code ? err->code : MAEC_ENOMEM;
+    }
+    *out = t;
+    return 0;
+}
+
+void maec_trainer_free(maec_trainer *t)
+{
+    if (!t) return;
+    maec_workspace_free(t->ws);
+    free(t->images);
+    free(t->noise);
+    free(t->output_dir);
+    free(t->run_json);
+    free(t);
+}
+
+void maec_trainer_set_hook(maec_trainer *t, maec_train_hook hook, void *ctx)
+{
+    t->hook = hook;
+    t->hook_ctx = ctx;
+}
+
+void maec_trainer_set_stop_flag(maec_trainer *t, const volatile int *stop) { t->stop = stop; }
+
+maec_workspace *maec_trainer_workspace(maec_trainer *t) { return t->ws; }
+
+/* One optimizer step from micro-batches [it0, it0 + accum) of epoch ep_i:
+ * the step's mean loss in *step_loss. */
+static int train_step(maec_trainer *t, int64_t ep_i, int64_t it0, float lr, int64_t nan_at, double *step_loss,
+                      maec_error *err)
+{
+    const maec_train_opts *o = &t->o;
+    const maec_config *mc = maec_model_config(t->m);
+    int64_t micro = ep_i * o->batches_per_epoch + it0; /* a global micro-batch index, for the masks */
+    int64_t step = maec_model_step(t->m);
+    maec_zero_grad(t->m);
+    *step_loss = 0;
+    for (int a = 0; a < o->accum_iter; a++, micro++) {
+        int n = 0;
+        if (t->batch(t->batch_ctx, ep_i, it0 + a, t->images, &n, err)) return err->code ? err->code : MAEC_EIO;
+        if (n < 1 || n > o->batch_size)
+            return maec_fail(err, MAEC_EINVAL, "the batch source gave %d images (1 to %d)", n, o->batch_size);
+        uint64_t nrng = rng_derive(o->seed, (uint64_t)micro, 0x6d61736b, 0);
+        maec_make_noise(mc, n, t->noise, &nrng);
+        float loss;
+        int fb = maec_forward_backward(t->m, t->ws, t->images, n, t->noise, NULL, 1, 1.0f / o->accum_iter, &loss,
+                                       err);
+        if (!fb && nan_at > 0 && step + 1 == nan_at) { /* the test hook: as if the loss were NaN */
+            loss = NAN;
+            fb = MAEC_ENONFINITE;
+        }
+        if (fb == MAEC_ENONFINITE || (fb && err->code == MAEC_ENONFINITE))
+            return maec_fail(err, MAEC_ENONFINITE, "the loss became %g at step %lld", (double)loss,
+                             (long long)step + 1);
+        if (fb) return fb;
+        *step_loss += loss / o->accum_iter;
+    }
+    maec_adamw opt = {lr, o->beta1, o->beta2, o->eps, o->weight_decay};
+    maec_adamw_step(t->m, &opt);
+    return 0;
+}
+
+int maec_trainer_run(maec_trainer *t, maec_error *err)
+{
+    const maec_train_opts *o = &t->o;
+    const int64_t bpe = o->batches_per_epoch, spe = bpe / o->accum_iter; /* optimizer steps per epoch */
+    const int64_t sched_total = (int64_t)o->epochs * spe;
+    int64_t total = sched_total;
+    if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
+    int64_t step = maec_model_step(t->m), step0 = step;
+    /* the steps a record is written at by a run that is not stopped: every
+     * log_every steps, at each epoch's end and at the schedule's */
+#define LOGGED_AT(s) ((s) % o->log_every == 0 || (s) % spe == 0 || (s) == sched_total)
+    /* fault injection for tests/fault_nan.sh: MAEC_FAULT_NAN_AT_STEP=N makes
+     * the loss of optimizer step N (1-based, as logged) a NaN */
+    const char *nan_env = getenv("MAEC_FAULT_NAN_AT_STEP");
+    int64_t nan_at = nan_env ? atoll(nan_env) : 0;
+    double t_start = now_s(), t_log = t_start;
+    int here_n = 0; /* steps of the window this process ran */
+    while (step < total && !(t->stop && *t->stop)) {
+        /* As official, steps are grouped within an epoch: step s takes the
+         * micro-batches from (s % spe) * accum of epoch s / spe on; when
+         * accum does not divide an epoch, its last bpe % accum micro-batches
+         * are skipped. Official runs them, but the zero_grad at the start of
+         * its next epoch drops their gradients: the updates are the same. */
+        int64_t ep_i = step / spe, it0 = (step % spe) * o->accum_iter;
+        double epoch_f = (double)ep_i + (double)it0 / (double)bpe;
+        float lr = (float)maec_lr_at(epoch_f, o->lr, o->min_lr, o->warmup_epochs, o->epochs);
+        double step_loss;
+        int r = train_step(t, ep_i, it0, lr, nan_at, &step_loss, err);
+        if (r) return r;
+        step++;
+        t->loss_sum += step_loss;
+        t->loss_n++;
+        here_n++;
+        maec_train_event ev = {.step = step, .total = total, .steps_per_epoch = spe, .schedule_steps = sched_total,
+                               .lr = lr, .loss = step_loss, .epoch_end = step % spe == 0};
+        double tnow = now_s();
+        ev.elapsed_s = tnow - t_start;
+        if (LOGGED_AT(step) || step == total) {
+            ev.record = 1;
+            ev.window_loss = t->loss_sum / t->loss_n;
+            ev.window_s = tnow - t_log;
+            ev.images_per_s = (double)here_n * o->batch_size * o->accum_iter / ev.window_s;
+        }
+        ev.eta_s = (double)(total - step) * ev.elapsed_s / (double)(step - step0);
+        if (t->hook && t->hook(t->hook_ctx, t, &ev, err)) return err->code ? err->code : MAEC_EIO;
+        if (ev.record) {
+            t_log = tnow;
+            here_n = 0;
+            if (LOGGED_AT(step)) { /* else the run stops here, the window kept for its checkpoint */
+                t->loss_sum = 0;
+                t->loss_n = 0;
+            }
+        }
+        if ((o->save_every > 0 ? step % o->save_every == 0 : ev.epoch_end) && step < total &&
+            maec_trainer_save(t, err))
+            return err->code;
+    }
+#undef LOGGED_AT
+    if (maec_trainer_save(t, err)) return err->code;
+    if (t->stop && *t->stop)
+        return maec_fail(err, MAEC_ESTOPPED, "stopped at step %lld; checkpoint saved", (long long)step);
+    return 0;
+}
