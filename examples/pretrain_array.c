@@ -34,9 +34,9 @@ static void draw(float *x) /* pixel values in [0, 1], normalized (v - 0.2) / 0.3
 
 /* the trainer's batches: micro-batch i of every epoch is the same slice
  * (the pictures are random already: no shuffle) */
-static int batch(void *ctx, int64_t epoch, int64_t i, float *images, int *n, maec_error *err)
+static int batch(void *ctx, int64_t epoch, int64_t i, float *images, int *labels, int *n, maec_error *err)
 {
-    (void)ctx, (void)epoch, (void)err;
+    (void)ctx, (void)epoch, (void)labels, (void)err;
     for (int k = 0; k < BATCH * PIX; k++) images[k] = data[(size_t)i * BATCH * PIX + k];
     *n = BATCH;
     return 0;

@@ -222,100 +222,6 @@ int maec_reconstruction_png(maec_model *m, maec_workspace *ws, const float *imag
                             const float *noise, uint64_t *rng, const float *mean,
                             const float *std, int scale, const char *path, maec_error *err);
 
-/* ------------------------------------------------------------------ trainer */
-
-/* The pretraining loop of main_pretrain.py as a library object: the
- * schedule (linear warm-up, then half-cosine, set per iteration), gradient
- * accumulation, AdamW, the masks (the noise of micro-batch i is drawn from
- * (seed, i): a run's masks do not depend on where it was stopped and
- * resumed), the loss averaged over logging windows, checkpoints that carry
- * the window so that a resumed run logs as an unbroken one, and a stop flag
- * honoured at a step boundary. The caller gives the batches and is told
- * about every step through a hook (logging, pictures, evaluation). */
-typedef struct maec_trainer maec_trainer;
-
-typedef struct {
-    int batch_size;       /* images per micro-batch */
-    int accum_iter;       /* micro-batches per optimizer step */
-    int epochs;           /* the schedule's length */
-    int64_t batches_per_epoch; /* micro-batches in an epoch */
-    double lr;            /* peak (official: blr * batch * accum / 256) */
-    double min_lr, warmup_epochs;
-    float beta1, beta2, eps, weight_decay; /* AdamW (0.9, 0.95, 1e-8, 0.05) */
-    uint64_t seed;        /* the masks' */
-    int64_t max_steps;    /* stop after this many optimizer steps in all (0: the schedule's end) */
-    int log_every;        /* a record every N steps, at each epoch's end and the schedule's */
-    int save_every;       /* a checkpoint every N steps (0: at each epoch's end) */
-    int keep;             /* checkpoints kept in output_dir (the newest) */
-    const char *output_dir; /* where checkpoint-<step>.safetensors go (NULL: none) */
-} maec_train_opts;
-
-/* the defaults of main_pretrain.py where it has them */
-void maec_train_defaults(maec_train_opts *o);
-
-/* Micro-batch `index` (0-based) of epoch `epoch`, as normalized images
- * [n, C, H, W] into `images` (room for batch_size); *n images. The trainer
- * asks for them in order within an epoch, and says where to start after a
- * resume. Nonzero with err set: the run stops with that error. */
-typedef int (*maec_batch_fn)(void *ctx, int64_t epoch, int64_t index, float *images, int *n, maec_error *err);
-
-/* What the hook hears after every optimizer step. */
-typedef struct {
-    int64_t step, total;   /* steps done, steps this run will do in all */
-    int64_t steps_per_epoch;
-    int64_t schedule_steps; /* the schedule's length in steps */
-    float lr;              /* the step's */
-    double loss;           /* the step's mean loss over its micro-batches */
-    int epoch_end;         /* the step ends an epoch */
-    int record;            /* a log record is due: window_loss, images_per_s */
-    double window_loss;    /* the mean loss since the last record */
-    double images_per_s;   /* since the last record, counting this process's steps */
-    double window_s;       /* seconds since the last record (or since this process started) */
-    double elapsed_s;      /* since the run (this process) started */
-    double eta_s;          /* to the run's end, at this process's pace */
-} maec_train_event;
-
-/* Nonzero with err set: the run stops with that error. */
-typedef int (*maec_train_hook)(void *ctx, maec_trainer *t, const maec_train_event *ev, maec_error *err);
-
-/* A trainer of model m (not owned; its step counter is the trainer's
- * position). run_json: the caller's run configuration as a JSON object,
- * kept in every checkpoint (may be NULL). */
-int maec_trainer_create(maec_model *m, const maec_train_opts *o, maec_batch_fn batch, void *batch_ctx,
-                        const char *run_json, maec_trainer **out, maec_error *err);
-void maec_trainer_free(maec_trainer *t);
-/* the hook called after every step (NULL: none) */
-void maec_trainer_set_hook(maec_trainer *t, maec_train_hook hook, void *ctx);
-/* a flag that stops the run at the next step boundary when nonzero (a
- * signal handler sets it); the run saves a checkpoint and returns
- * MAEC_ESTOPPED */
-void maec_trainer_set_stop_flag(maec_trainer *t, const volatile int *stop);
-/* Continue a run from the state of a checkpoint's run configuration (the
- * logging window maec_trainer keeps there); the model is the one loaded
- * from it. */
-int maec_trainer_resume_state(maec_trainer *t, const char *run_json, maec_error *err);
-/* Train to the end (or max_steps, or the stop flag). 0 when done;
- * MAEC_ESTOPPED when stopped (a checkpoint written); MAEC_ENONFINITE when
- * the loss is not finite (nothing saved: the last good checkpoint stays);
- * another error from the batches, the hook or a write. */
-int maec_trainer_run(maec_trainer *t, maec_error *err);
-/* Write checkpoint-<step>.safetensors into output_dir now (atomic), and
- * keep the newest `keep`. */
-int maec_trainer_save(maec_trainer *t, maec_error *err);
-/* the workspace the trainer computes in (for pictures between steps) */
-maec_workspace *maec_trainer_workspace(maec_trainer *t);
-/* the compute threads the resumed run had (0: not recorded) */
-int maec_trainer_resumed_threads(const char *run_json);
-
-/* The newest checkpoint-<step>.safetensors of a run folder that loads (a
- * broken newer one is skipped with a warning on stderr), or the checkpoint
- * file given; `used` gets its path. */
-int maec_checkpoint_load_latest(const char *path, maec_model **out, char **run_json, char *used, size_t used_len,
-                                maec_error *err);
-/* Remove checkpoint-*.safetensors.tmp.* left in dir by a run killed while
- * saving. */
-void maec_checkpoint_clean_temps(const char *dir);
-
 /* ------------------------------------------------------------------ misc */
 
 /* Set the number of threads used by maec (OpenMP and BLAS). 0 = default. */
@@ -566,4 +472,127 @@ double maec_knn_top1(const float *train, const int *train_labels, int64_t N, con
 #ifdef __cplusplus
 }
 #endif
+/* ------------------------------------------------------------------ trainer */
+
+/* The training loop of main_pretrain.py, main_finetune.py and
+ * main_linprobe.py as a library object, for the MAE (pretraining), the
+ * classifier (fine-tuning) and the linear probe (on features): the
+ * schedule (linear warm-up, then half-cosine, set per iteration), gradient
+ * accumulation (step s of an epoch takes its micro-batches s * accum on;
+ * an epoch's last batches % accum are left out, as the official loop
+ * drops their gradients), AdamW, the random draws (masks; mixup and drop
+ * path) of micro-batch i from (seed, i), so that a run does not depend on
+ * where it was stopped and resumed, the loss averaged over logging
+ * windows, checkpoints that carry the window so that a resumed run logs as
+ * an unbroken one, and a stop flag honoured at a step boundary. The caller
+ * gives the batches and is told about every step through a hook (logging,
+ * pictures, evaluation). */
+typedef struct maec_trainer maec_trainer;
+
+typedef struct {
+    int batch_size;       /* images per micro-batch */
+    int accum_iter;       /* micro-batches per optimizer step */
+    int epochs;           /* the schedule's length */
+    int64_t batches_per_epoch; /* micro-batches in an epoch */
+    double lr;            /* peak (official: blr * batch * accum / 256) */
+    double min_lr, warmup_epochs;
+    float beta1, beta2, eps, weight_decay; /* AdamW (0.9, 0.95, 1e-8, 0.05; fine-tuning: 0.999 for beta2) */
+    uint64_t seed;        /* the random draws' */
+    int64_t max_steps;    /* stop after this many optimizer steps in all (0: the schedule's end) */
+    int log_every;        /* a record every N steps, at each epoch's end and the schedule's */
+    int save_every;       /* a checkpoint every N steps (0: at each epoch's end) */
+    int keep;             /* checkpoints kept in output_dir (the newest) */
+    const char *output_dir; /* where checkpoint-<step>.safetensors go (NULL: none) */
+    const char *checkpoint_name; /* one file of this name instead, rewritten (NULL: one per step, `keep` kept) */
+} maec_train_opts;
+
+/* the defaults of main_pretrain.py where it has them */
+void maec_train_defaults(maec_train_opts *o);
+
+/* Micro-batch `index` (0-based) of epoch `epoch`, as normalized images
+ * [n, C, H, W] into `images` (room for batch_size), and their classes into
+ * labels[n] where labels is not NULL (fine-tuning); *n images. The trainer
+ * asks for them in order within an epoch, and says where to start after a
+ * resume. Nonzero with err set: the run stops with that error. */
+typedef int (*maec_batch_fn)(void *ctx, int64_t epoch, int64_t index, float *images, int *labels, int *n,
+                             maec_error *err);
+
+/* What the hook hears after every optimizer step. */
+typedef struct {
+    int64_t step, total;   /* steps done, steps this run will do in all */
+    int64_t steps_per_epoch;
+    int64_t schedule_steps; /* the schedule's length in steps */
+    float lr;              /* the step's */
+    double loss;           /* the step's mean loss over its micro-batches */
+    int epoch_end;         /* the step ends an epoch */
+    int record;            /* a log record is due: window_loss, images_per_s */
+    double window_loss;    /* the mean loss since the last record */
+    double images_per_s;   /* since the last record, counting this process's steps */
+    double window_s;       /* seconds since the last record (or since this process started) */
+    double elapsed_s;      /* since the run (this process) started */
+    double eta_s;          /* to the run's end, at this process's pace */
+} maec_train_event;
+
+/* Nonzero with err set: the run stops with that error. */
+typedef int (*maec_train_hook)(void *ctx, maec_trainer *t, const maec_train_event *ev, maec_error *err);
+
+/* A trainer of model m (not owned; its step counter is the trainer's
+ * position). run_json: the caller's run configuration as a JSON object,
+ * kept in every checkpoint (may be NULL). */
+int maec_trainer_create(maec_model *m, const maec_train_opts *o, maec_batch_fn batch, void *batch_ctx,
+                        const char *run_json, maec_trainer **out, maec_error *err);
+/* Fine-tuning: a trainer of classifier c (not owned) with its head's
+ * loss (soft-target cross-entropy), mixup/CutMix per micro-batch, drop
+ * path as c's options say, gradient clipping and layer-wise lr decay. */
+typedef struct {
+    maec_mixup_opts mixup; /* mixup, CutMix, label smoothing (all off: plain smoothed labels) */
+    float layer_decay;     /* 1: none */
+    float clip_grad;       /* the global gradient norm's bound (0: none) */
+} maec_clf_train_opts;
+int maec_trainer_create_classifier(maec_classifier *c, const maec_train_opts *o, const maec_clf_train_opts *co,
+                                   maec_batch_fn batch, void *batch_ctx, const char *run_json, maec_trainer **out,
+                                   maec_error *err);
+/* Linear probing: a trainer of probe lp (not owned) on features of dim
+ * values: the batch source fills `images` with features [n, dim] (and
+ * labels), the update is LARS (lars = 1) or SGD with momentum, with
+ * weight_decay from o. Its steps are counted by the trainer (a probe has
+ * no step counter); it writes no checkpoints. */
+int maec_trainer_create_linprobe(maec_linprobe *lp, int dim, const maec_train_opts *o, int lars, float momentum,
+                                 maec_batch_fn batch, void *batch_ctx, maec_trainer **out, maec_error *err);
+void maec_trainer_free(maec_trainer *t);
+/* replace the run configuration kept in checkpoints from now on (a copy) */
+int maec_trainer_set_run_json(maec_trainer *t, const char *run_json, maec_error *err);
+/* the hook called after every step (NULL: none) */
+void maec_trainer_set_hook(maec_trainer *t, maec_train_hook hook, void *ctx);
+/* a flag that stops the run at the next step boundary when nonzero (a
+ * signal handler sets it); the run saves a checkpoint and returns
+ * MAEC_ESTOPPED */
+void maec_trainer_set_stop_flag(maec_trainer *t, const volatile int *stop);
+/* Continue a run from the state of a checkpoint's run configuration (the
+ * logging window maec_trainer keeps there); the model is the one loaded
+ * from it. */
+int maec_trainer_resume_state(maec_trainer *t, const char *run_json, maec_error *err);
+/* Train to the end (or max_steps, or the stop flag). 0 when done;
+ * MAEC_ESTOPPED when stopped (a checkpoint written); MAEC_ENONFINITE when
+ * the loss is not finite (nothing saved: the last good checkpoint stays);
+ * another error from the batches, the hook or a write. */
+int maec_trainer_run(maec_trainer *t, maec_error *err);
+/* Write checkpoint-<step>.safetensors into output_dir now (atomic), and
+ * keep the newest `keep`. */
+int maec_trainer_save(maec_trainer *t, maec_error *err);
+/* the workspace the trainer computes in (for pictures between steps;
+ * NULL for a classifier's trainer) */
+maec_workspace *maec_trainer_workspace(maec_trainer *t);
+/* the compute threads the resumed run had (0: not recorded) */
+int maec_trainer_resumed_threads(const char *run_json);
+
+/* The newest checkpoint-<step>.safetensors of a run folder that loads (a
+ * broken newer one is skipped with a warning on stderr), or the checkpoint
+ * file given; `used` gets its path. */
+int maec_checkpoint_load_latest(const char *path, maec_model **out, char **run_json, char *used, size_t used_len,
+                                maec_error *err);
+/* Remove checkpoint-*.safetensors.tmp.* left in dir by a run killed while
+ * saving. */
+void maec_checkpoint_clean_temps(const char *dir);
+
 #endif

@@ -18,8 +18,9 @@
 enum { NIMG = 40, BATCH = 4, PIX = 16 * 16 };
 static float data[NIMG * PIX];
 
-static int batch_fn(void *ctx, int64_t epoch, int64_t i, float *images, int *n, maec_error *err)
+static int batch_fn(void *ctx, int64_t epoch, int64_t i, float *images, int *labels, int *n, maec_error *err)
 {
+    for (int b = 0; labels && b < BATCH; b++) labels[b] = (int)((((int64_t)i * BATCH + b) * 7 + epoch) % NIMG) % 3;
     int *fail_at = ctx;
     if (fail_at && *fail_at == (int)(epoch * (NIMG / BATCH) + i))
         return maec_fail(err, MAEC_EIO, "no batch %lld (as asked)", (long long)i);
@@ -93,7 +94,7 @@ static maec_model *by_hand(const maec_train_opts *o)
         maec_zero_grad(m);
         for (int a = 0; a < o->accum_iter; a++) {
             int n;
-            batch_fn(NULL, ep, it0 + a, images, &n, &err);
+            batch_fn(NULL, ep, it0 + a, images, NULL, &n, &err);
             uint64_t r = rng_derive(o->seed, (uint64_t)(ep * o->batches_per_epoch + it0 + a), 0x6d61736b, 0);
             maec_make_noise(&c, n, noise, &r);
             float loss;
@@ -104,6 +105,52 @@ static maec_model *by_hand(const maec_train_opts *o)
     }
     maec_workspace_free(ws);
     return m;
+}
+
+/* fine-tuning by hand: mixup/CutMix and drop path from (seed, micro), clip, AdamW with layer decay */
+static maec_classifier *clf_by_hand(const maec_train_opts *o, const maec_clf_train_opts *co,
+                                    const maec_classifier_opts *copt)
+{
+    maec_config c = small_config();
+    maec_classifier *k;
+    maec_clf_workspace *w;
+    maec_error err;
+    if (maec_classifier_create(&c, NULL, copt, 3, &k, &err) || maec_clf_workspace_create(k, BATCH, 1, &w, &err))
+        return NULL;
+    float images[BATCH * PIX], targets[BATCH * 3];
+    int labels[BATCH];
+    maec_mix_draw draws[BATCH];
+    int64_t spe = o->batches_per_epoch / o->accum_iter;
+    for (int64_t s = 0; s < o->epochs * spe; s++) {
+        int64_t ep = s / spe, it0 = (s % spe) * o->accum_iter;
+        float lr = (float)maec_lr_at(ep + (double)it0 / o->batches_per_epoch, o->lr, o->min_lr, o->warmup_epochs,
+                                     o->epochs);
+        maec_classifier_zero_grad(k);
+        for (int a = 0; a < o->accum_iter; a++) {
+            int n;
+            int64_t micro = ep * o->batches_per_epoch + it0 + a;
+            batch_fn(NULL, ep, it0 + a, images, labels, &n, &err);
+            uint64_t mr = rng_derive(o->seed, (uint64_t)micro, 0x6d6978, 0);
+            maec_mix_sample(&co->mixup, n, 16, 16, &mr, draws);
+            maec_mix_apply(images, labels, targets, n, 1, 16, 16, 3, co->mixup.mode, draws, co->mixup.smoothing);
+            uint64_t dr = rng_derive(o->seed, (uint64_t)micro, 0x64726f70, 0);
+            float loss;
+            maec_classifier_forward_backward(k, w, images, n, targets, NULL, &dr, 1, 1.0f / o->accum_iter, &loss,
+                                             &err);
+        }
+        if (co->clip_grad > 0) maec_classifier_clip_grad(k, co->clip_grad);
+        maec_adamw opt = {lr, o->beta1, o->beta2, o->eps, o->weight_decay};
+        maec_classifier_adamw_step(k, &opt, co->layer_decay);
+    }
+    maec_clf_workspace_free(w);
+    return k;
+}
+
+static int same_clf(maec_classifier *a, maec_classifier *b)
+{
+    size_t n = 0;
+    for (int i = 0; i < maec_classifier_num_tensors(a); i++) n += maec_classifier_tensor(a, i)->size;
+    return !memcmp(maec_classifier_params(a), maec_classifier_params(b), n * sizeof(float));
 }
 
 static int same_params(maec_model *a, maec_model *b)
@@ -224,7 +271,64 @@ int main(int argc, char **argv)
     CHECK(maec_trainer_resume_state(t, "{\"log_window\": {\"loss_sum\": \"x\"}}", &err) == MAEC_EFORMAT,
           "a bad log window accepted");
     maec_trainer_free(t);
-    printf("  trainer = loop by hand (15 steps, accum 2), stop at 7 + resume = unbroken, bit for bit\n");
+    /* 4. fine-tuning: the same loop on the classifier, with mixup, CutMix,
+     * drop path, clipping and layer decay; stopped and resumed */
+    maec_classifier_opts copt;
+    maec_classifier_defaults(&copt);
+    copt.num_classes = 3, copt.drop_path = 0.2f;
+    maec_clf_train_opts co = {{0.8f, 1.0f, 1.0f, 0.5f, 0.1f, MAEC_MIX_BATCH}, 0.75f, 1.0f};
+    maec_train_opts fo = small_opts(NULL);
+    fo.beta2 = 0.999f;
+    maec_classifier *kh = clf_by_hand(&fo, &co, &copt), *k1 = NULL, *k2 = NULL;
+    CHECK(kh != NULL, "fine-tuning by hand did not run");
+    CHECK(!maec_classifier_create(&c, NULL, &copt, 3, &k1, &err) &&
+              !maec_trainer_create_classifier(k1, &fo, &co, batch_fn, NULL, NULL, &t, &err),
+          "classifier trainer: %s", err.msg);
+    rc = k1 ? maec_trainer_run(t, &err) : -1;
+    CHECK(rc == 0, "fine-tuning run: %d %s", rc, err.msg);
+    CHECK(kh && k1 && same_clf(k1, kh), "the classifier trainer's weights differ from the loop by hand");
+    maec_trainer_free(t);
+    t = NULL;
+    char dir_c[256];
+    snprintf(dir_c, sizeof dir_c, "%s", test_path("c"));
+    mkdir(dir_c, 0755);
+    fo.output_dir = dir_c, fo.checkpoint_name = "checkpoint.safetensors";
+    stop = 0;
+    log_ctx lc = {.stop_at = 4, .stop = &stop};
+    CHECK(!maec_classifier_create(&c, NULL, &copt, 3, &k2, &err) &&
+              !maec_trainer_create_classifier(k2, &fo, &co, batch_fn, NULL, "{\"mine\": true}", &t, &err),
+          "classifier trainer: %s", err.msg);
+    maec_trainer_set_hook(t, hook, &lc);
+    maec_trainer_set_stop_flag(t, &stop);
+    rc = maec_trainer_run(t, &err);
+    CHECK(rc == MAEC_ESTOPPED && maec_classifier_step(k2) == 4, "fine-tuning stopped: %d at step %lld", rc,
+          (long long)maec_classifier_step(k2));
+    maec_trainer_free(t);
+    t = NULL;
+    maec_classifier_free(k2);
+    k2 = NULL;
+    char cpath[300];
+    snprintf(cpath, sizeof cpath, "%s/checkpoint.safetensors", dir_c);
+    js = NULL;
+    CHECK(!maec_classifier_checkpoint_load(cpath, NULL, &copt, &k2, &js, &err), "classifier checkpoint: %s", err.msg);
+    CHECK(js && strstr(js, "\"mine\"") && strstr(js, "log_window"), "the checkpoint lost the run state: %s",
+          js ? js : "(none)");
+    stop = 0;
+    if (k2) {
+        CHECK(!maec_trainer_create_classifier(k2, &fo, &co, batch_fn, NULL, js, &t, &err) &&
+                  !maec_trainer_resume_state(t, js, &err),
+              "classifier resume: %s", err.msg);
+        rc = maec_trainer_run(t, &err);
+        CHECK(rc == 0 && k1 && same_clf(k2, k1), "fine-tuning stopped and resumed differs from unbroken: %d %s", rc,
+              err.msg);
+        maec_trainer_free(t);
+        t = NULL;
+    }
+    free(js);
+    maec_classifier_free(kh);
+    maec_classifier_free(k1);
+    maec_classifier_free(k2);
+    printf("  trainer = loop by hand (15 steps, accum 2; MAE and classifier), stop + resume = unbroken, bit for bit\n");
     maec_model_free(m);
     maec_model_free(m1);
     maec_model_free(m2);

@@ -19,7 +19,7 @@
 #include "io/safetensors.h"
 #include "util.h"
 
-static volatile sig_atomic_t g_stop;
+static volatile int g_stop; /* the trainer's stop flag */
 static void on_signal(int s) { g_stop = s; }
 
 /* "--name=value" for an option that was given, as its variable holds it now */
@@ -41,19 +41,12 @@ static char *opt_arg(const cli_opt *o)
     return a;
 }
 
-/* The log's window at a checkpoint: the losses summed since the last
- * metrics record (a resumed run goes on with it, and so writes the records
- * of an unbroken run). */
-typedef struct {
-    double loss_sum;
-    int steps;
-} log_window;
-
 /* The run state saved in a fine-tuning checkpoint: every flag the run was
  * given, as --name=value (all but --resume and --output-dir, which are where
- * the checkpoint is), whether the encoder was randomly initialized, the
- * last test top-1 and the log window. NULL when out of memory. */
-static char *run_state_json(const cli_opt *opts, int nopts, int random_init, double top1, const log_window *w)
+ * the checkpoint is), whether the encoder was randomly initialized and the
+ * last test top-1 (the trainer adds its log window). NULL when out of
+ * memory. */
+static char *run_state_json(const cli_opt *opts, int nopts, int random_init, double top1)
 {
     cJSON *r = cJSON_CreateObject(), *a = cJSON_AddArrayToObject(r, "args");
     int ok = r && a;
@@ -65,20 +58,17 @@ static char *run_state_json(const cli_opt *opts, int nopts, int random_init, dou
         free(s);
     }
     ok = ok && cJSON_AddBoolToObject(r, "random_init", random_init) && cJSON_AddNumberToObject(r, "top1", top1);
-    char num[64];
-    snprintf(num, sizeof num, "%.17g", w->loss_sum); /* read back to the same double */
-    cJSON *lw = ok ? cJSON_AddObjectToObject(r, "log_window") : NULL;
-    ok = lw && cJSON_AddRawToObject(lw, "loss_sum", num) && cJSON_AddNumberToObject(lw, "steps", w->steps);
     char *js = ok ? cJSON_PrintUnformatted(r) : NULL;
     cJSON_Delete(r);
     return js;
 }
 
 /* --resume R (a run's folder or its checkpoint file): the checkpoint's path,
- * its folder, and the flags of the run from its run state (*argv_out: an
- * array of *argc_out malloc'd strings) */
+ * its folder, the flags of the run from its run state (*argv_out: an array
+ * of *argc_out malloc'd strings) and the run state itself (for the
+ * trainer's window) */
 static int read_resume(const char *r, char **ckpt, char **dir, char ***argv_out, int *argc_out,
-                       int *random_init, double *top1, log_window *win, maec_error *err)
+                       int *random_init, double *top1, char **state, maec_error *err)
 {
     struct stat st;
     size_t n = strlen(r) + 32;
@@ -103,17 +93,11 @@ static int read_resume(const char *r, char **ckpt, char **dir, char ***argv_out,
     const cJSON *a = j ? cJSON_GetObjectItemCaseSensitive(j, "args") : NULL;
     const cJSON *ri = j ? cJSON_GetObjectItemCaseSensitive(j, "random_init") : NULL;
     const cJSON *t1 = j ? cJSON_GetObjectItemCaseSensitive(j, "top1") : NULL;
-    /* no window in checkpoints written before it was kept: an empty one */
-    const cJSON *lw = j ? cJSON_GetObjectItemCaseSensitive(j, "log_window") : NULL;
-    const cJSON *ls = cJSON_GetObjectItemCaseSensitive(lw, "loss_sum"), *ln = cJSON_GetObjectItemCaseSensitive(lw, "steps");
-    win->loss_sum = 0, win->steps = 0;
+    *state = NULL;
     if (!cJSON_IsArray(a) || !cJSON_IsBool(ri) || !cJSON_IsNumber(t1))
         rc = maec_fail(err, MAEC_EFORMAT, "%s: not a fine-tuning checkpoint (no run state)", *ckpt);
-    else if (lw && (!cJSON_IsNumber(ls) || !isfinite(ls->valuedouble) || !cJSON_IsNumber(ln) || ln->valuedouble < 0 ||
-                    ln->valuedouble > (1 << 30) || ln->valuedouble != floor(ln->valuedouble)))
-        rc = maec_fail(err, MAEC_EFORMAT, "%s: run state: bad log_window", *ckpt);
-    else if (lw)
-        win->loss_sum = ls->valuedouble, win->steps = (int)ln->valuedouble;
+    else if (!(*state = strdup(js)))
+        rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
     int na = rc ? 0 : cJSON_GetArraySize(a);
     if (!rc && !(*argv_out = calloc((size_t)na + 1, sizeof(char *))))
         rc = maec_fail(err, MAEC_ENOMEM, "out of memory");
@@ -135,20 +119,64 @@ static int read_resume(const char *r, char **ckpt, char **dir, char ***argv_out,
     return rc;
 }
 
-static int save_ft_checkpoint(const maec_classifier *c, const char *path, const cli_opt *opts, int nopts,
-                              int random_init, double top1, const log_window *w, maec_error *err)
-{
-    char *js = run_state_json(opts, nopts, random_init, top1, w);
-    if (!js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
-    int rc = maec_classifier_checkpoint_save(c, path, js, err);
-    free(js);
-    return rc;
-}
-
 static void free_args(char **a, int n)
 {
     for (int i = 0; a && i < n; i++) free(a[i]);
     free(a);
+}
+
+/* what the step hook needs */
+typedef struct {
+    maec_classifier *c;
+    maec_trainer *tr;
+    maec_dataset *test;
+    FILE *mf;
+    const char *out;
+    const cli_opt *opts;
+    int nopts, random_init, eval_every, workers, report, tty;
+    float mean[3], std[3];
+    double top1;
+} ft_ctx;
+
+/* after every step: the metrics record and progress line; at an epoch's
+ * end the test accuracy, the weights and the report */
+static int ft_step(void *ctx, maec_trainer *t, const maec_train_event *ev, maec_error *err)
+{
+    ft_ctx *f = ctx;
+    double spe = (double)ev->steps_per_epoch;
+    if (ev->record) {
+        fprintf(f->mf, "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.6f,\"lr\":%.6g,\"images_per_s\":%.1f,"
+                       "\"elapsed_s\":%.1f}\n",
+                (long long)ev->step, (double)ev->step / spe, ev->window_loss, (double)ev->lr, ev->images_per_s,
+                ev->elapsed_s);
+        fflush(f->mf);
+        printf("%sepoch %.2f  step %lld/%lld  loss %.4f  lr %.3g  %.0f img/s%s", f->tty ? "\r\033[K" : "",
+               (double)ev->step / spe, (long long)ev->step, (long long)ev->total, ev->window_loss, (double)ev->lr,
+               ev->images_per_s, f->tty ? "" : "\n");
+        fflush(stdout);
+    }
+    int epoch_end = ev->epoch_end || ev->step == ev->total;
+    int64_t ep = (ev->step + ev->steps_per_epoch - 1) / ev->steps_per_epoch;
+    if (epoch_end && (ep % f->eval_every == 0 || ev->step == ev->total)) {
+        double te = eval_now();
+        int rc = eval_top1(f->c, f->test, f->mean, f->std, 256, f->workers, &f->top1, err);
+        if (rc) return rc;
+        fprintf(f->mf, "{\"step\":%lld,\"epoch\":%lld,\"test_top1\":%.6f,\"eval_s\":%.1f,\"elapsed_s\":%.1f}\n",
+                (long long)ev->step, (long long)ep, f->top1, eval_now() - te, ev->elapsed_s + eval_now() - te);
+        fflush(f->mf);
+        printf("%sepoch %lld: test top-1 %.2f%%\n", f->tty ? "\r\033[K" : "", (long long)ep, 100 * f->top1);
+        fflush(stdout);
+        char p[2100];
+        snprintf(p, sizeof p, "%s/model.safetensors", f->out);
+        if ((rc = maec_classifier_save(f->c, p, err))) return rc;
+        /* the checkpoints from here on keep this accuracy */
+        char *js = run_state_json(f->opts, f->nopts, f->random_init, f->top1);
+        rc = js ? maec_trainer_set_run_json(t, js, err) : maec_fail(err, MAEC_ENOMEM, "out of memory");
+        free(js);
+        if (rc) return rc;
+    }
+    if (epoch_end && f->report) cli_report_update(f->out);
+    return 0;
 }
 
 int cmd_finetune(int argc, char **argv)
@@ -225,7 +253,7 @@ int cmd_finetune(int argc, char **argv)
     char *ckpt = NULL, *rdir = NULL, **rargv = NULL;
     int rargc = 0, resumed_random = 0, npos, r;
     double resumed_top1 = -1;
-    log_window win = {0, 0};
+    char *state = NULL; /* the checkpoint's run state, for the trainer's window */
     const char *resume_at = cli_find(argc, argv, "resume");
     if (cli_wants_help(argc, argv) || !resume_at) {
         r = cli_parse("finetune", usage, argc, argv, opts, nopts, NULL, 0, &npos);
@@ -233,7 +261,7 @@ int cmd_finetune(int argc, char **argv)
         /* the run's own flags first, then the few that may change */
         maec_error e = {0};
         r = read_resume(resume_at, &ckpt, &rdir, &rargv, &rargc, &resumed_random,
-                        &resumed_top1, &win, &e);
+                        &resumed_top1, &state, &e);
         if (r) {
             cli_fail(&e);
             r = -1;
@@ -293,23 +321,20 @@ int cmd_finetune(int argc, char **argv)
         r = -1;
     }
     if (r) {
-        free(ckpt), free(rdir), free_args(rargv, rargc);
+        free(ckpt), free(rdir), free(state), free_args(rargv, rargc);
         return r < 0 ? 2 : 0;
     }
     cli_set_threads("finetune", threads);
     maec_error err = {0};
     maec_dataset *train = NULL, *test = NULL;
     maec_classifier *c = NULL;
-    maec_clf_workspace *w = NULL;
+    maec_trainer *tr = NULL;
     maec_loader *ld = NULL;
-    float *images = NULL, *targets = NULL;
-    maec_mix_draw *draws = NULL;
     maec_mixup_opts mix = {mixup, cutmix, mix_prob, switch_prob, smoothing, mode};
-    int *labels = NULL;
+    char *js = NULL;
     FILE *mf = NULL;
     int rc = 0, random_init = 0, status = 1;
     double top1 = -1;
-    char ckpt_path[2100];
     if (crop_pct > 0) eval_set_crop_pct(crop_pct);
     if ((rc = eval_open_sets(data, eval_path, val_split, seed, 3, skip_bad, out, &train, &test, &err))) goto fail;
     int K = maec_dataset_num_classes(train);
@@ -415,36 +440,41 @@ int cmd_finetune(int argc, char **argv)
         printf("finetune: --color-jitter is ignored while RandAugment is on (--aa), as timm's create_transform does\n");
     for (int ch = 0; ch < 3; ch++) lo.aug.mean[ch] = mean[ch], lo.aug.std[ch] = std[ch];
     if ((rc = maec_loader_create(train, &lo, &ld, &err))) goto fail;
-    if ((rc = maec_clf_workspace_create(c, batch, 1, &w, &err))) goto fail;
-    size_t img = (size_t)mc->in_chans * mc->img_h * mc->img_w;
-    images = malloc((size_t)batch * img * sizeof(float));
-    targets = malloc((size_t)batch * K * sizeof(float));
-    labels = malloc((size_t)batch * sizeof(int));
-    draws = malloc((size_t)batch * sizeof *draws);
-    if (!images || !targets || !labels || !draws) {
+    maec_train_opts to;
+    maec_train_defaults(&to);
+    to.batch_size = batch, to.accum_iter = accum, to.epochs = epochs;
+    to.batches_per_epoch = maec_loader_batches_per_epoch(ld);
+    to.lr = lr > 0 ? lr : (double)blr * batch * accum / 256.0;
+    to.min_lr = min_lr, to.warmup_epochs = warmup;
+    to.beta1 = 0.9f, to.beta2 = 0.999f, to.eps = 1e-8f, to.weight_decay = wd; /* main_finetune.py */
+    to.seed = seed, to.max_steps = (int64_t)max_steps, to.log_every = log_every;
+    to.output_dir = out, to.checkpoint_name = "checkpoint.safetensors";
+    maec_clf_train_opts co = {mix, layer_decay, clip_grad};
+    if (!(js = run_state_json(opts, nopts, random_init, top1))) {
         maec_fail(&err, MAEC_ENOMEM, "out of memory");
         goto fail;
     }
-    int64_t bpe = maec_loader_batches_per_epoch(ld), spe = bpe / accum;
-    if (spe < 1) {
-        maec_fail(&err, MAEC_EINVAL, "an epoch of %lld batches is shorter than --accum-iter %d", (long long)bpe, accum);
+    if ((rc = maec_trainer_create_classifier(c, &to, &co, eval_loader_batch, ld, js, &tr, &err))) goto fail;
+    if (state && (rc = maec_trainer_resume_state(tr, state, &err))) {
+        maec_fail(&err, rc, "%s: %s", ckpt, err.msg);
         goto fail;
     }
+    int64_t spe = to.batches_per_epoch / accum; /* optimizer steps per epoch */
     const int64_t sched_total = (int64_t)epochs * spe;
     int64_t total = sched_total;
     if (max_steps > 0 && (int64_t)max_steps < total) total = (int64_t)max_steps;
     /* the steps a record is written at by a run that is not stopped: every
      * --log-every steps, at each epoch's end and at the schedule's */
-#define LOGGED_AT(s) ((s) % log_every == 0 || (s) % spe == 0 || (s) == sched_total)
     if (ckpt && maec_classifier_step(c) < total) { /* the log so far, up to the checkpoint, into this run's folder */
-        char from[2100], to[2100];
+        char from[2100], to_path[2100];
         int64_t at = maec_classifier_step(c);
         snprintf(from, sizeof from, "%s/metrics.jsonl", rdir);
-        snprintf(to, sizeof to, "%s/metrics.jsonl", out);
-        if ((rc = eval_metrics_resume(from, to, at, LOGGED_AT(at), &err))) goto fail;
+        snprintf(to_path, sizeof to_path, "%s/metrics.jsonl", out);
+        int logged_at = at % log_every == 0 || at % spe == 0 || at == sched_total;
+        if ((rc = eval_metrics_resume(from, to_path, at, logged_at, &err))) goto fail;
     }
     if (!(mf = eval_open_metrics(out, !ckpt, &err))) goto fail;
-    double lr_peak = lr > 0 ? lr : (double)blr * batch * accum / 256.0;
+    double lr_peak = to.lr;
     int ntrain = 0;
     size_t nparam = 0;
     for (int i = 0; i < maec_classifier_num_tensors(c); i++)
@@ -463,10 +493,7 @@ int cmd_finetune(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
 
-    double t0 = eval_now(), tlog = t0, loss_sum = win.loss_sum;
-    int loss_n = win.steps, here_n = 0; /* here_n: steps of the window this process ran */
     int tty = isatty(fileno(stdout));
-    snprintf(ckpt_path, sizeof ckpt_path, "%s/checkpoint.safetensors", out);
     int64_t step = maec_classifier_step(c);
     if (ckpt) {
         if (step >= total) {
@@ -475,91 +502,29 @@ int cmd_finetune(int argc, char **argv)
             status = 0;
             goto done;
         }
-        /* the loader where an uninterrupted run would be */
-        int64_t micro = step * accum;
-        if ((rc = maec_loader_seek(ld, micro / bpe, micro % bpe, &err))) goto fail;
         printf("finetune: resuming %s at step %lld of %lld\n", ckpt, (long long)step, (long long)total);
         fflush(stdout);
     }
-    while (step < total && !g_stop) {
-        int64_t micro = step * accum;
-        float lr_now = (float)maec_lr_at((double)micro / bpe, lr_peak, min_lr, warmup, epochs);
-        maec_classifier_zero_grad(c);
-        double sl = 0;
-        for (int a = 0; a < accum; a++, micro++) {
-            int n;
-            if ((rc = maec_loader_next(ld, images, labels, &n, &err))) goto fail;
-            for (int b = 0; b < n; b++)
-                if (labels[b] < 0 || labels[b] >= K) {
-                    maec_fail(&err, MAEC_EINVAL, "label %d out of [0, %d)", labels[b], K);
-                    goto fail;
-                }
-            uint64_t mrng = rng_derive(seed, (uint64_t)micro, 0x6d6978, 0);
-            maec_mix_sample(&mix, n, mc->img_h, mc->img_w, &mrng, draws);
-            maec_mix_apply(images, labels, targets, n, mc->in_chans, mc->img_h, mc->img_w, K, mode, draws, smoothing);
-            uint64_t drng = rng_derive(seed, (uint64_t)micro, 0x64726f70, 0);
-            float loss;
-            rc = maec_classifier_forward_backward(c, w, images, n, targets, NULL, &drng, 1, 1.0f / accum, &loss, &err);
-            if (rc) {
-                if (err.code == MAEC_ENONFINITE) {
-                    cli_error("the loss became %g at step %lld; stopping", (double)loss, (long long)step);
-                    goto done;
-                }
-                goto fail;
-            }
-            sl += loss / accum;
-        }
-        if (clip_grad > 0) maec_classifier_clip_grad(c, clip_grad);
-        maec_adamw opt = {lr_now, 0.9f, 0.999f, 1e-8f, wd};
-        maec_classifier_adamw_step(c, &opt, layer_decay);
-        step++;
-        loss_sum += sl;
-        loss_n++;
-        here_n++;
-        int epoch_end = step % spe == 0 || step == total;
-        if (LOGGED_AT(step) || epoch_end) {
-            double t = eval_now();
-            fprintf(mf, "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.6f,\"lr\":%.6g,\"images_per_s\":%.1f,\"elapsed_s\":%.1f}\n",
-                    (long long)step, (double)step / spe, loss_sum / loss_n, (double)lr_now,
-                    here_n * (double)batch * accum / (t - tlog), t - t0);
-            fflush(mf);
-            printf("%sepoch %.2f  step %lld/%lld  loss %.4f  lr %.3g  %.0f img/s%s", tty ? "\r\033[K" : "",
-                   (double)step / spe, (long long)step, (long long)total, loss_sum / loss_n, (double)lr_now,
-                   here_n * (double)batch * accum / (t - tlog), tty ? "" : "\n");
-            fflush(stdout);
-            tlog = t;
-            here_n = 0;
-            if (LOGGED_AT(step)) { /* else the run stops here, the window kept for its checkpoint */
-                loss_sum = 0;
-                loss_n = 0;
-            }
-        }
-        int64_t ep = (step + spe - 1) / spe;
-        if (epoch_end && (ep % eval_every == 0 || step == total)) {
-            double te = eval_now();
-            if ((rc = eval_top1(c, test, mean, std, 256, workers, &top1, &err))) goto fail;
-            fprintf(mf, "{\"step\":%lld,\"epoch\":%lld,\"test_top1\":%.6f,\"eval_s\":%.1f,\"elapsed_s\":%.1f}\n",
-                    (long long)step, (long long)ep, top1, eval_now() - te, eval_now() - t0);
-            fflush(mf);
-            printf("%sepoch %lld: test top-1 %.2f%%\n", tty ? "\r\033[K" : "", (long long)ep, 100 * top1);
-            fflush(stdout);
-            char p[2100];
-            snprintf(p, sizeof p, "%s/model.safetensors", out);
-            if ((rc = maec_classifier_save(c, p, &err))) goto fail;
-        }
-        win.loss_sum = loss_sum, win.steps = loss_n;
-        if (epoch_end && (rc = save_ft_checkpoint(c, ckpt_path, opts, nopts, random_init, top1, &win, &err))) goto fail;
-        if (epoch_end && report) cli_report_update(out);
+    double t0 = eval_now();
+    ft_ctx fc = {.c = c, .tr = tr, .test = test, .mf = mf, .out = out, .opts = opts, .nopts = nopts,
+                 .random_init = random_init, .eval_every = eval_every, .workers = workers, .report = report,
+                 .tty = tty, .top1 = top1};
+    for (int ch = 0; ch < 3; ch++) fc.mean[ch] = mean[ch], fc.std[ch] = std[ch];
+    maec_trainer_set_hook(tr, ft_step, &fc);
+    maec_trainer_set_stop_flag(tr, &g_stop);
+    rc = maec_trainer_run(tr, &err);
+    top1 = fc.top1;
+    if (rc == MAEC_ENONFINITE) {
+        cli_error("%s; stopping", err.msg);
+        goto done;
     }
-#undef LOGGED_AT
-    if (g_stop) {
-        win.loss_sum = loss_sum, win.steps = loss_n;
-        if ((rc = save_ft_checkpoint(c, ckpt_path, opts, nopts, random_init, top1, &win, &err))) goto fail;
+    if (rc == MAEC_ESTOPPED) {
         printf("\nstopped by signal %d at step %lld; continue with: maec finetune --resume %s\n", (int)g_stop,
-               (long long)step, out);
+               (long long)maec_classifier_step(c), out);
         status = 128 + g_stop;
         goto done;
     }
+    if (rc) goto fail;
     fprintf(mf, "{\"final\":true,\"test_top1\":%.6f,\"elapsed_s\":%.1f}\n", top1, eval_now() - t0);
     fflush(mf);
     if (report) cli_report_update(out);
@@ -572,12 +537,12 @@ fail:
     status = 1;
 done:
     if (mf) fclose(mf);
-    free(images), free(targets), free(labels), free(draws);
+    free(js);
+    maec_trainer_free(tr);
     maec_loader_free(ld);
-    maec_clf_workspace_free(w);
     maec_classifier_free(c);
     maec_dataset_free(train);
     maec_dataset_free(test);
-    free(ckpt), free(rdir), free_args(rargv, rargc);
+    free(ckpt), free(rdir), free(state), free_args(rargv, rargc);
     return status;
 }

@@ -30,17 +30,6 @@ static double now_s(void)
 
 /* ------------------------------------------------------------ the step hook */
 
-/* the trainer's batches: the loader's, seeking where the trainer asks for
- * another place than the next */
-static int loader_batch(void *ctx, int64_t epoch, int64_t index, float *images, int *n, maec_error *err)
-{
-    maec_loader *ld = ctx;
-    int64_t pos_e, pos_b;
-    maec_loader_position(ld, &pos_e, &pos_b);
-    if ((pos_e != epoch || pos_b != index) && maec_loader_seek(ld, epoch, index, err)) return err->code;
-    return maec_loader_next(ld, images, NULL, n, err);
-}
-
 /* what the step hook needs: the run, its log and its monitors */
 typedef struct {
     const run_cfg *rc;
@@ -282,7 +271,7 @@ int cmd_pretrain(int argc, char **argv)
     to.save_every = rc.save_every;
     to.keep = rc.keep;
     to.output_dir = rc.output_dir;
-    if (maec_trainer_create(m, &to, loader_batch, ld, js, &tr, &err)) goto fail;
+    if (maec_trainer_create(m, &to, eval_loader_batch, ld, js, &tr, &err)) goto fail;
     if (resume && maec_trainer_resume_state(tr, resume_json, &err)) {
         maec_fail(&err, err.code, "%s: %s", used, err.msg);
         goto fail;

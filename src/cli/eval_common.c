@@ -564,3 +564,12 @@ int eval_open_sets(const char *data, const char *eval_path, double val_split, ui
     }
     return rc;
 }
+
+int eval_loader_batch(void *ctx, int64_t epoch, int64_t index, float *images, int *labels, int *n, maec_error *err)
+{
+    maec_loader *ld = ctx;
+    int64_t pos_e, pos_b;
+    maec_loader_position(ld, &pos_e, &pos_b);
+    if ((pos_e != epoch || pos_b != index) && maec_loader_seek(ld, epoch, index, err)) return err->code;
+    return maec_loader_next(ld, images, labels, n, err);
+}

@@ -108,4 +108,7 @@ int eval_metrics_resume(const char *from, const char *to, long long step, int ke
 int eval_open_sets(const char *data, const char *eval_path, double val_split, uint64_t seed, int need,
                    int skip_bad, const char *list_dir, maec_dataset **train, maec_dataset **test, maec_error *err);
 
+/* a trainer's batch source (maec_batch_fn) over a loader (ctx): its next
+ * batch, after seeking where the trainer asks for another place */
+int eval_loader_batch(void *ctx, int64_t epoch, int64_t index, float *images, int *labels, int *n, maec_error *err);
 #endif

@@ -1,7 +1,10 @@
-/* The pretraining loop (main_pretrain.py, engine_pretrain.py) as a library
- * object: schedule, accumulation, masks, AdamW, the logging window,
- * checkpoints and resume, a stop flag; the caller gives the batches and a
- * hook (include/maec.h, "trainer"). */
+/* The training loop (main_pretrain.py / engine_pretrain.py, and
+ * main_finetune.py / engine_finetune.py) as a library object: schedule,
+ * accumulation, random draws, AdamW, the logging window, checkpoints and
+ * resume, a stop flag; the caller gives the batches and a hook
+ * (include/maec.h, "trainer"). What differs between pretraining and
+ * fine-tuning (the model, its loss, its draws, its optimizer step, its
+ * checkpoint) is a task: a small table of functions below. */
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <dirent.h>
@@ -15,11 +18,36 @@
 #include "maec.h"
 #include "util.h"
 
+typedef struct task task;
+
+/* what the loop asks of a model */
+struct task {
+    /* one micro-batch: its images (micro: its global index, for the random
+     * draws), forward and backward with gradients scaled by scale and
+     * added; *loss its loss */
+    int (*micro)(maec_trainer *t, int64_t ep, int64_t idx, int64_t micro, float scale, float *loss, maec_error *err);
+    void (*zero_grad)(maec_trainer *t);
+    void (*update)(maec_trainer *t, float lr);
+    int64_t (*step)(const maec_trainer *t);
+    int (*save)(maec_trainer *t, const char *path, const char *run_json, maec_error *err);
+};
+
 struct maec_trainer {
-    maec_model *m;
+    const task *task;
+    maec_model *m;      /* pretraining */
     maec_workspace *ws;
+    maec_classifier *c; /* fine-tuning */
+    maec_clf_workspace *cw;
+    maec_clf_train_opts co;
+    float *targets;
+    int *labels;
+    maec_mix_draw *draws;
+    maec_linprobe *lp; /* linear probing */
+    int lp_lars;
+    float lp_momentum;
+    int64_t lp_steps;
     maec_train_opts o;
-    char *output_dir;
+    char *output_dir, *checkpoint_name;
     char *run_json;
     maec_batch_fn batch;
     void *batch_ctx;
@@ -158,6 +186,10 @@ static char *checkpoint_json(const maec_trainer *t)
         cJSON_Delete(o);
         o = NULL;
     }
+    if (o) { /* the trainer's, not a stale copy of them */
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "log_window");
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "threads");
+    }
     cJSON *lw = o ? cJSON_AddObjectToObject(o, "log_window") : NULL;
     char num[64];
     snprintf(num, sizeof num, "%.17g", t->loss_sum); /* read back to the same double */
@@ -206,24 +238,124 @@ int maec_trainer_resume_state(maec_trainer *t, const char *run_json, maec_error 
 
 int maec_trainer_save(maec_trainer *t, maec_error *err)
 {
-    if (!t->output_dir) return 0;
+    if (!t->o.output_dir) return 0;
     char path[2048];
-    snprintf(path, sizeof path, "%s/checkpoint-%08lld.safetensors", t->output_dir, (long long)maec_model_step(t->m));
+    if (t->o.checkpoint_name)
+        snprintf(path, sizeof path, "%s/%s", t->o.output_dir, t->o.checkpoint_name);
+    else
+        snprintf(path, sizeof path, "%s/checkpoint-%08lld.safetensors", t->o.output_dir,
+                 (long long)t->task->step(t));
     char *js = checkpoint_json(t);
     if (!js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
-    int r = maec_checkpoint_save(t->m, path, js, err);
+    int r = t->task->save(t, path, js, err);
     free(js);
-    if (!r) prune_checkpoints(t->output_dir, t->o.keep > 0 ? t->o.keep : 1);
+    if (!r && !t->o.checkpoint_name) prune_checkpoints(t->o.output_dir, t->o.keep > 0 ? t->o.keep : 1);
     return r;
 }
 
 /* ------------------------------------------------------------ the trainer */
 
-int maec_trainer_create(maec_model *m, const maec_train_opts *o, maec_batch_fn batch, void *batch_ctx,
-                        const char *run_json, maec_trainer **out, maec_error *err)
+/* ------------------------------------------------------------ tasks */
+
+
+static int get_batch(maec_trainer *t, int64_t ep, int64_t idx, int *labels, int *n, maec_error *err)
+{
+    *n = 0;
+    if (t->batch(t->batch_ctx, ep, idx, t->images, labels, n, err)) return err->code ? err->code : MAEC_EIO;
+    if (*n < 1 || *n > t->o.batch_size)
+        return maec_fail(err, MAEC_EINVAL, "the batch source gave %d images (1 to %d)", *n, t->o.batch_size);
+    return 0;
+}
+
+/* the MAE: masks from (seed, micro) */
+static int mae_micro(maec_trainer *t, int64_t ep, int64_t idx, int64_t micro, float scale, float *loss,
+                     maec_error *err)
+{
+    int n, r = get_batch(t, ep, idx, NULL, &n, err);
+    if (r) return r;
+    const maec_config *mc = maec_model_config(t->m);
+    uint64_t nrng = rng_derive(t->o.seed, (uint64_t)micro, 0x6d61736b, 0);
+    maec_make_noise(mc, n, t->noise, &nrng);
+    return maec_forward_backward(t->m, t->ws, t->images, n, t->noise, NULL, 1, scale, loss, err);
+}
+static void mae_zero_grad(maec_trainer *t) { maec_zero_grad(t->m); }
+static void mae_update(maec_trainer *t, float lr)
+{
+    maec_adamw opt = {lr, t->o.beta1, t->o.beta2, t->o.eps, t->o.weight_decay};
+    maec_adamw_step(t->m, &opt);
+}
+static int64_t mae_step(const maec_trainer *t) { return maec_model_step(t->m); }
+static int mae_save(maec_trainer *t, const char *path, const char *js, maec_error *err)
+{
+    return maec_checkpoint_save(t->m, path, js, err);
+}
+static const task mae_task = {mae_micro, mae_zero_grad, mae_update, mae_step, mae_save};
+
+/* the classifier: labels checked, mixup/CutMix and drop path drawn from
+ * (seed, micro) */
+static int clf_micro(maec_trainer *t, int64_t ep, int64_t idx, int64_t micro, float scale, float *loss,
+                     maec_error *err)
+{
+    int n, r = get_batch(t, ep, idx, t->labels, &n, err);
+    if (r) return r;
+    const maec_config *mc = maec_classifier_config(t->c);
+    int K = maec_classifier_options(t->c)->num_classes;
+    for (int b = 0; b < n; b++)
+        if (t->labels[b] < 0 || t->labels[b] >= K)
+            return maec_fail(err, MAEC_EINVAL, "label %d out of [0, %d)", t->labels[b], K);
+    const maec_mixup_opts *mix = &t->co.mixup;
+    uint64_t mrng = rng_derive(t->o.seed, (uint64_t)micro, 0x6d6978, 0);
+    maec_mix_sample(mix, n, mc->img_h, mc->img_w, &mrng, t->draws);
+    maec_mix_apply(t->images, t->labels, t->targets, n, mc->in_chans, mc->img_h, mc->img_w, K, mix->mode, t->draws,
+                   mix->smoothing);
+    uint64_t drng = rng_derive(t->o.seed, (uint64_t)micro, 0x64726f70, 0);
+    return maec_classifier_forward_backward(t->c, t->cw, t->images, n, t->targets, NULL, &drng, 1, scale, loss, err);
+}
+static void clf_zero_grad(maec_trainer *t) { maec_classifier_zero_grad(t->c); }
+static void clf_update(maec_trainer *t, float lr)
+{
+    if (t->co.clip_grad > 0) maec_classifier_clip_grad(t->c, t->co.clip_grad);
+    maec_adamw opt = {lr, t->o.beta1, t->o.beta2, t->o.eps, t->o.weight_decay};
+    maec_classifier_adamw_step(t->c, &opt, t->co.layer_decay);
+}
+static int64_t clf_step(const maec_trainer *t) { return maec_classifier_step(t->c); }
+static int clf_save(maec_trainer *t, const char *path, const char *js, maec_error *err)
+{
+    return maec_classifier_checkpoint_save(t->c, path, js, err);
+}
+static const task clf_task = {clf_micro, clf_zero_grad, clf_update, clf_step, clf_save};
+
+/* the linear probe: features and labels from the batch source */
+static int lp_micro(maec_trainer *t, int64_t ep, int64_t idx, int64_t micro, float scale, float *loss, maec_error *err)
+{
+    (void)micro;
+    int n, r = get_batch(t, ep, idx, t->labels, &n, err);
+    if (r) return r;
+    r = maec_linprobe_forward_backward(t->lp, t->images, n, t->labels, 1, NULL, loss, err);
+    if (!r && !isfinite(*loss)) r = maec_fail(err, MAEC_ENONFINITE, "the loss is not finite (%g)", (double)*loss);
+    (void)scale; /* the probe's gradients are set, not added: no accumulation (checked at creation) */
+    return r;
+}
+static void lp_zero_grad(maec_trainer *t) { (void)t; }
+static void lp_update(maec_trainer *t, float lr)
+{
+    maec_linprobe_step(t->lp, lr, t->o.weight_decay, t->lp_momentum, t->lp_lars);
+    t->lp_steps++;
+}
+static int64_t lp_step(const maec_trainer *t) { return t->lp_steps; }
+static int lp_save(maec_trainer *t, const char *path, const char *js, maec_error *err)
+{
+    (void)t, (void)path, (void)js, (void)err;
+    return 0; /* a probe trains in minutes: no checkpoints (maec linprobe saves the result) */
+}
+static const task lp_task = {lp_micro, lp_zero_grad, lp_update, lp_step, lp_save};
+
+/* the parts common to both: options checked, buffers, copies */
+static int trainer_new(const maec_train_opts *o, maec_batch_fn batch, void *batch_ctx, const char *run_json,
+                       size_t img_floats, maec_trainer **out, maec_error *err)
 {
     *out = NULL;
-    if (!m || !o || !batch) return maec_fail(err, MAEC_EINVAL, "trainer: a model, options and a batch source");
+    if (!o || !batch) return maec_fail(err, MAEC_EINVAL, "trainer: a model, options and a batch source");
     if (o->batch_size < 1 || o->accum_iter < 1 || o->epochs < 1 || o->log_every < 1 || o->batches_per_epoch < 1)
         return maec_fail(err, MAEC_EINVAL, "trainer: batch size, accumulation, epochs, log interval and batches "
                                            "per epoch must be at least 1");
@@ -234,26 +366,107 @@ int maec_trainer_create(maec_model *m, const maec_train_opts *o, maec_batch_fn b
         return maec_fail(err, MAEC_EINVAL, "trainer: learning rates and warm-up must be >= 0");
     maec_trainer *t = calloc(1, sizeof *t);
     if (!t) return maec_fail(err, MAEC_ENOMEM, "out of memory");
-    t->m = m;
     t->o = *o;
     t->batch = batch;
     t->batch_ctx = batch_ctx;
-    const maec_config *c = maec_model_config(m);
-    size_t img = (size_t)c->in_chans * c->img_h * c->img_w;
-    t->images = malloc((size_t)o->batch_size * img * sizeof(float));
-    t->noise = malloc((size_t)o->batch_size * maec_num_patches(c) * sizeof(float));
+    t->images = malloc((size_t)o->batch_size * img_floats * sizeof(float));
     t->output_dir = o->output_dir ? strdup(o->output_dir) : NULL;
+    t->checkpoint_name = o->checkpoint_name ? strdup(o->checkpoint_name) : NULL;
     t->run_json = run_json ? strdup(run_json) : NULL;
     t->o.output_dir = t->output_dir;
-    if (!t->images || !t->noise || (o->output_dir && !t->output_dir) || (run_json && !t->run_json)) {
+    t->o.checkpoint_name = t->checkpoint_name;
+    if (!t->images || (o->output_dir && !t->output_dir) || (o->checkpoint_name && !t->checkpoint_name) ||
+        (run_json && !t->run_json)) {
         maec_trainer_free(t);
         return maec_fail(err, MAEC_ENOMEM, "out of memory");
     }
-    if (maec_workspace_create(m, o->batch_size, &t->ws, err)) {
+    *out = t;
+    return 0;
+}
+
+int maec_trainer_create(maec_model *m, const maec_train_opts *o, maec_batch_fn batch, void *batch_ctx,
+                        const char *run_json, maec_trainer **out, maec_error *err)
+{
+    *out = NULL;
+    if (!m) return maec_fail(err, MAEC_EINVAL, "trainer: a model, options and a batch source");
+    const maec_config *c = maec_model_config(m);
+    maec_trainer *t;
+    int r = trainer_new(o, batch, batch_ctx, run_json, (size_t)c->in_chans * c->img_h * c->img_w, &t, err);
+    if (r) return r;
+    t->task = &mae_task;
+    t->m = m;
+    t->noise = malloc((size_t)o->batch_size * maec_num_patches(c) * sizeof(float));
+    if (!t->noise) r = maec_fail(err, MAEC_ENOMEM, "out of memory");
+    else if (maec_workspace_create(m, o->batch_size, &t->ws, err)) r = err->code ? err->code : MAEC_ENOMEM;
+    if (r) {
         maec_trainer_free(t);
-        return err->code ? err->code : MAEC_ENOMEM;
+        return r;
     }
     *out = t;
+    return 0;
+}
+
+int maec_trainer_create_classifier(maec_classifier *c, const maec_train_opts *o, const maec_clf_train_opts *co,
+                                   maec_batch_fn batch, void *batch_ctx, const char *run_json, maec_trainer **out,
+                                   maec_error *err)
+{
+    *out = NULL;
+    if (!c || !co) return maec_fail(err, MAEC_EINVAL, "trainer: a classifier, options and a batch source");
+    const maec_config *mc = maec_classifier_config(c);
+    int K = maec_classifier_options(c)->num_classes;
+    if (K < 1) return maec_fail(err, MAEC_EINVAL, "trainer: the classifier has no head");
+    if (!(co->layer_decay > 0 && co->layer_decay <= 1) || !(co->clip_grad >= 0))
+        return maec_fail(err, MAEC_EINVAL, "trainer: layer decay in (0, 1], gradient clipping >= 0");
+    maec_trainer *t;
+    int r = trainer_new(o, batch, batch_ctx, run_json, (size_t)mc->in_chans * mc->img_h * mc->img_w, &t, err);
+    if (r) return r;
+    t->task = &clf_task;
+    t->c = c;
+    t->co = *co;
+    size_t B = (size_t)o->batch_size;
+    t->targets = malloc(B * K * sizeof(float));
+    t->labels = malloc(B * sizeof(int));
+    t->draws = malloc(B * sizeof *t->draws);
+    if (!t->targets || !t->labels || !t->draws) r = maec_fail(err, MAEC_ENOMEM, "out of memory");
+    else if (maec_clf_workspace_create(c, o->batch_size, 1, &t->cw, err)) r = err->code ? err->code : MAEC_ENOMEM;
+    if (r) {
+        maec_trainer_free(t);
+        return r;
+    }
+    *out = t;
+    return 0;
+}
+
+int maec_trainer_create_linprobe(maec_linprobe *lp, int dim, const maec_train_opts *o, int lars, float momentum,
+                                 maec_batch_fn batch, void *batch_ctx, maec_trainer **out, maec_error *err)
+{
+    *out = NULL;
+    if (!lp || dim < 1) return maec_fail(err, MAEC_EINVAL, "trainer: a probe, its feature width and a batch source");
+    if (o && o->accum_iter != 1)
+        return maec_fail(err, MAEC_EINVAL, "trainer: a linear probe trains without gradient accumulation");
+    maec_trainer *t;
+    int r = trainer_new(o, batch, batch_ctx, NULL, (size_t)dim, &t, err);
+    if (r) return r;
+    t->task = &lp_task;
+    t->lp = lp;
+    t->lp_lars = lars;
+    t->lp_momentum = momentum;
+    t->o.output_dir = NULL; /* no checkpoints */
+    t->labels = malloc((size_t)o->batch_size * sizeof(int));
+    if (!t->labels) {
+        maec_trainer_free(t);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    }
+    *out = t;
+    return 0;
+}
+
+int maec_trainer_set_run_json(maec_trainer *t, const char *run_json, maec_error *err)
+{
+    char *js = run_json ? strdup(run_json) : NULL;
+    if (run_json && !js) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    free(t->run_json);
+    t->run_json = js;
     return 0;
 }
 
@@ -261,9 +474,14 @@ void maec_trainer_free(maec_trainer *t)
 {
     if (!t) return;
     maec_workspace_free(t->ws);
+    maec_clf_workspace_free(t->cw);
     free(t->images);
     free(t->noise);
+    free(t->targets);
+    free(t->labels);
+    free(t->draws);
     free(t->output_dir);
+    free(t->checkpoint_name);
     free(t->run_json);
     free(t);
 }
@@ -284,21 +502,14 @@ static int train_step(maec_trainer *t, int64_t ep_i, int64_t it0, float lr, int6
                       maec_error *err)
 {
     const maec_train_opts *o = &t->o;
-    const maec_config *mc = maec_model_config(t->m);
-    int64_t micro = ep_i * o->batches_per_epoch + it0; /* a global micro-batch index, for the masks */
-    int64_t step = maec_model_step(t->m);
-    maec_zero_grad(t->m);
+    int64_t micro = ep_i * o->batches_per_epoch + it0; /* a global micro-batch index, for the random draws */
+    int64_t step = t->task->step(t);
+    t->task->zero_grad(t);
     *step_loss = 0;
     for (int a = 0; a < o->accum_iter; a++, micro++) {
-        int n = 0;
-        if (t->batch(t->batch_ctx, ep_i, it0 + a, t->images, &n, err)) return err->code ? err->code : MAEC_EIO;
-        if (n < 1 || n > o->batch_size)
-            return maec_fail(err, MAEC_EINVAL, "the batch source gave %d images (1 to %d)", n, o->batch_size);
-        uint64_t nrng = rng_derive(o->seed, (uint64_t)micro, 0x6d61736b, 0);
-        maec_make_noise(mc, n, t->noise, &nrng);
-        float loss;
-        int fb = maec_forward_backward(t->m, t->ws, t->images, n, t->noise, NULL, 1, 1.0f / o->accum_iter, &loss,
-                                       err);
+        float loss = 0;
+        err->code = 0;
+        int fb = t->task->micro(t, ep_i, it0 + a, micro, 1.0f / o->accum_iter, &loss, err);
         if (!fb && nan_at > 0 && step + 1 == nan_at) { /* the test hook: as if the loss were NaN */
             loss = NAN;
             fb = MAEC_ENONFINITE;
@@ -309,8 +520,7 @@ static int train_step(maec_trainer *t, int64_t ep_i, int64_t it0, float lr, int6
         if (fb) return fb;
         *step_loss += loss / o->accum_iter;
     }
-    maec_adamw opt = {lr, o->beta1, o->beta2, o->eps, o->weight_decay};
-    maec_adamw_step(t->m, &opt);
+    t->task->update(t, lr);
     return 0;
 }
 
@@ -321,7 +531,7 @@ int maec_trainer_run(maec_trainer *t, maec_error *err)
     const int64_t sched_total = (int64_t)o->epochs * spe;
     int64_t total = sched_total;
     if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
-    int64_t step = maec_model_step(t->m), step0 = step;
+    int64_t step = t->task->step(t), step0 = step;
     /* the steps a record is written at by a run that is not stopped: every
      * log_every steps, at each epoch's end and at the schedule's */
 #define LOGGED_AT(s) ((s) % o->log_every == 0 || (s) % spe == 0 || (s) == sched_total)
