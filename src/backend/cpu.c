@@ -52,7 +52,7 @@ static void gelu_rows(void *ctx, int r0, int r1)
 static void cpu_linear_gelu_forward(float *out, float *deriv, const float *inp, const float *w, const float *b, int M,
                                     int K, int N)
 {
-    if (linear_tiled(M, K, N)) { /* the GELU on each row tile while in cache: A, B +2.2-2.8% (docs/PERF.md) */
+    if (linear_tiled(M, K, N)) { /* the GELU on each row tile while it is in cache */
         gelu_items gi = {out, deriv, N};
         linear_forward_items(out, inp, w, b, M, 1, K, N, gelu_rows, &gi);
     } else {
@@ -87,8 +87,7 @@ static void cpu_attention_forward(float *out, float *att, float *qkv, const floa
 {
     int M = B * T;
     /* each image's attention while its rows of qkv are in the cache of the
-     * thread that made them (where the product runs on libxsmm's tiles: the
-     * training step 1.7-2.1% faster on configs A and B, docs/PERF.md) */
+     * thread that made them (where the product runs on libxsmm's tiles) */
     if (linear_tiled(M, D, 3 * D)) {
         attn_items ai = {.out = out, .att = att, .qkv = qkv, .T = T, .D = D, .H = H};
         linear_forward_items(qkv, inp, w, b, B, T, D, 3 * D, attention_forward_items, &ai);

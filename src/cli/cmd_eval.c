@@ -435,6 +435,79 @@ static int augmented_features(const feat_ctx *x, maec_loader *ld, maec_clf_works
     return 0;
 }
 
+/* The probe trainer's batches: features of the training set in an order
+ * drawn per epoch from (seed, epoch), or with --augment recomputed from
+ * the loader's augmented images. */
+typedef struct {
+    const feat_ctx *x;
+    const float *ftr;
+    const int *ytr;
+    int64_t ntr, *perm, epoch;
+    int B, D, augment;
+    uint64_t seed;
+    maec_loader *ald;
+    maec_clf_workspace *aw;
+    float *aimg;
+} probe_src;
+
+static int probe_batch(void *ctx, int64_t epoch, int64_t s, float *xb, int *yb, int *n, maec_error *err)
+{
+    probe_src *p = ctx;
+    *n = p->B;
+    if (p->augment) return augmented_features(p->x, p->ald, p->aw, p->aimg, p->B, p->D, xb, yb, err);
+    if (epoch != p->epoch) { /* this epoch's order */
+        uint64_t prng = rng_derive(p->seed, (uint64_t)epoch, 0x70726f62, 0);
+        for (int64_t i = 0; i < p->ntr; i++) p->perm[i] = i;
+        for (int64_t i = p->ntr - 1; i > 0; i--) {
+            int64_t j = (int64_t)(rng_next(&prng) % (uint64_t)(i + 1)), t = p->perm[i];
+            p->perm[i] = p->perm[j];
+            p->perm[j] = t;
+        }
+        p->epoch = epoch;
+    }
+    for (int b = 0; b < p->B; b++) {
+        int64_t idx = p->perm[s * p->B + b];
+        memcpy(xb + (size_t)b * p->D, p->ftr + (size_t)idx * p->D, (size_t)p->D * sizeof(float));
+        yb[b] = p->ytr[idx];
+    }
+    return 0;
+}
+
+/* what the probe's step hook needs */
+typedef struct {
+    maec_linprobe *lp;
+    FILE *mf;
+    const float *fte;
+    const int *yte;
+    int64_t nte;
+    int D, K, B, eval_every, epochs, report;
+    float *logits;
+    const char *out;
+    double t0, top1;
+} probe_log;
+
+/* at each epoch's end: the epoch's record, the test accuracy every
+ * --eval-every epochs and at the last, the report */
+static int probe_step(void *ctx, maec_trainer *t, const maec_train_event *ev, maec_error *err)
+{
+    (void)t;
+    probe_log *l = ctx;
+    if (!ev->epoch_end) return 0;
+    int ep = (int)(ev->step / ev->steps_per_epoch);
+    fprintf(l->mf, "{\"epoch\":%d,\"loss\":%.6f,\"lr\":%.6g", ep, ev->window_loss, (double)ev->lr);
+    if (ep % l->eval_every == 0 || ep == l->epochs) {
+        l->top1 = probe_top1(l->lp, l->fte, l->yte, l->nte, l->D, l->K, l->B, l->logits, err);
+        if (l->top1 < 0) return MAEC_EINVAL;
+        fprintf(l->mf, ",\"test_top1\":%.6f", l->top1);
+        printf("epoch %d  loss %.4f  test top-1 %.2f%%\n", ep, ev->window_loss, 100 * l->top1);
+        fflush(stdout);
+    }
+    fprintf(l->mf, ",\"elapsed_s\":%.1f}\n", eval_now() - l->t0);
+    fflush(l->mf);
+    if (l->report) cli_report_update(l->out);
+    return 0;
+}
+
 int cmd_linprobe(int argc, char **argv)
 {
     feat_args a;
@@ -496,8 +569,8 @@ int cmd_linprobe(int argc, char **argv)
     a.out_dir = out;
     if (!given && feat_open("linprobe", &a, raw, 3, &x, &err)) return cli_fail(&err);
     int rc = 0;
-    float *ftr = NULL, *fte = NULL, *logits = NULL, *xb = NULL;
-    int *ytr = NULL, *yte = NULL, *yb = NULL, D = 0;
+    float *ftr = NULL, *fte = NULL, *logits = NULL;
+    int *ytr = NULL, *yte = NULL, D = 0;
     int64_t ntr = 0, nte = 0, *perm = NULL;
     maec_linprobe *lp = NULL;
     maec_loader *ald = NULL;
@@ -537,10 +610,8 @@ int cmd_linprobe(int argc, char **argv)
     if (!rc) rc = maec_linprobe_create(D, K, B, a.seed, &lp, &err);
     if (!rc) {
         logits = malloc((size_t)B * K * sizeof(float));
-        xb = malloc((size_t)B * D * sizeof(float));
-        yb = malloc((size_t)B * sizeof(int));
         perm = malloc((size_t)ntr * sizeof(int64_t));
-        if (!logits || !xb || !yb || (!perm && !augment)) rc = maec_fail(&err, MAEC_ENOMEM, "out of memory");
+        if (!logits || (!perm && !augment)) rc = maec_fail(&err, MAEC_ENOMEM, "out of memory");
     }
     double lr_peak = lr > 0 ? lr : (double)blr * B / 256.0;
     int64_t spe = ntr / B; /* drop_last, as the official loader */
@@ -552,49 +623,25 @@ int cmd_linprobe(int argc, char **argv)
         fflush(stdout);
     }
     double top1 = 0;
-    for (int ep = 0; !rc && ep < epochs; ep++) {
-        uint64_t prng = rng_derive(a.seed, (uint64_t)ep, 0x70726f62, 0);
-        for (int64_t i = 0; i < ntr; i++) perm[i] = i;
-        for (int64_t i = ntr - 1; i > 0; i--) {
-            int64_t j = (int64_t)(rng_next(&prng) % (uint64_t)(i + 1)), t = perm[i];
-            perm[i] = perm[j];
-            perm[j] = t;
+    maec_trainer *tr = NULL;
+    if (!rc) {
+        maec_train_opts to;
+        maec_train_defaults(&to);
+        to.batch_size = B, to.epochs = epochs, to.batches_per_epoch = spe;
+        to.lr = lr_peak, to.min_lr = min_lr, to.warmup_epochs = warmup, to.weight_decay = wd;
+        to.seed = a.seed, to.log_every = (int)(spe < 1 << 30 ? spe : 1 << 30); /* a record per epoch */
+        probe_src src = {.x = &x, .ftr = ftr, .ytr = ytr, .ntr = ntr, .perm = perm, .epoch = -1, .B = B, .D = D,
+                         .augment = augment, .seed = a.seed, .ald = ald, .aw = aw, .aimg = aimg};
+        probe_log pl = {.lp = lp, .mf = mf, .fte = fte, .yte = yte, .nte = nte, .D = D, .K = K, .B = B,
+                        .eval_every = eval_every, .epochs = epochs, .report = report, .logits = logits, .out = out,
+                        .t0 = t0};
+        rc = maec_trainer_create_linprobe(lp, D, &to, !sgd, momentum, probe_batch, &src, &tr, &err);
+        if (!rc) {
+            maec_trainer_set_hook(tr, probe_step, &pl);
+            rc = maec_trainer_run(tr, &err);
         }
-        double loss_sum = 0;
-        float lr_now = 0;
-        for (int64_t s = 0; !rc && s < spe; s++) {
-            if (augment) {
-                rc = augmented_features(&x, ald, aw, aimg, B, D, xb, yb, &err);
-                if (rc) break;
-            } else {
-                for (int b = 0; b < B; b++) {
-                    int64_t idx = perm[s * B + b];
-                    memcpy(xb + (size_t)b * D, ftr + (size_t)idx * D, (size_t)D * sizeof(float));
-                    yb[b] = ytr[idx];
-                }
-            }
-            lr_now = (float)maec_lr_at(ep + (double)s / spe, lr_peak, min_lr, warmup, epochs);
-            float loss;
-            rc = maec_linprobe_forward_backward(lp, xb, B, yb, 1, NULL, &loss, &err);
-            if (!rc) maec_linprobe_step(lp, lr_now, wd, momentum, !sgd);
-            loss_sum += loss;
-        }
-        if (rc) break;
-        int last = ep == epochs - 1;
-        fprintf(mf, "{\"epoch\":%d,\"loss\":%.6f,\"lr\":%.6g", ep + 1, loss_sum / spe, (double)lr_now);
-        if ((ep + 1) % eval_every == 0 || last) {
-            top1 = probe_top1(lp, fte, yte, nte, D, K, B, logits, &err);
-            if (top1 < 0) {
-                rc = MAEC_EINVAL;
-                break;
-            }
-            fprintf(mf, ",\"test_top1\":%.6f", top1);
-            printf("epoch %d  loss %.4f  test top-1 %.2f%%\n", ep + 1, loss_sum / spe, 100 * top1);
-            fflush(stdout);
-        }
-        fprintf(mf, ",\"elapsed_s\":%.1f}\n", eval_now() - t0);
-        fflush(mf);
-        if (report) cli_report_update(out);
+        top1 = pl.top1;
+        maec_trainer_free(tr);
     }
     if (!rc) {
         char p[2100];
@@ -613,7 +660,7 @@ int cmd_linprobe(int argc, char **argv)
         }
     }
     if (mf) fclose(mf);
-    free(ftr), free(fte), free(ytr), free(yte), free(logits), free(xb), free(yb), free(perm), free(aimg);
+    free(ftr), free(fte), free(ytr), free(yte), free(logits), free(perm), free(aimg);
     maec_clf_workspace_free(aw);
     maec_loader_free(ald);
     maec_linprobe_free(lp);

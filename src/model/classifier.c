@@ -7,7 +7,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include <cjson/cJSON.h>
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -777,32 +776,13 @@ int maec_classifier_attention(maec_classifier *c, maec_clf_workspace *w, const f
 {
     int rc = ws_fits(c, w, B, err);
     if (rc) return rc;
-    int depth = c->cfg.depth, D = w->D, T = w->T, H = c->cfg.heads, hd = D / H;
+    int depth = c->cfg.depth, T = w->T, H = c->cfg.heads;
+    if (depth < 1) return maec_fail(err, MAEC_EINVAL, "this encoder has no blocks, so no attention maps");
     encode_upto(c, w, images, B, NULL, depth);
-    /* the last block's q and k, still in its activations: softmax(q k^T /
-     * sqrt(head width)) per image and head, in double */
-    const float *qkv = w->acts[w->train ? depth - 1 : ((depth - 1) & 1)].qkv;
-    double scale = 1.0 / sqrt((double)hd);
-#pragma omp parallel for collapse(2) schedule(static)
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < H; h++) {
-            double *row = malloc((size_t)T * sizeof(double));
-            for (int i = 0; row && i < T; i++) {
-                const float *q = qkv + ((size_t)b * T + i) * 3 * D + (size_t)h * hd;
-                double mx = -INFINITY, sum = 0;
-                for (int j = 0; j < T; j++) {
-                    const float *k = qkv + ((size_t)b * T + j) * 3 * D + D + (size_t)h * hd;
-                    double s = 0;
-                    for (int d = 0; d < hd; d++) s += (double)q[d] * k[d];
-                    row[j] = s * scale;
-                    if (row[j] > mx) mx = row[j];
-                }
-                for (int j = 0; j < T; j++) sum += (row[j] = exp(row[j] - mx));
-                float *o = out + (((size_t)b * H + h) * T + i) * T;
-                for (int j = 0; j < T; j++) o[j] = (float)(row[j] / sum);
-            }
-            free(row);
-        }
+    /* the last block's softmax(q k^T / sqrt(head width)), which its
+     * attention op keeps for the backward pass */
+    const float *att = w->acts[w->train ? depth - 1 : ((depth - 1) & 1)].att;
+    w->be->download(out, att, (size_t)B * H * T * T * sizeof(float));
     return 0;
 }
 

@@ -39,10 +39,10 @@ typedef struct {
 static inline __mmask16 tail_mask(int n) { return (__mmask16)(n >= 16 ? 0xFFFFu : (1u << n) - 1); }
 
 /* The same 16 lanes at a time, for rows of SOFTMAX16_MIN scores or more
- * (the decoders' 50 to 197): the training step about 1% faster on configs
- * A, B and C (bench/ab_step, docs/PERF.md). Shorter rows (the encoders' 13
- * to 17) showed no difference and keep the loops; so did the backward's
- * rows done the same way. */
+ * (the decoders' 50 to 197), where bench/ab_step found the training step
+ * faster (docs/notes/perf-2026-11-27-to-12-03.md). Shorter rows (the encoders' 13 to 17)
+ * showed no difference and keep the loops; so did the backward's rows done
+ * the same way. */
 enum { SOFTMAX16_MIN = 24 };
 
 static void softmax_row(float *row, int n)
@@ -80,8 +80,8 @@ static void softmax_row(float *row, int n)
  * stored, and O, dV, dQ, dK with the head's width in the lanes, broadcasting
  * the other factor. Rows past the last are computed as the last row again
  * and stored over it with the same bits, so that no block runs short.
- * Configs A and B's training steps 2-3% faster than on OpenBLAS's calls
- * (bench/ab_step; docs/PERF.md). */
+ * Configs A and B's training steps ran faster than on OpenBLAS's calls
+ * (bench/ab_step at the time: docs/notes/perf-2026-11-27-to-12-03.md). */
 enum { SHORT_T = 80, SHORT_NZ = SHORT_T / 16, SHORT_HD = 64 };
 
 /* the 16 rows of r transposed in place */
@@ -135,9 +135,8 @@ static inline __attribute__((always_inline)) void head_transpose(float *dst, con
 static inline int last_row(int i, int T) { return i < T ? i : T - 1; }
 
 /* a head's T rows (16 HV wide, stride ld) asked for at once, ahead of the
- * loops that read them in order (about +1% on configs A and B: the rows
- * come from the shared cache, and the loops' own loads met them one miss at
- * a time; docs/PERF.md) */
+ * loops that read them in order (the rows come from the shared cache, and
+ * the loops' own loads met them one miss at a time; docs/notes/perf-2026-11-27-to-12-03.md) */
 static inline __attribute__((always_inline)) void prefetch_head(const float *x, int T, int ld, const int HV)
 {
     for (int j = 0; j < T; j++)

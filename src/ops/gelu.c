@@ -9,10 +9,9 @@
  * once, 1/(1 + p z) by the 14-bit reciprocal and a Newton step and 2^n by
  * scalef; with AVX2 eight, by the 12-bit reciprocal and a Newton step and
  * 2^n in the exponent bits; elsewhere the same formula on one value.
- * glibc's erff, scalar, once took a fifth of a training step; the vector
- * version before this one (a Chebyshev erfc with two exponentials and a
- * division, auto-vectorized 8 wide) took 6.4% of a step, this one 2.6%
- * (docs/PERF.md).
+ * glibc's erff, scalar, once took a large share of a training step, and a
+ * Chebyshev erfc with two exponentials and a division, auto-vectorized,
+ * more than this one (the profiles at the time: docs/notes/perf-2026-11-27-to-12-03.md).
  *
  * The forward pass saves the derivative for the backward, which is then one
  * product: it reads two arrays instead of three and computes no

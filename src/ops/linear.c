@@ -43,9 +43,10 @@ static int part_lo(int M, int t, int nt) { return (int)((long long)M * t / nt); 
  * single-threaded sgemm, reading all the rows and its part of the weight:
  * nothing to add up afterwards, and no synchronization inside OpenBLAS.
  * Threaded by OpenBLAS itself, the threads wait for each other's packed
- * panels in sched_yield, a system call under the VM: 7% of ViT-B's step at
- * batch 8 on a Zen 5 EPYC, where the step ran 1.3-5.5% faster split this
- * way (docs/PERF.md). Shares are whole blocks of COL_BLOCK columns. */
+ * panels in sched_yield, a system call under the VM, a visible share of
+ * ViT-B's step on a Zen 5 EPYC, where the step ran faster split this way
+ * (measured with bench/ab_step at the time: docs/notes/perf-2026-11-27-to-12-03.md). Shares
+ * are whole blocks of COL_BLOCK columns. */
 enum { COL_BLOCK = 64 };
 
 static void col_share(int N, int t, int n, int *c0, int *c1)
@@ -75,10 +76,9 @@ static int col_threads(void) { return omp_in_parallel() ? 1 : omp_get_max_thread
 enum { TILE_ROWS = 64, TILE_COLS = 64, WG_ROWS = TILE_ROWS, XSMM_MAX_WIDE = 1024 };
 
 /* libxsmm's tiles where the CPU has AVX-512. With AVX2 alone its JIT
- * kernels ran below OpenBLAS's split by hand (bench/gemm_shapes on a Zen 3
- * EPYC, fmnist-tiny: all products of a step at 62% of square sgemm against
- * 84%; the training steps of A and B 9% and 15% faster on OpenBLAS,
- * bench/ab_step; docs/PERF.md), so there the products stay on OpenBLAS.
+ * kernels ran below OpenBLAS's split by hand (bench/gemm_shapes and
+ * bench/ab_step on a Zen 3 EPYC at the time: docs/notes/perf-2026-11-27-to-12-03.md), so
+ * there the products stay on OpenBLAS.
  * linear_set_tiled turns the tiles on or off (the tests run both). */
 #ifdef __AVX512F__
 static int xsmm_on = 1;
@@ -114,8 +114,8 @@ static libxsmm_smmfunction kernel(int m, int n, int k, int lda, int ldb, int ldc
  * sum_k A[j + k*lda] B[r*ldb + k], plus bias[j] when given, added to each
  * tile just after its kernel while it is in L1. (Written into the tile
  * before a beta = 1 kernel instead, the bias rows took the tile's cache
- * misses in a loop of stores: 3% of config A's step, and the steps of A and
- * B ran 1.5-4% slower; docs/PERF.md.)
+ * misses in a loop of stores, and the steps of A and B ran slower:
+ * docs/notes/perf-2026-11-27-to-12-03.md.)
  * The four kernels: [last row tile is short][last column tile is short].
  * Returns -1 (nothing done) if libxsmm has no kernel; dry: only look the
  * kernels up (libxsmm keeps them, so the real call finds them). */

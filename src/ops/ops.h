@@ -79,7 +79,7 @@ void add_inplace(float *y, const float *x, size_t n);
 /* AdamW on n values, as torch.optim.AdamW (step counted from 1), leaving g
  * zero: the pass that reads each gradient for the last time clears it, so
  * that the next step's zeroing has nothing to do (one pass over the
- * gradients fewer: config C's step 2.7% faster, docs/PERF.md). */
+ * gradients fewer; measured in docs/notes/perf-2026-11-27-to-12-03.md). */
 /* torch.nn.utils.clip_grad_norm_(max_norm): the global 2-norm of count
  * gradients g[t] [n[t]]; where max_norm > 0 and the norm exceeds it, every
  * gradient is scaled by max_norm / (norm + 1e-6). Returns the norm. */
