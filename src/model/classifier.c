@@ -12,57 +12,17 @@
 
 #include "classifier.h"
 #include "io/safetensors.h"
+#include "tensors.h"
 #include "util.h"
 #include "vit.h"
 
 /* ------------------------------------------------------------ tensor table */
-
-typedef struct {
-    maec_tensor_info *info;
-    int *layer_id;
-    char *names;
-    size_t names_used;
-    int n;
-    size_t nfloats;
-} tbuild;
-
-static void add_t(tbuild *tb, const char *name, int layer, int ndim, int64_t d0, int64_t d1,
-                  int64_t d2, int64_t d3)
-{
-    maec_tensor_info *t = &tb->info[tb->n];
-    tb->layer_id[tb->n++] = layer;
-    size_t len = strlen(name) + 1;
-    memcpy(tb->names + tb->names_used, name, len);
-    t->name = (const char *)(uintptr_t)tb->names_used; /* fixed up later */
-    tb->names_used += len;
-    t->ndim = ndim;
-    int64_t dims[4] = {d0, d1, d2, d3};
-    t->size = 1;
-    for (int i = 0; i < 4; i++) {
-        t->shape[i] = i < ndim ? dims[i] : 0;
-        if (i < ndim) t->size *= (size_t)dims[i];
-    }
-    size_t nl = strlen(name);
-    int is_bias = nl >= 5 && !strcmp(name + nl - 5, ".bias");
-    /* official no_weight_decay: 1-D tensors, biases, pos_embed, cls_token */
-    t->decay = ndim > 1 && !is_bias && strcmp(name, "pos_embed") && strcmp(name, "cls_token");
-    t->trainable = 1;
-    t->offset = tb->nfloats;
-    tb->nfloats += (t->size + 15) & ~(size_t)15;
-}
 
 int clf_first_trainable_block(const maec_classifier *c)
 {
     int K = c->opts.tune_blocks;
     if (K < 0 || K > c->cfg.depth) return 0;
     return c->cfg.depth - K;
-}
-
-static void set_block(vit_block *blk, float *base, const maec_tensor_info *t)
-{
-    float **dst[12] = {&blk->n1w, &blk->n1b, &blk->qkvw, &blk->qkvb, &blk->projw, &blk->projb,
-                       &blk->n2w, &blk->n2b, &blk->fc1w, &blk->fc1b, &blk->fc2w, &blk->fc2b};
-    for (int i = 0; i < 12; i++) *dst[i] = base + t[i].offset;
 }
 
 static int set_views(maec_classifier *c, clf_views *v, float *base)
@@ -76,7 +36,7 @@ static int set_views(maec_classifier *c, clf_views *v, float *base)
     v->pe_b = base + t[i++].offset;
     v->blocks = calloc((size_t)c->cfg.depth + 1, sizeof(vit_block));
     if (!v->blocks) return -1;
-    for (int b = 0; b < c->cfg.depth; b++, i += 12) set_block(&v->blocks[b], base, t + i);
+    for (int b = 0; b < c->cfg.depth; b++, i += 12) tt_block_views(&v->blocks[b], base, t + i);
     if (c->opts.global_pool) {
         v->fcn_w = base + t[i++].offset;
         v->fcn_b = base + t[i++].offset;
@@ -130,50 +90,28 @@ static int clf_alloc(const maec_config *cfg, const maec_classifier_opts *o, maec
     m->cfg = c;
     m->opts = *o;
     int maxn = 8 + 12 * c.depth + 8;
-    tbuild tb = {0};
-    tb.info = calloc((size_t)maxn, sizeof(maec_tensor_info));
-    tb.layer_id = calloc((size_t)maxn, sizeof(int));
-    tb.names = calloc((size_t)maxn, 64);
-    if (!tb.info || !tb.layer_id || !tb.names) {
-        free(tb.info);
-        free(tb.layer_id);
-        free(tb.names);
+    tensor_table tb;
+    if (tt_init(&tb, maxn)) {
         free(m);
         return maec_fail(err, MAEC_ENOMEM, "out of memory");
     }
-    int D = c.dim, L = maec_num_patches(&c), p = c.patch, Hd = D * c.mlp_ratio, top = c.depth + 1;
-    add_t(&tb, "cls_token", 0, 3, 1, 1, D, 0);
-    add_t(&tb, "pos_embed", 0, 3, 1, L + 1, D, 0);
-    add_t(&tb, "patch_embed.proj.weight", 0, 4, D, c.in_chans, p, p);
-    add_t(&tb, "patch_embed.proj.bias", 0, 1, D, 0, 0, 0);
-    char nm[96];
-    for (int b = 0; b < c.depth; b++) {
-#define T(suffix, nd, a, bb) \
-    (snprintf(nm, sizeof nm, "blocks.%d.%s", b, suffix), add_t(&tb, nm, b + 1, nd, a, bb, 0, 0))
-        T("norm1.weight", 1, D, 0);
-        T("norm1.bias", 1, D, 0);
-        T("attn.qkv.weight", 2, 3 * D, D);
-        T("attn.qkv.bias", 1, 3 * D, 0);
-        T("attn.proj.weight", 2, D, D);
-        T("attn.proj.bias", 1, D, 0);
-        T("norm2.weight", 1, D, 0);
-        T("norm2.bias", 1, D, 0);
-        T("mlp.fc1.weight", 2, Hd, D);
-        T("mlp.fc1.bias", 1, Hd, 0);
-        T("mlp.fc2.weight", 2, D, Hd);
-        T("mlp.fc2.bias", 1, D, 0);
-#undef T
-    }
+    int D = c.dim, p = c.patch, top = c.depth + 1;
+    tt_add_encoder(&tb, &c, 1); /* fine-tuning trains the position embedding, as timm's ViT */
+    for (int b = 0; b < c.depth; b++) tt_add_block(&tb, "blocks", b, b + 1, D, D * c.mlp_ratio);
     const char *nrm = o->global_pool ? "fc_norm" : "norm";
+    char nm[96];
     snprintf(nm, sizeof nm, "%s.weight", nrm);
-    add_t(&tb, nm, top, 1, D, 0, 0, 0);
+    tt_add(&tb, nm, 1, top, 1, D, 0, 0, 0);
     snprintf(nm, sizeof nm, "%s.bias", nrm);
-    add_t(&tb, nm, top, 1, D, 0, 0, 0);
+    tt_add(&tb, nm, 1, top, 1, D, 0, 0, 0);
     if (o->num_classes > 0) {
-        add_t(&tb, "head.weight", top, 2, o->num_classes, D, 0, 0);
-        add_t(&tb, "head.bias", top, 1, o->num_classes, 0, 0, 0);
+        tt_add(&tb, "head.weight", 1, top, 2, o->num_classes, D, 0, 0);
+        tt_add(&tb, "head.bias", 1, top, 1, o->num_classes, 0, 0, 0);
     }
-    for (int i = 0; i < tb.n; i++) tb.info[i].name = tb.names + (uintptr_t)tb.info[i].name;
+    /* the official no_weight_decay: 1-D tensors, biases, pos_embed, cls_token */
+    tt_no_decay(&tb, "pos_embed");
+    tt_no_decay(&tb, "cls_token");
+    tt_finish(&tb);
     m->info = tb.info;
     m->layer_id = tb.layer_id;
     m->names = tb.names;
@@ -734,9 +672,8 @@ static const float *encode_upto(maec_classifier *c, maec_clf_workspace *w, const
         be->upload(w->images, images, (size_t)B * cf->in_chans * cf->img_h * cf->img_w * sizeof(float));
         images = w->images;
     }
-    be->patch_gather(w->patch_in, images, NULL, B, L, cf->in_chans, cf->img_h, cf->img_w, cf->patch);
-    be->linear_forward(w->tokens, w->patch_in, p->pe_w, p->pe_b, NULL, B * L, w->Cpp, D);
-    be->embed_forward(w->x0, w->tokens, p->cls_token, p->pos_embed, NULL, NULL, NULL, B, L, D);
+    encoder_embed_forward(be, w->x0, w->tokens, w->patch_in, images, NULL, NULL, NULL, p->cls_token, p->pos_embed,
+                          p->pe_w, p->pe_b, cf, B, L);
     const float *x = w->x0;
     for (int i = 0; i < blocks; i++) {
         block_acts *a = &w->acts[w->train ? i : (i & 1)];
@@ -866,8 +803,8 @@ int maec_classifier_forward_backward(maec_classifier *c, maec_clf_workspace *w, 
     }
     if (first > 0) return 0;
     /* embeddings: class token, position embeddings, patch embedding */
-    be->embed_backward(w->dtokens, g->cls_token, g->pos_embed, NULL, w->dx, NULL, B, L, D);
-    be->linear_backward(NULL, g->pe_w, g->pe_b, w->dtokens, w->patch_in, p->pe_w, B * L, w->Cpp, D);
+    encoder_embed_backward(be, w->dtokens, w->dx, NULL, g->cls_token, g->pos_embed, NULL, g->pe_w, g->pe_b,
+                           w->patch_in, p->pe_w, cf, B, L);
     return 0;
 }
 

@@ -183,10 +183,8 @@ static void encoder_forward(maec_model *m, maec_workspace *w, const float *imgs,
     const maec_config *c = &m->cfg;
     const mae_views *p = &m->p;
     int D = w->D, Ke = w->Ke, Te = w->Te, menc = c->mask_token_in_encoder;
-    be->patch_gather(w->patch_in, imgs, keep_ids(w), B, Ke, c->in_chans, c->img_h, c->img_w, c->patch);
-    be->linear_forward(w->tokens, w->patch_in, p->pe_w, p->pe_b, NULL, B * Ke, w->Cpp, D);
-    be->embed_forward(w->x0, w->tokens, p->cls_token, p->pos_embed, keep_ids(w), menc ? w->mask : NULL,
-                      p->enc_mask_token, B, Ke, D);
+    encoder_embed_forward(be, w->x0, w->tokens, w->patch_in, imgs, keep_ids(w), menc ? w->mask : NULL,
+                          p->enc_mask_token, p->cls_token, p->pos_embed, p->pe_w, p->pe_b, c, B, Ke);
     const float *x = w->x0;
     for (int i = 0; i < c->depth; i++) {
         block_forward(be, &w->enc[i], &p->blocks[i], x, B, Te, D, c->heads, D * c->mlp_ratio);
@@ -320,9 +318,8 @@ static void encoder_backward(maec_model *m, maec_workspace *w, int B)
         block_backward(be, &w->enc[i], &p->blocks[i], &g->blocks[i], x_in, w->dx_enc, w->dtmp_enc, &w->scratch, B,
                        Te, D, c->heads, D * c->mlp_ratio);
     }
-    be->embed_backward(w->dtokens, g->cls_token, NULL, g->enc_mask_token, w->dx_enc, menc ? w->mask : NULL, B, Ke,
-                       D);
-    be->linear_backward(NULL, g->pe_w, g->pe_b, w->dtokens, w->patch_in, p->pe_w, B * Ke, w->Cpp, D);
+    encoder_embed_backward(be, w->dtokens, w->dx_enc, menc ? w->mask : NULL, g->cls_token, NULL, g->enc_mask_token,
+                           g->pe_w, g->pe_b, w->patch_in, p->pe_w, c, B, Ke);
 }
 
 int maec_forward_backward(maec_model *m, maec_workspace *w, const float *images, int B,

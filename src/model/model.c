@@ -6,68 +6,10 @@
 
 #include "io/safetensors.h"
 #include "model.h"
+#include "tensors.h"
 #include "util.h"
 
 /* ------------------------------------------------------------ tensor table */
-
-typedef struct {
-    maec_tensor_info *info;
-    char *names;
-    size_t names_used, names_cap;
-    int n;
-    size_t nfloats;
-} table_builder;
-
-static void add_tensor(table_builder *tb, const char *name, int trainable, int ndim, int64_t d0,
-                       int64_t d1, int64_t d2, int64_t d3)
-{
-    maec_tensor_info *t = &tb->info[tb->n++];
-    size_t len = strlen(name) + 1;
-    memcpy(tb->names + tb->names_used, name, len);
-    t->name = (const char *)(uintptr_t)tb->names_used; /* fixed up later */
-    tb->names_used += len;
-    t->ndim = ndim;
-    int64_t dims[4] = {d0, d1, d2, d3};
-    t->size = 1;
-    for (int i = 0; i < 4; i++) {
-        t->shape[i] = i < ndim ? dims[i] : 0;
-        if (i < ndim) t->size *= (size_t)dims[i];
-    }
-    t->trainable = trainable;
-    size_t nl = strlen(name);
-    int is_bias = nl >= 5 && !strcmp(name + nl - 5, ".bias");
-    t->decay = trainable && ndim > 1 && !is_bias;
-    /* 16-float alignment for every tensor */
-    t->offset = tb->nfloats;
-    tb->nfloats += (t->size + 15) & ~(size_t)15;
-}
-
-static void add_block(table_builder *tb, const char *prefix, int i, int D, int Hd)
-{
-    char nm[128];
-#define T(suffix, nd, a, b) \
-    (snprintf(nm, sizeof nm, "%s.%d.%s", prefix, i, suffix), add_tensor(tb, nm, 1, nd, a, b, 0, 0))
-    T("norm1.weight", 1, D, 0);
-    T("norm1.bias", 1, D, 0);
-    T("attn.qkv.weight", 2, 3 * D, D);
-    T("attn.qkv.bias", 1, 3 * D, 0);
-    T("attn.proj.weight", 2, D, D);
-    T("attn.proj.bias", 1, D, 0);
-    T("norm2.weight", 1, D, 0);
-    T("norm2.bias", 1, D, 0);
-    T("mlp.fc1.weight", 2, Hd, D);
-    T("mlp.fc1.bias", 1, Hd, 0);
-    T("mlp.fc2.weight", 2, D, Hd);
-    T("mlp.fc2.bias", 1, D, 0);
-#undef T
-}
-
-static void set_block_views(vit_block *blk, float *base, const maec_tensor_info *t)
-{
-    float **dst[12] = {&blk->n1w, &blk->n1b, &blk->qkvw, &blk->qkvb, &blk->projw, &blk->projb,
-                       &blk->n2w, &blk->n2b, &blk->fc1w, &blk->fc1b, &blk->fc2w, &blk->fc2b};
-    for (int i = 0; i < 12; i++) *dst[i] = base + t[i].offset;
-}
 
 static int set_views(maec_model *m, mae_views *v, float *base)
 {
@@ -83,7 +25,7 @@ static int set_views(maec_model *m, mae_views *v, float *base)
     v->blocks = calloc((size_t)c->depth + 1, sizeof(vit_block));
     v->dec_blocks = calloc((size_t)c->dec_depth + 1, sizeof(vit_block));
     if (!v->blocks || !v->dec_blocks) return -1;
-    for (int b = 0; b < c->depth; b++, i += 12) set_block_views(&v->blocks[b], base, t + i);
+    for (int b = 0; b < c->depth; b++, i += 12) tt_block_views(&v->blocks[b], base, t + i);
     v->norm_w = base + t[i++].offset;
     v->norm_b = base + t[i++].offset;
     if (c->dec_depth > 0) {
@@ -91,7 +33,7 @@ static int set_views(maec_model *m, mae_views *v, float *base)
         v->dec_embed_b = base + t[i++].offset;
         v->mask_token = c->mask_token_in_encoder ? NULL : base + t[i++].offset;
         v->dec_pos_embed = base + t[i++].offset;
-        for (int b = 0; b < c->dec_depth; b++, i += 12) set_block_views(&v->dec_blocks[b], base, t + i);
+        for (int b = 0; b < c->dec_depth; b++, i += 12) tt_block_views(&v->dec_blocks[b], base, t + i);
         v->dec_norm_w = base + t[i++].offset;
         v->dec_norm_b = base + t[i++].offset;
         v->dec_pred_w = base + t[i++].offset;
@@ -110,39 +52,31 @@ int model_alloc(const maec_config *cfg, maec_model **out, maec_error *err)
     m->cfg = *cfg;
     const maec_config *c = cfg;
     int maxn = 8 + 12 * (c->depth + c->dec_depth) + 12;
-    table_builder tb = {0};
-    tb.info = calloc((size_t)maxn, sizeof(maec_tensor_info));
-    tb.names_cap = (size_t)maxn * 64;
-    tb.names = calloc(tb.names_cap, 1);
-    if (!tb.info || !tb.names) {
-        free(tb.info);
-        free(tb.names);
+    tensor_table tb;
+    if (tt_init(&tb, maxn)) {
         free(m);
         return maec_fail(err, MAEC_ENOMEM, "out of memory");
     }
     int D = c->dim, L = maec_num_patches(c), P = maec_patch_dim(c), p = c->patch;
-    add_tensor(&tb, "cls_token", 1, 3, 1, 1, D, 0);
-    add_tensor(&tb, "pos_embed", 0, 3, 1, L + 1, D, 0);
-    add_tensor(&tb, "patch_embed.proj.weight", 1, 4, D, c->in_chans, p, p);
-    add_tensor(&tb, "patch_embed.proj.bias", 1, 1, D, 0, 0, 0);
-    if (c->mask_token_in_encoder && c->dec_depth > 0)
-        add_tensor(&tb, "encoder_mask_token", 1, 3, 1, 1, D, 0);
-    for (int b = 0; b < c->depth; b++) add_block(&tb, "blocks", b, D, D * c->mlp_ratio);
-    add_tensor(&tb, "norm.weight", 1, 1, D, 0, 0, 0);
-    add_tensor(&tb, "norm.bias", 1, 1, D, 0, 0, 0);
+    tt_add_encoder(&tb, c, 0); /* the fixed sin-cos position embedding does not learn */
+    if (c->mask_token_in_encoder && c->dec_depth > 0) tt_add(&tb, "encoder_mask_token", 1, 0, 3, 1, 1, D, 0);
+    for (int b = 0; b < c->depth; b++) tt_add_block(&tb, "blocks", b, 1 + b, D, D * c->mlp_ratio);
+    tt_add(&tb, "norm.weight", 1, c->depth + 1, 1, D, 0, 0, 0);
+    tt_add(&tb, "norm.bias", 1, c->depth + 1, 1, D, 0, 0, 0);
     if (c->dec_depth > 0) {
-        int E = c->dec_dim;
-        add_tensor(&tb, "decoder_embed.weight", 1, 2, E, D, 0, 0);
-        add_tensor(&tb, "decoder_embed.bias", 1, 1, E, 0, 0, 0);
-        if (!c->mask_token_in_encoder) add_tensor(&tb, "mask_token", 1, 3, 1, 1, E, 0);
-        add_tensor(&tb, "decoder_pos_embed", 0, 3, 1, L + 1, E, 0);
-        for (int b = 0; b < c->dec_depth; b++) add_block(&tb, "decoder_blocks", b, E, E * c->mlp_ratio);
-        add_tensor(&tb, "decoder_norm.weight", 1, 1, E, 0, 0, 0);
-        add_tensor(&tb, "decoder_norm.bias", 1, 1, E, 0, 0, 0);
-        add_tensor(&tb, "decoder_pred.weight", 1, 2, P, E, 0, 0);
-        add_tensor(&tb, "decoder_pred.bias", 1, 1, P, 0, 0, 0);
+        int E = c->dec_dim, top = c->depth + 1;
+        tt_add(&tb, "decoder_embed.weight", 1, top, 2, E, D, 0, 0);
+        tt_add(&tb, "decoder_embed.bias", 1, top, 1, E, 0, 0, 0);
+        if (!c->mask_token_in_encoder) tt_add(&tb, "mask_token", 1, top, 3, 1, 1, E, 0);
+        tt_add(&tb, "decoder_pos_embed", 0, top, 3, 1, L + 1, E, 0);
+        for (int b = 0; b < c->dec_depth; b++) tt_add_block(&tb, "decoder_blocks", b, top, E, E * c->mlp_ratio);
+        tt_add(&tb, "decoder_norm.weight", 1, top, 1, E, 0, 0, 0);
+        tt_add(&tb, "decoder_norm.bias", 1, top, 1, E, 0, 0, 0);
+        tt_add(&tb, "decoder_pred.weight", 1, top, 2, P, E, 0, 0);
+        tt_add(&tb, "decoder_pred.bias", 1, top, 1, P, 0, 0, 0);
     }
-    for (int i = 0; i < tb.n; i++) tb.info[i].name = tb.names + (uintptr_t)tb.info[i].name;
+    tt_finish(&tb);
+    free(tb.layer_id); /* the MAE has no layer-wise decay */
     m->info = tb.info;
     m->names = tb.names;
     m->ntensors = tb.n;

@@ -143,3 +143,22 @@ void block_backward(const maec_backend *be, const block_acts *a, const vit_block
 {
     block_backward_ex(be, a, p, g, x_in, dx, dtmp, s, B, T, D, H, Hd, NULL, NULL);
 }
+
+void encoder_embed_forward(const maec_backend *be, float *x0, float *tokens, float *patch_in, const float *imgs,
+                           const int *ids, const float *swap, const float *swap_tok, const float *cls, const float *pos,
+                           const float *pe_w, const float *pe_b, const maec_config *c, int B, int K)
+{
+    int D = c->dim, Cpp = maec_patch_dim(c);
+    be->patch_gather(patch_in, imgs, ids, B, K, c->in_chans, c->img_h, c->img_w, c->patch);
+    be->linear_forward(tokens, patch_in, pe_w, pe_b, NULL, B * K, Cpp, D);
+    be->embed_forward(x0, tokens, cls, pos, ids, swap, swap_tok, B, K, D);
+}
+
+void encoder_embed_backward(const maec_backend *be, float *dtokens, const float *dx0, const float *swap, float *dcls,
+                            float *dpos, float *dswap_tok, float *dpe_w, float *dpe_b, const float *patch_in,
+                            const float *pe_w, const maec_config *c, int B, int K)
+{
+    int D = c->dim;
+    be->embed_backward(dtokens, dcls, dpos, dswap_tok, dx0, swap, B, K, D);
+    be->linear_backward(NULL, dpe_w, dpe_b, dtokens, patch_in, pe_w, B * K, maec_patch_dim(c), D);
+}

@@ -67,4 +67,18 @@ void block_backward_after_attn(const maec_backend *be, const block_acts *a, cons
                                block_scratch *s, int M, int D, int Hd);
 void block_backward_attn(const maec_backend *be, const block_acts *a, const vit_block *p, vit_block *g, const float *x_in, float *dx,
                          float *dtmp, block_scratch *s, int B, int T, int D, int H);
+/* The encoder's input, shared by the MAE and the classifier: patches
+ * ids[b*K + k] of imgs [B,C,H,W] (ids NULL: all K = L in order) into
+ * patch_in [B,K,C*p*p], embedded into tokens [B,K,D], then x0 [B,1+K,D]:
+ * the class token and the position embeddings added, a token swapped for
+ * swap_tok where swap[b*K + k] > 0 (the mask token in the encoder; swap
+ * NULL: none). The backward pass from dx0: dtokens [B,K,D] (scratch), the
+ * class token's, position embeddings' (dpos NULL: fixed), swapped token's
+ * and patch embedding's gradients added. */
+void encoder_embed_forward(const maec_backend *be, float *x0, float *tokens, float *patch_in, const float *imgs,
+                           const int *ids, const float *swap, const float *swap_tok, const float *cls, const float *pos,
+                           const float *pe_w, const float *pe_b, const maec_config *c, int B, int K);
+void encoder_embed_backward(const maec_backend *be, float *dtokens, const float *dx0, const float *swap, float *dcls,
+                            float *dpos, float *dswap_tok, float *dpe_w, float *dpe_b, const float *patch_in,
+                            const float *pe_w, const maec_config *c, int B, int K);
 #endif
