@@ -56,6 +56,7 @@ install: all build/maec.pc
 	install -m 644 build/libmaec.a $(DESTDIR)$(PREFIX)/lib/libmaec.a
 	install -m 755 build/libmaec.so $(DESTDIR)$(PREFIX)/lib/libmaec.so
 	install -m 644 include/maec.h $(DESTDIR)$(PREFIX)/include/maec.h
+	install -m 644 include/maec_data.h $(DESTDIR)$(PREFIX)/include/maec_data.h
 	install -m 644 build/maec.pc $(DESTDIR)$(PREFIX)/lib/pkgconfig/maec.pc
 
 clean:

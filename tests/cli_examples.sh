@@ -18,7 +18,7 @@ E=build/examples
 make --no-print-directory examples > $T/make.log 2>&1
 rc=$?; check '[ $rc -eq 0 ]' "make examples failed (exit $rc): $(grep -v '^image' $T/make.log | tail -4)"
 check 'grep -q "^prefix=$PWD/build/prefix$" build/prefix/lib/pkgconfig/maec.pc' "build/prefix's maec.pc does not name build/prefix"
-for p in pretrain_array encode_images; do
+for p in pretrain_array encode_images knn_eval; do
     check '[ -x $E/$p ] && [ -x $E/$p-static ]' "$p: not built shared and static"
     check 'readelf -d $E/$p | grep -q "NEEDED.*libmaec.so"' "$E/$p does not link libmaec.so"
     check '! readelf -d $E/$p-static | grep -q "libmaec.so"' "$E/$p-static links libmaec.so"
@@ -38,6 +38,24 @@ grep "^image" $T/make.log > $T/feat
 check '[ "$(wc -l < $T/feat)" -eq 8 ] && [ "$(head -4 $T/feat)" = "$(tail -4 $T/feat)" ]' \
     "shared and static encode_images differ: $(cat $T/feat)"
 check '[ "$(sed -n 1p $T/feat)" != "$(sed -n 2p $T/feat)" ]' "two different images gave the same features"
+
+# knn_eval: the model evaluated on a cut of Fashion-MNIST through maec_data.h,
+# the same k-NN top-1 as `maec knn` gives
+DATA=${DATA:-/usr/share/datasets/fashion-mnist}
+if [ -d "$DATA" ]; then
+    . scripts/idx.sh
+    cut_fmnist "$DATA" $T/d 512 256
+    out=$($E/knn_eval $E/pretrain_array.safetensors $T/d 10 2>&1); rc=$?
+    ours=$(echo "$out" | sed -n 's/^k-NN (k 10, T 0.07) top-1: \([0-9.]*\)%$/\1/p')
+    check '[ $rc -eq 0 ] && [ -n "$ours" ]' "knn_eval: exit $rc, $out"
+    cli=$(build/maec knn --model $E/pretrain_array.safetensors --data-path $T/d --k 10 2>&1 |
+        sed -n 's/.*"knn_top1":\([0-9.]*\),.*/\1/p' | awk '{printf "%.2f", 100 * $1}')
+    check '[ -n "$ours" ] && [ "$ours" = "$cli" ]' "knn_eval says $ours%, maec knn $cli%"
+    out=$($E/knn_eval-static $E/pretrain_array.safetensors $T/nothing 2>&1); rc=$?
+    check '[ $rc -ne 0 ] && [[ "$out" == "knn_eval: "* ]] && [ "$(echo "$out" | wc -l)" -eq 1 ]' "knn_eval, no data: exit $rc, $out"
+else
+    echo "  (no $DATA: knn_eval not run)"
+fi
 
 # errors: a one-line message and a non-zero exit
 out=$($E/encode_images $T/missing.safetensors 2>&1); rc=$?

@@ -95,7 +95,7 @@ static int feat_open(const char *cmd, feat_args *a, int raw, int need, feat_ctx 
         if (!rc && maec_classifier_options(x->c)->global_pool && x->feature == MAEC_FEATURE_CLS)
             x->feature = MAEC_FEATURE_MEAN; /* a fine-tuned global-pool model: its pre-logits */
     }
-    if (a->crop_pct > 0) eval_set_crop_pct(a->crop_pct);
+    if (a->crop_pct > 0) maec_eval_set_crop_pct(a->crop_pct);
     if (!rc)
         rc = eval_open_sets(a->data, a->eval_path, a->val_split, a->seed, need, a->skip_bad, a->out_dir, &x->train,
                             &x->test, err);
@@ -226,7 +226,7 @@ int cmd_knn(int argc, char **argv)
         free(ftr), free(fte), free(ytr), free(yte);
         x.feature = -1;
     } else {
-        rc = eval_knn(x.c, x.train, x.test, x.feature, k, T, x.mean, x.std, a.batch, a.workers, &top1, &err);
+        rc = maec_eval_knn(x.c, x.train, x.test, x.feature, k, T, x.mean, x.std, a.batch, a.workers, &top1, &err);
         ntr = maec_dataset_size(x.train), nte = maec_dataset_size(x.test);
     }
     double secs = eval_now() - t0;
@@ -303,13 +303,13 @@ int cmd_embed(int argc, char **argv)
         if (kind < 0) rc = maec_fail(&err, MAEC_EINVAL, "embed: --tokens %s: give cls, mean or patch", t);
     }
     if (kind < 0 && !rc) {
-        rc = eval_features(x.c, ds, x.feature, NULL, x.mean, x.std, a.batch, a.workers, &F, &Y, &N, &D, &err);
+        rc = maec_eval_features(x.c, ds, x.feature, NULL, x.mean, x.std, a.batch, a.workers, &F, &Y, &N, &D, &err);
         if (!rc) rc = eval_save_rows(out, F, N, D, Y, lp, sizeof lp, &err);
         if (!rc) printf("features [%lld, %d] -> %s, labels -> %s\n", (long long)N, D, out, lp);
     } else if (!rc) {
         const maec_config *mc = maec_classifier_config(x.c);
         int per, L = (mc->img_h / mc->patch) * (mc->img_w / mc->patch);
-        rc = eval_tokens(x.c, ds, x.mean, x.std, a.batch, a.workers, layer, !no_norm, kind, &F, &Y, &N, &per, &err);
+        rc = maec_eval_tokens(x.c, ds, x.mean, x.std, a.batch, a.workers, layer, !no_norm, kind, &F, &Y, &N, &per, &err);
         int T = L + 1;
         int64_t shape[4] = {N, kind == 2 ? L : mc->dim, mc->dim, 0};
         if (kind == 3) shape[1] = mc->heads, shape[2] = T, shape[3] = T;
@@ -599,10 +599,10 @@ int cmd_linprobe(int argc, char **argv)
                raw ? "normalized" : x.feature == MAEC_FEATURE_CLS ? "class token" : "mean of patch tokens");
         fflush(stdout);
         if (!augment)
-            rc = eval_features(x.c, x.train, x.feature, x.shape, x.mean, x.std, a.batch, a.workers, &ftr, &ytr, &ntr, &D,
+            rc = maec_eval_features(x.c, x.train, x.feature, x.shape, x.mean, x.std, a.batch, a.workers, &ftr, &ytr, &ntr, &D,
                                &err);
     }
-    if (!rc && !given) rc = eval_features(x.c, x.test, x.feature, x.shape, x.mean, x.std, a.batch, a.workers, &fte, &yte, &nte, &D, &err);
+    if (!rc && !given) rc = maec_eval_features(x.c, x.test, x.feature, x.shape, x.mean, x.std, a.batch, a.workers, &fte, &yte, &nte, &D, &err);
     double t_feat = eval_now() - t0;
     int B = a.batch;
     if (!rc && augment) rc = open_augmented(&x, B, a.workers, a.seed, &ald, &aw, &aimg, &ntr, &err);

@@ -159,7 +159,7 @@ static int ft_step(void *ctx, maec_trainer *t, const maec_train_event *ev, maec_
     int64_t ep = (ev->step + ev->steps_per_epoch - 1) / ev->steps_per_epoch;
     if (epoch_end && (ep % f->eval_every == 0 || ev->step == ev->total)) {
         double te = eval_now();
-        int rc = eval_top1(f->c, f->test, f->mean, f->std, 256, f->workers, &f->top1, err);
+        int rc = maec_eval_top1(f->c, f->test, f->mean, f->std, 256, f->workers, &f->top1, err);
         if (rc) return rc;
         fprintf(f->mf, "{\"step\":%lld,\"epoch\":%lld,\"test_top1\":%.6f,\"eval_s\":%.1f,\"elapsed_s\":%.1f}\n",
                 (long long)ev->step, (long long)ep, f->top1, eval_now() - te, ev->elapsed_s + eval_now() - te);
@@ -335,7 +335,7 @@ int cmd_finetune(int argc, char **argv)
     FILE *mf = NULL;
     int rc = 0, random_init = 0, status = 1;
     double top1 = -1;
-    if (crop_pct > 0) eval_set_crop_pct(crop_pct);
+    if (crop_pct > 0) maec_eval_set_crop_pct(crop_pct);
     if ((rc = eval_open_sets(data, eval_path, val_split, seed, 3, skip_bad, out, &train, &test, &err))) goto fail;
     int K = maec_dataset_num_classes(train);
     if (maec_dataset_num_classes(test) > K) K = maec_dataset_num_classes(test);

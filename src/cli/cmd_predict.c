@@ -113,7 +113,7 @@ int cmd_predict(int argc, char **argv)
         return 2;
     }
     cli_set_threads("predict", threads);
-    if (crop_pct > 0) eval_set_crop_pct(crop_pct);
+    if (crop_pct > 0) maec_eval_set_crop_pct(crop_pct);
     maec_error err = {0};
     maec_classifier *c = NULL;
     maec_dataset *ds = NULL;
@@ -143,7 +143,7 @@ int cmd_predict(int argc, char **argv)
     if (predict_norm(c, mean_s, std_s, data, ds, mean, std, &err)) goto fail;
     if (ds) {
         int64_t c1 = 0, ck = 0, N = maec_dataset_size(ds);
-        if (eval_classify(c, ds, mean, std, batch, workers, topk, &c1, &ck, &L, &Y, &err)) goto fail;
+        if (maec_eval_classify(c, ds, mean, std, batch, workers, topk, &c1, &ck, &L, &Y, &err)) goto fail;
         if (out && eval_save_rows(out, L, N, K, Y, NULL, 0, &err)) goto fail;
         if (maec_dataset_num_classes(ds) > 0)
             printf("predict: %lld images of %s (%s): top-1 %.2f%%, top-%d %.2f%%\n", (long long)N, data, split,
@@ -164,7 +164,7 @@ int cmd_predict(int argc, char **argv)
         maec_augment a;
         maec_augment_defaults(&a, mc->in_chans, mc->img_h, mc->img_w);
         a.random_resized_crop = 0;
-        a.crop_pct = (float)eval_crop_pct(mc->img_h, mc->img_w);
+        a.crop_pct = (float)maec_eval_crop_pct(mc->img_h, mc->img_w);
         a.hflip = 0;
         for (int k = 0; k < 3; k++) a.mean[k] = mean[k], a.std[k] = std[k];
         if (maec_clf_workspace_create(c, B, 0, &w, &err)) goto fail;

@@ -78,7 +78,7 @@ static int on_step(void *ctx, maec_trainer *t, const maec_train_event *ev, maec_
     }
     if (rc->knn_every > 0 && (ep % rc->knn_every == 0 || ev->step == ev->total)) {
         double tk = now_s(), knn = 0;
-        if (eval_knn_model(c->m, c->ds, c->ds_eval, rc->mean, rc->std, rc->num_workers, &knn, err)) return err->code;
+        if (maec_eval_knn_model(c->m, c->ds, c->ds_eval, rc->mean, rc->std, rc->num_workers, &knn, err)) return err->code;
         fprintf(c->metrics, "{\"step\":%lld,\"epoch\":%lld,\"knn_top1\":%.6f,\"knn_s\":%.1f}\n",
                 (long long)ev->step, (long long)ep, knn, now_s() - tk);
         fflush(c->metrics);

@@ -1,5 +1,6 @@
 #define _POSIX_C_SOURCE 200809L
 #include "run.h"
+#include "maec_data.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -108,19 +109,7 @@ void run_cfg_norm_json(const run_cfg *rc, char *buf, size_t len)
              (double)rc->std[2]);
 }
 
-int parse_norm_json(const char *js, int C, float *mean, float *std)
-{
-    cJSON *o = js ? cJSON_Parse(js) : NULL;
-    const cJSON *m = o ? cJSON_GetObjectItem(o, "mean") : NULL, *s = o ? cJSON_GetObjectItem(o, "std") : NULL;
-    int ok = cJSON_IsArray(m) && cJSON_IsArray(s) && cJSON_GetArraySize(m) >= C && cJSON_GetArraySize(s) >= C;
-    for (int c = 0; ok && c < C; c++) {
-        mean[c] = (float)cJSON_GetArrayItem(m, c)->valuedouble;
-        std[c] = (float)cJSON_GetArrayItem(s, c)->valuedouble;
-        ok = std[c] > 0;
-    }
-    cJSON_Delete(o);
-    return ok ? 0 : -1;
-}
+int parse_norm_json(const char *js, int C, float *mean, float *std) { return maec_parse_norm_json(js, C, mean, std); }
 
 /* 0: absent, 1: found (*v set), -1: not a number (err set) */
 static int jnum(const cJSON *o, const char *k, double *v, maec_error *err)
