@@ -103,8 +103,13 @@ int maec_model_num_tensors(const maec_model *m);
 const maec_tensor_info *maec_model_tensor(const maec_model *m, int i);
 /* Find a tensor by name: index or -1. */
 int maec_model_find(const maec_model *m, const char *name);
+/* The parameters, gradients and AdamW moments as host arrays (offsets from
+ * maec_model_tensor). On a backend whose memory is not the host's they are
+ * host copies, made current by each call; after writing through any of
+ * them, maec_model_sync hands the four back to the backend. */
 float *maec_model_params(maec_model *m);
 float *maec_model_grads(maec_model *m);
+void maec_model_sync(maec_model *m);
 size_t maec_model_num_floats(const maec_model *m);
 
 /* Load weights from safetensors with the official names. Depth, widths,
@@ -318,8 +323,10 @@ const maec_classifier_opts *maec_classifier_options(const maec_classifier *c);
 int maec_classifier_num_tensors(const maec_classifier *c);
 const maec_tensor_info *maec_classifier_tensor(const maec_classifier *c, int i);
 int maec_classifier_find(const maec_classifier *c, const char *name);
+/* host arrays as maec_model_params; maec_classifier_sync after writing */
 float *maec_classifier_params(maec_classifier *c);
 float *maec_classifier_grads(maec_classifier *c);
+void maec_classifier_sync(maec_classifier *c);
 void maec_classifier_zero_grad(maec_classifier *c);
 int maec_classifier_set_meta(maec_classifier *c, const char *key, const char *value);
 const char *maec_classifier_get_meta(const maec_classifier *c, const char *key);

@@ -5,6 +5,8 @@
  *   ref   plain C loops, no BLAS, no intrinsics, no threads: the
  *         specification of each op and the oracle of tests/test_backend_ops
  *   cpu   the fast kernels of src/ops (OpenBLAS/libxsmm, AVX, OpenMP)
+ *   guard ref's ops on memory the host cannot touch: a stand-in for a
+ *         device, so that CPU-only tests hold the model to the rules below
  *   cuda  (slot left for the CUDA backend)
  *
  * Contracts, for every op:
@@ -174,6 +176,8 @@ typedef struct maec_backend {
 /* the backends compiled in; NULL for an unknown or absent name */
 const maec_backend *maec_backend_ref(void);
 const maec_backend *maec_backend_cpu(void);
+/* ref's ops on memory the host cannot touch (tests: backend/guard.c) */
+const maec_backend *maec_backend_guard(void);
 const maec_backend *maec_backend_by_name(const char *name);
 /* the backend models get unless told otherwise: cpu, or MAEC_BACKEND's */
 const maec_backend *maec_backend_default(void);

@@ -18,6 +18,10 @@
 
 /* ------------------------------------------------------------ tensor table */
 
+/* the host's copies to the backend and back (model_upload) */
+static void clf_upload(maec_classifier *c) { buffers_upload(c->be, c->dev, c->mem, c->nfloats); }
+static void clf_download(const maec_classifier *c) { buffers_download(c->be, c->mem, c->dev, c->nfloats); }
+
 int clf_first_trainable_block(const maec_classifier *c)
 {
     int K = c->opts.tune_blocks;
@@ -125,9 +129,8 @@ static int clf_alloc(const maec_config *cfg, const maec_classifier_opts *o, maec
         for (int i = 0; i < m->ntensors; i++) m->info[i].trainable = 1;
     for (int i = 0; i < m->ntensors; i++)
         if (!m->info[i].trainable) m->info[i].decay = 0;
-    size_t bytes;
     m->be = maec_backend_default();
-    if (!size_mul(m->nfloats, 4 * sizeof(float), &bytes) || !(m->mem = m->be->alloc(bytes))) {
+    if (buffers_alloc(m->be, m->nfloats, &m->dev, &m->mem)) {
         maec_classifier_free(m);
         return maec_fail(err, MAEC_ENOMEM, "out of memory for a classifier of %zu parameters", m->nfloats);
     }
@@ -135,24 +138,38 @@ static int clf_alloc(const maec_config *cfg, const maec_classifier_opts *o, maec
     m->grads = m->mem + m->nfloats;
     m->adam_m = m->mem + 2 * m->nfloats;
     m->adam_v = m->mem + 3 * m->nfloats;
-    if (set_views(m, &m->p, m->params) || set_views(m, &m->g, m->grads)) {
+    m->dparams = m->dev;
+    m->dgrads = m->dev + m->nfloats;
+    m->dadam_m = m->dev + 2 * m->nfloats;
+    m->dadam_v = m->dev + 3 * m->nfloats;
+    if (set_views(m, &m->p, m->dparams) || set_views(m, &m->g, m->dgrads)) {
         maec_classifier_free(m);
         return maec_fail(err, MAEC_ENOMEM, "out of memory");
     }
-    maec_sincos_pos_embed(m->p.pos_embed, D, c.img_h / p, c.img_w / p);
+    maec_sincos_pos_embed(m->params + m->info[maec_classifier_find(m, "pos_embed")].offset, D, c.img_h / p,
+                          c.img_w / p);
+    clf_upload(m);
     *out = m;
     return 0;
+}
+
+/* the host's copy of tensor `name` */
+static float *host_tensor(maec_classifier *c, const char *name)
+{
+    return c->params + c->info[maec_classifier_find(c, name)].offset;
 }
 
 static void init_head(maec_classifier *c, uint64_t seed)
 {
     uint64_t rng = rng_derive(seed, 0x68656164, 0, 0);
     int D = c->cfg.dim;
-    if (c->opts.global_pool)
-        for (int d = 0; d < D; d++) c->p.fcn_w[d] = 1.0f, c->p.fcn_b[d] = 0.0f;
+    if (c->opts.global_pool) {
+        float *w = host_tensor(c, "fc_norm.weight"), *b = host_tensor(c, "fc_norm.bias");
+        for (int d = 0; d < D; d++) w[d] = 1.0f, b[d] = 0.0f;
+    }
     if (c->opts.num_classes > 0) {
-        rng_trunc_normal(c->p.head_w, (size_t)c->opts.num_classes * D, c->opts.head_init_std, &rng);
-        memset(c->p.head_b, 0, (size_t)c->opts.num_classes * sizeof(float));
+        rng_trunc_normal(host_tensor(c, "head.weight"), (size_t)c->opts.num_classes * D, c->opts.head_init_std, &rng);
+        memset(host_tensor(c, "head.bias"), 0, (size_t)c->opts.num_classes * sizeof(float));
     }
 }
 
@@ -207,6 +224,7 @@ int maec_classifier_create(const maec_config *cfg, const maec_model *from,
         return rc;
     }
     init_head(m, seed);
+    clf_upload(m);
     *out = m;
     return 0;
 }
@@ -223,6 +241,7 @@ int maec_classifier_resize(maec_classifier **cp, int img_h, int img_w, maec_erro
     maec_classifier *m;
     int rc = clf_alloc(&nc, &c->opts, &m, err);
     if (rc) return rc;
+    clf_download(c);
     for (int i = 0; i < m->ntensors; i++) {
         const maec_tensor_info *t = &m->info[i];
         int k = maec_classifier_find(c, t->name);
@@ -235,6 +254,7 @@ int maec_classifier_resize(maec_classifier **cp, int img_h, int img_w, maec_erro
             memcpy(m->params + t->offset, c->params + s->offset, t->size * sizeof(float));
     }
     for (int i = 0; i < c->nmeta; i++) maec_classifier_set_meta(m, c->meta_key[i], c->meta_val[i]);
+    clf_upload(m);
     maec_classifier_free(c);
     *cp = m;
     return 0;
@@ -252,7 +272,7 @@ void maec_classifier_free(maec_classifier *c)
     free(c->info);
     free(c->layer_id);
     free(c->names);
-    if (c->mem) c->be->free(c->mem);
+    buffers_free(c->be, c->dev, c->mem);
     free(c);
 }
 
@@ -269,15 +289,25 @@ int maec_classifier_find(const maec_classifier *c, const char *name)
         if (!strcmp(c->info[i].name, name)) return i;
     return -1;
 }
-float *maec_classifier_params(maec_classifier *c) { return c->params; }
+float *maec_classifier_params(maec_classifier *c)
+{
+    clf_download(c);
+    return c->params;
+}
 float *maec_classifier_grads(maec_classifier *c)
 {
     c->grads_zero = 0; /* the caller may write through it */
+    clf_download(c);
     return c->grads;
+}
+void maec_classifier_sync(maec_classifier *c)
+{
+    c->grads_zero = 0;
+    clf_upload(c);
 }
 void maec_classifier_zero_grad(maec_classifier *c)
 {
-    if (!c->grads_zero) c->be->zero(c->grads, c->nfloats * sizeof(float));
+    if (!c->grads_zero) c->be->zero(c->dgrads, c->nfloats * sizeof(float));
     c->grads_zero = 1;
 }
 int64_t maec_classifier_step(const maec_classifier *c) { return c->step; }
@@ -327,6 +357,7 @@ static int clf_save(const maec_classifier *c, const char *path, const char *run_
     keys[nk] = "maec_classifier", vals[nk++] = cl;
     for (int i = 0; i < c->nmeta; i++)
         if (!is_reserved(c->meta_key[i])) keys[nk] = c->meta_key[i], vals[nk++] = c->meta_val[i];
+    clf_download(c);
     int rc = save_tensor_file(path, c->info, c->ntensors, c->params, with_opt ? c->adam_m : NULL,
                               with_opt ? c->adam_v : NULL, c->step, run_json, keys, vals, nk, err);
     free(cfg);
@@ -453,6 +484,7 @@ static int probe_load(st_file *f, const maec_config *hint, maec_classifier_opts 
         maec_classifier_free(m);
         return rc;
     }
+    clf_upload(m);
     *out = m;
     return 0;
 }
@@ -508,6 +540,7 @@ static int clf_load(const char *path, const maec_config *hint, const maec_classi
         maec_classifier_free(m);
         return rc;
     }
+    clf_upload(m);
     *out = m;
     return 0;
 }
@@ -544,9 +577,10 @@ struct maec_clf_workspace {
     float *pooled, *feat, *fm, *fr;   /* [B, D] pooled / cls rows; after the norm */
     float *logits, *probs;
     float *dlogits, *dfeat, *dpooled, *dx, *dtmp, *dtokens;
-    float *keep;
+    float *keep, *targets;            /* the host's, uploaded */
     block_scratch scratch;
     void *mem;
+    float *h_logits, *h_keep;         /* host copies (backends without host memory) */
 };
 
 static void carve_ws(maec_clf_workspace *w, arena *a)
@@ -567,6 +601,7 @@ static void carve_ws(maec_clf_workspace *w, arena *a)
     w->fr = TAKE(a, B);
     int K = w->K > 0 ? w->K : 1;
     w->logits = TAKE(a, B * K);
+    w->targets = TAKE(a, B * K);
     w->probs = TAKE(a, B * K);
     if (w->train) {
         w->dlogits = TAKE(a, B * K);
@@ -601,6 +636,15 @@ int maec_clf_workspace_create(const maec_classifier *c, int max_batch, int train
     w->nacts = train ? c->cfg.depth : 2; /* inference: two sets, used in turn */
     if (w->nacts < 1) w->nacts = 1;
     w->be = c->be;
+    if (!w->be->host_shared) {
+        int K = w->K > 0 ? w->K : 1;
+        w->h_logits = malloc((size_t)max_batch * K * sizeof(float));
+        w->h_keep = malloc(((size_t)c->cfg.depth * 2 + 1) * max_batch * sizeof(float));
+        if (!w->h_logits || !w->h_keep) {
+            maec_clf_workspace_free(w);
+            return maec_fail(err, MAEC_ENOMEM, "out of memory");
+        }
+    }
     w->acts = calloc((size_t)w->nacts, sizeof(block_acts));
     if (!w->acts) {
         free(w);
@@ -626,11 +670,18 @@ void maec_clf_workspace_free(maec_clf_workspace *w)
 {
     if (!w) return;
     free(w->acts);
+    free(w->h_logits);
+    free(w->h_keep);
     if (w->mem) w->be->free(w->mem);
     free(w);
 }
 
-const float *maec_clf_ws_logits(const maec_clf_workspace *w) { return w->logits; }
+const float *maec_clf_ws_logits(const maec_clf_workspace *w)
+{
+    if (w->be->host_shared) return w->logits;
+    w->be->download(w->h_logits, w->logits, (size_t)w->max_B * (w->K > 0 ? w->K : 1) * sizeof(float));
+    return w->h_logits;
+}
 
 static int ws_fits(const maec_classifier *c, const maec_clf_workspace *w, int B, maec_error *err)
 {
@@ -703,8 +754,11 @@ int maec_classifier_tokens(maec_classifier *c, maec_clf_workspace *w, const floa
                          "fc_norm): ask for the tokens without it");
     int D = w->D, T = w->T;
     const float *x = encode_upto(c, w, images, B, NULL, layer);
-    if (final_norm) w->be->layernorm_forward(out, w->nm, w->nr, x, c->p.norm_w, c->p.norm_b, B * T, D);
-    else w->be->copy(out, x, (size_t)B * T * D * sizeof(float));
+    if (final_norm) {
+        w->be->layernorm_forward(w->normed, w->nm, w->nr, x, c->p.norm_w, c->p.norm_b, B * T, D);
+        x = w->normed;
+    }
+    w->be->download(out, x, (size_t)B * T * D * sizeof(float));
     return 0;
 }
 
@@ -738,14 +792,15 @@ int maec_classifier_features(maec_classifier *c, maec_clf_workspace *w, const fl
     const float *x = encode(c, w, images, B, NULL);
     if (c->opts.global_pool) {
         be->mean_pool_forward(w->pooled, x, B, T, D);
-        be->layernorm_forward(out, w->fm, w->fr, w->pooled, c->p.fcn_w, c->p.fcn_b, B, D);
+        be->layernorm_forward(w->feat, w->fm, w->fr, w->pooled, c->p.fcn_w, c->p.fcn_b, B, D);
     } else if (feature == MAEC_FEATURE_CLS) {
         be->rows_gather(w->pooled, x, B, T, 0, 1, D);
-        be->layernorm_forward(out, w->fm, w->fr, w->pooled, c->p.norm_w, c->p.norm_b, B, D);
+        be->layernorm_forward(w->feat, w->fm, w->fr, w->pooled, c->p.norm_w, c->p.norm_b, B, D);
     } else {
         be->layernorm_forward(w->normed, w->nm, w->nr, x, c->p.norm_w, c->p.norm_b, B * T, D);
-        be->mean_pool_forward(out, w->normed, B, T, D);
+        be->mean_pool_forward(w->feat, w->normed, B, T, D);
     }
+    be->download(out, w->feat, (size_t)B * D * sizeof(float));
     return 0;
 }
 
@@ -761,9 +816,20 @@ int maec_classifier_forward_backward(maec_classifier *c, maec_clf_workspace *w, 
     if (backward && !w->train)
         return maec_fail(err, MAEC_EINVAL, "the backward pass needs a training workspace");
     if (backward && !targets) return maec_fail(err, MAEC_EINVAL, "the backward pass needs targets");
-    if (!keep && backward && rng && c->opts.drop_path > 0) {
-        draw_keep(c, w->keep, B, rng);
+    size_t nkeep = (size_t)c->cfg.depth * 2 * B;
+    if (!keep && backward && rng && c->opts.drop_path > 0) { /* drawn on the host */
+        float *hk = w->be->host_shared ? w->keep : w->h_keep;
+        draw_keep(c, hk, B, rng);
+        keep = hk;
+    }
+    if (keep && !w->be->host_shared) { /* the caller's or the draw, to the backend */
+        if (!w->train) return maec_fail(err, MAEC_EINVAL, "drop path needs a training workspace");
+        w->be->upload(w->keep, keep, nkeep * sizeof(float));
         keep = w->keep;
+    }
+    if (targets && !w->be->host_shared) {
+        w->be->upload(w->targets, targets, (size_t)B * K * sizeof(float));
+        targets = w->targets;
     }
     const maec_backend *be = w->be;
     const float *x = encode(c, w, images, B, keep);
@@ -817,12 +883,12 @@ double maec_classifier_clip_grad(maec_classifier *c, float max_norm)
     const maec_backend *be = c->be;
     double total = 0;
     for (int i = 0; i < c->ntensors; i++)
-        if (c->info[i].trainable) total += be->sumsq(c->grads + c->info[i].offset, c->info[i].size);
+        if (c->info[i].trainable) total += be->sumsq(c->dgrads + c->info[i].offset, c->info[i].size);
     total = sqrt(total);
     double coef = (double)max_norm / (total + 1e-6);
     if (max_norm > 0 && coef < 1.0)
         for (int i = 0; i < c->ntensors; i++)
-            if (c->info[i].trainable) be->scale(c->grads + c->info[i].offset, c->info[i].size, (float)coef);
+            if (c->info[i].trainable) be->scale(c->dgrads + c->info[i].offset, c->info[i].size, (float)coef);
     return total;
 }
 
@@ -832,12 +898,12 @@ void maec_classifier_adamw_step(maec_classifier *c, const maec_adamw *o, float l
     for (int i = 0; i < c->ntensors; i++) {
         const maec_tensor_info *t = &c->info[i];
         if (!t->trainable) { /* the update clears the others' */
-            c->be->zero(c->grads + t->offset, t->size * sizeof(float));
+            c->be->zero(c->dgrads + t->offset, t->size * sizeof(float));
             continue;
         }
         float lr = (float)(o->lr * maec_classifier_lr_scale(c, i, layer_decay));
         size_t off = t->offset;
-        c->be->adamw(c->params + off, c->grads + off, c->adam_m + off, c->adam_v + off, t->size, lr, o->beta1,
+        c->be->adamw(c->dparams + off, c->dgrads + off, c->dadam_m + off, c->dadam_v + off, t->size, lr, o->beta1,
                      o->beta2, o->eps, t->decay ? o->weight_decay : 0.0f, (long)c->step);
     }
     c->grads_zero = 1; /* as maec_adamw_step: every gradient is left zero */

@@ -24,6 +24,9 @@ struct maec_classifier {
     int *layer_id;
     char *names;
     size_t nfloats;
+    /* as maec_model's: the backend's buffers (dev, views p and g) and the
+     * host's copies (mem: dev itself on a host-memory backend) */
+    float *dev, *dparams, *dgrads, *dadam_m, *dadam_v;
     float *mem, *params, *grads, *adam_m, *adam_v;
     clf_views p, g;
     int grads_zero; /* as maec_model's */

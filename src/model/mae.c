@@ -1,7 +1,6 @@
 /* The MAE forward and backward pass (docs/DESIGN.md, "One training step"),
  * every operation on activations through the model's backend. */
 #include <math.h>
-#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,6 +25,7 @@ struct maec_workspace {
     float *h_noise, *h_mask;
     int *h_ids_keep, *h_ids_restore;
     float *images; /* a backend copy of the batch (backends without host memory) */
+    float *h_pred, *h_target; /* host copies of pred and target (backends without host memory) */
     /* backward */
     float *dx_enc, *dtmp_enc, *dx_dec, *dtmp_dec, *dpred, *ddec_emb, *dtokens;
     /* the decoder's last block after attention on the masked patches'
@@ -145,15 +145,35 @@ void maec_workspace_free(maec_workspace *w)
     free(w->h_mask);
     free(w->h_ids_keep);
     free(w->h_ids_restore);
+    free(w->h_pred);
+    free(w->h_target);
     if (w->mem) w->be->free(w->mem);
     free(w);
 }
 
-const float *maec_ws_pred(const maec_workspace *w) { return w->pred; }
+/* the host's copy of n floats of backend memory src (src itself on a
+ * host-memory backend), downloaded into *host, made on first use */
+static const float *host_view(const maec_workspace *w, float **host, const float *src, size_t n)
+{
+    if (w->be->host_shared) return src;
+    if (!*host && !(*host = malloc(n * sizeof(float)))) return NULL;
+    w->be->download(*host, src, n * sizeof(float));
+    return *host;
+}
+
+const float *maec_ws_pred(const maec_workspace *w)
+{
+    maec_workspace *mw = (maec_workspace *)w; /* the host copy is a cache */
+    return host_view(w, &mw->h_pred, w->pred, (size_t)w->max_B * w->L * w->P);
+}
 void mae_ws_all_rows(maec_workspace *w, int all) { w->all_rows = all; }
 int mae_ws_used_rows(const maec_workspace *w) { return w->used_rows; }
 const float *maec_ws_mask(const maec_workspace *w) { return w->h_mask; }
-const float *maec_ws_target(const maec_workspace *w) { return w->target; }
+const float *maec_ws_target(const maec_workspace *w)
+{
+    maec_workspace *mw = (maec_workspace *)w;
+    return host_view(w, &mw->h_target, w->target, (size_t)w->max_B * w->L * w->P);
+}
 
 /* ------------------------------------------------------------ the model */
 
@@ -374,10 +394,10 @@ void maec_adamw_step(maec_model *m, const maec_adamw *o)
         const maec_tensor_info *t = &m->info[i];
         size_t off = t->offset;
         if (!t->trainable) { /* the update clears the others' */
-            m->be->zero(m->grads + off, t->size * sizeof(float));
+            m->be->zero(m->dgrads + off, t->size * sizeof(float));
             continue;
         }
-        m->be->adamw(m->params + off, m->grads + off, m->adam_m + off, m->adam_v + off, t->size,
+        m->be->adamw(m->dparams + off, m->dgrads + off, m->dadam_m + off, m->dadam_v + off, t->size,
                      o->lr, o->beta1, o->beta2, o->eps, t->decay ? o->weight_decay : 0.0f,
                      (long)m->step);
     }
@@ -391,10 +411,3 @@ double maec_lr_at(double epoch, double lr, double min_lr, double warmup_epochs, 
     return min_lr + (lr - min_lr) * 0.5 *
                         (1.0 + cos(3.14159265358979323846 * (epoch - warmup_epochs) / (epochs - warmup_epochs)));
 }
-
-void maec_set_threads(int n)
-{
-    if (n > 0) omp_set_num_threads(n);
-}
-
-int maec_get_threads(void) { return omp_get_max_threads(); }

@@ -81,9 +81,8 @@ int model_alloc(const maec_config *cfg, maec_model **out, maec_error *err)
     m->names = tb.names;
     m->ntensors = tb.n;
     m->nfloats = tb.nfloats;
-    size_t bytes;
     m->be = maec_backend_default();
-    if (!size_mul(m->nfloats, 4 * sizeof(float), &bytes) || !(m->mem = m->be->alloc(bytes))) {
+    if (buffers_alloc(m->be, m->nfloats, &m->dev, &m->mem)) {
         maec_model_free(m);
         return maec_fail(err, MAEC_ENOMEM, "out of memory for a model of %zu parameters",
                          m->nfloats);
@@ -92,16 +91,59 @@ int model_alloc(const maec_config *cfg, maec_model **out, maec_error *err)
     m->grads = m->mem + m->nfloats;
     m->adam_m = m->mem + 2 * m->nfloats;
     m->adam_v = m->mem + 3 * m->nfloats;
-    if (set_views(m, &m->p, m->params) || set_views(m, &m->g, m->grads)) {
+    m->dparams = m->dev;
+    m->dgrads = m->dev + m->nfloats;
+    m->dadam_m = m->dev + 2 * m->nfloats;
+    m->dadam_v = m->dev + 3 * m->nfloats;
+    if (set_views(m, &m->p, m->dparams) || set_views(m, &m->g, m->dgrads)) {
         maec_model_free(m);
         return maec_fail(err, MAEC_ENOMEM, "out of memory");
     }
     /* the fixed position embeddings */
-    maec_sincos_pos_embed(m->p.pos_embed, D, c->img_h / p, c->img_w / p);
-    if (c->dec_depth > 0) maec_sincos_pos_embed(m->p.dec_pos_embed, c->dec_dim, c->img_h / p, c->img_w / p);
+    maec_sincos_pos_embed(m->params + m->info[maec_model_find(m, "pos_embed")].offset, D, c->img_h / p, c->img_w / p);
+    if (c->dec_depth > 0)
+        maec_sincos_pos_embed(m->params + m->info[maec_model_find(m, "decoder_pos_embed")].offset, c->dec_dim,
+                              c->img_h / p, c->img_w / p);
+    model_upload(m);
     *out = m;
     return 0;
 }
+
+int buffers_alloc(const maec_backend *be, size_t nfloats, float **dev, float **host)
+{
+    size_t bytes;
+    *dev = *host = NULL;
+    if (!size_mul(nfloats, 4 * sizeof(float), &bytes) || !(*dev = be->alloc(bytes))) return -1;
+    if (be->host_shared) {
+        *host = *dev;
+        return 0;
+    }
+    if (!(*host = maec_alloc(bytes))) {
+        be->free(*dev);
+        *dev = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+void buffers_free(const maec_backend *be, float *dev, float *host)
+{
+    if (host && host != dev) maec_free(host);
+    if (dev) be->free(dev);
+}
+
+void buffers_upload(const maec_backend *be, float *dev, const float *host, size_t nfloats)
+{
+    if (!be->host_shared) be->upload(dev, host, 4 * nfloats * sizeof(float));
+}
+
+void buffers_download(const maec_backend *be, float *host, const float *dev, size_t nfloats)
+{
+    if (!be->host_shared) be->download(host, dev, 4 * nfloats * sizeof(float));
+}
+
+void model_upload(maec_model *m) { buffers_upload(m->be, m->dev, m->mem, m->nfloats); }
+void model_download(const maec_model *m) { buffers_download(m->be, m->mem, m->dev, m->nfloats); }
 
 void maec_model_free(maec_model *m)
 {
@@ -116,7 +158,7 @@ void maec_model_free(maec_model *m)
     free(m->g.dec_blocks);
     free(m->info);
     free(m->names);
-    if (m->mem) m->be->free(m->mem);
+    buffers_free(m->be, m->dev, m->mem);
     free(m);
 }
 
@@ -167,6 +209,7 @@ int maec_model_create(const maec_config *c, uint64_t seed, maec_model **out, mae
     int rc = model_alloc(c, out, err);
     if (rc) return rc;
     model_init(*out, seed);
+    model_upload(*out);
     return 0;
 }
 
@@ -184,21 +227,39 @@ int maec_model_find(const maec_model *m, const char *name)
         if (!strcmp(m->info[i].name, name)) return i;
     return -1;
 }
-float *maec_model_params(maec_model *m) { return m->params; }
+float *maec_model_params(maec_model *m)
+{
+    model_download(m);
+    return m->params;
+}
 float *maec_model_grads(maec_model *m)
 {
     m->grads_zero = 0; /* the caller may write through it */
+    model_download(m);
     return m->grads;
 }
-float *maec_model_adam_m(maec_model *m) { return m->adam_m; }
-float *maec_model_adam_v(maec_model *m) { return m->adam_v; }
+float *maec_model_adam_m(maec_model *m)
+{
+    model_download(m);
+    return m->adam_m;
+}
+float *maec_model_adam_v(maec_model *m)
+{
+    model_download(m);
+    return m->adam_v;
+}
+void maec_model_sync(maec_model *m)
+{
+    m->grads_zero = 0;
+    model_upload(m);
+}
 size_t maec_model_num_floats(const maec_model *m) { return m->nfloats; }
 int64_t maec_model_step(const maec_model *m) { return m->step; }
 void maec_model_set_step(maec_model *m, int64_t step) { m->step = step; }
 
 void maec_zero_grad(maec_model *m)
 {
-    if (!m->grads_zero) m->be->zero(m->grads, m->nfloats * sizeof(float));
+    if (!m->grads_zero) m->be->zero(m->dgrads, m->nfloats * sizeof(float));
     m->grads_zero = 1;
 }
 
@@ -522,6 +583,7 @@ static int load_impl(const char *path, const maec_config *hint, maec_model **out
         maec_model_free(m);
         return rc;
     }
+    model_upload(m);
     *out = m;
     return 0;
 }
@@ -548,6 +610,7 @@ static int save_impl(const maec_model *m, const char *path, const char *run_json
     keys[nk] = "format", vals[nk++] = "maec";
     keys[nk] = "maec_config", vals[nk++] = cfg;
     for (int i = 0; i < m->nmeta; i++) keys[nk] = m->meta_key[i], vals[nk++] = m->meta_val[i];
+    model_download(m);
     int rc = save_tensor_file(path, m->info, m->ntensors, m->params, with_opt ? m->adam_m : NULL,
                               with_opt ? m->adam_v : NULL, m->step, run_json, keys, vals, nk, err);
     free(cfg);

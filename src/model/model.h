@@ -30,9 +30,16 @@ struct maec_model {
     maec_tensor_info *info;
     char *names;        /* storage for the tensor names */
     size_t nfloats;     /* floats per buffer */
-    float *mem;         /* params | grads | adam m | adam v */
+    /* The backend's buffers, params | grads | adam m | adam v in one
+     * allocation (dev), the ops' views p and g into them; and the host's
+     * copies of the four (params ...) that loading, saving, initialization
+     * and the accessors work on: the same memory on a backend whose memory
+     * is the host's, else a mirror synchronized by model_upload and
+     * model_download. */
+    float *dev, *dparams, *dgrads, *dadam_m, *dadam_v;
+    float *mem;         /* the host's: dev itself, or a mirror */
     float *params, *grads, *adam_m, *adam_v;
-    mae_views p, g;     /* views into params and grads */
+    mae_views p, g;     /* views into dparams and dgrads */
     /* every gradient is known to be zero (after maec_zero_grad or an AdamW
      * step, until a backward pass or maec_model_grads hands them out), so
      * that maec_zero_grad can skip its pass */
@@ -44,6 +51,18 @@ struct maec_model {
 
 /* Build the tensor table and views for cfg; parameters zero. */
 int model_alloc(const maec_config *cfg, maec_model **out, maec_error *err);
+/* The host's copies of the four buffers to the backend (after the host
+ * wrote them), and back (before the host reads them); nothing to do on a
+ * backend whose memory is the host's. The same for any four buffers of
+ * nfloats each (the classifier's). */
+void model_upload(maec_model *m);
+void model_download(const maec_model *m);
+void buffers_upload(const maec_backend *be, float *dev, const float *host, size_t nfloats);
+void buffers_download(const maec_backend *be, float *host, const float *dev, size_t nfloats);
+/* room for 4 * nfloats on the backend (*dev) and the host (*host: dev
+ * itself on a host-memory backend); 0, or -1 when out of memory */
+int buffers_alloc(const maec_backend *be, size_t nfloats, float **dev, float **host);
+void buffers_free(const maec_backend *be, float *dev, float *host);
 /* Initialization as official, from a seed. */
 void model_init(maec_model *m, uint64_t seed);
 /* Heads are not fixed by the tensors: guess for the paper's widths, else 0. */
