@@ -1,21 +1,18 @@
-/* Pretrain a small MAE on images held in an array, with maec.h alone: 256
- * synthetic 1x16x16 pictures (a square, a disc or a gradient each, the same
- * for every run), AdamW on the official schedule (warm-up, then cosine).
- * The loop is libmaec's trainer (maec_trainer_*); the batches and the log
- * lines are this program's. Saves the model and exits 0 when the loss on a
- * held-out batch, under the same masks before and after, has gone down.
+/* Pretrain a small MAE on images held in an array with maec.h alone: 256
+ * synthetic 1x16x16 pictures (a square, a disc or a gradient), the loop
+ * libmaec's trainer (official schedule, AdamW, masks from the seed), the
+ * batches and the log lines this program's. Saves the model; exits 0 when
+ * the loss on a held-out batch, under the same masks, has gone down.
  *   pretrain_array [model.safetensors]        (default pretrain_array.safetensors) */
 #include <maec.h>
 #include <stdio.h>
 
 enum { N = 256, BATCH = 32, EPOCHS = 20, PIX = 16 * 16 };
 static float data[(N + BATCH) * PIX]; /* N to train on, then the held-out batch */
-
-static uint64_t seed = 2021; /* an LCG: the same pictures everywhere */
+static uint64_t seed = 2021;          /* an LCG: the same pictures everywhere */
 static float uniform(void) /* [0, 1) */
 {
-    seed = seed * 6364136223846793005ULL + 1442695040888963407ULL;
-    return (float)(seed >> 40) / 0x1p24f;
+    return (float)((seed = seed * 6364136223846793005ULL + 1442695040888963407ULL) >> 40) / 0x1p24f;
 }
 
 static void draw(float *x) /* pixel values in [0, 1], normalized (v - 0.2) / 0.3 */
@@ -24,16 +21,14 @@ static void draw(float *x) /* pixel values in [0, 1], normalized (v - 0.2) / 0.3
     float cy = uniform() * 16, cx = uniform() * 16, r = 2 + uniform() * 5, v = 0.5f + uniform() / 2;
     for (int y = 0; y < 16; y++)
         for (int i = 0; i < 16; i++) {
-            float dy = y - cy, dx = i - cx, p;
-            if (kind == 0) p = (dy * dy < r * r && dx * dx < r * r) ? v : 0;
-            else if (kind == 1) p = (dy * dy + dx * dx < r * r) ? v : 0;
-            else p = v * (cx < 8 ? i / 15.0f : y / 15.0f);
+            float dy = y - cy, dx = i - cx;
+            float p = kind == 0 ? (dy * dy < r * r && dx * dx < r * r) * v
+                    : kind == 1 ? (dy * dy + dx * dx < r * r) * v : v * (cx < 8 ? i / 15.0f : y / 15.0f);
             x[y * 16 + i] = (p - 0.2f) / 0.3f;
         }
 }
 
-/* the trainer's batches: micro-batch i of every epoch is the same slice
- * (the pictures are random already: no shuffle) */
+/* micro-batch i of every epoch: the same slice (the pictures are random already) */
 static int batch(void *ctx, int64_t epoch, int64_t i, float *images, int *labels, int *n, maec_error *err)
 {
     (void)ctx, (void)epoch, (void)labels, (void)err;
@@ -42,11 +37,10 @@ static int batch(void *ctx, int64_t epoch, int64_t i, float *images, int *labels
     return 0;
 }
 
-/* after every step: a line every 16 (the mean loss since the last) */
 static int on_step(void *ctx, maec_trainer *t, const maec_train_event *ev, maec_error *err)
 {
     (void)ctx, (void)t, (void)err;
-    if (ev->record && ev->step % 16 == 0)
+    if (ev->record && ev->step % 16 == 0) /* the mean loss since the last line */
         printf("step %3lld  epoch %5.2f  lr %.2e  loss %.4f\n", (long long)ev->step,
                (double)ev->step / ev->steps_per_epoch, ev->lr, ev->window_loss);
     return 0;
@@ -61,8 +55,7 @@ int main(int argc, char **argv)
     maec_model *m = NULL;
     maec_trainer *t = NULL;
     int rc = 1;
-    /* the smallest preset, a little wider: 16x16x1, patch 4, so L = 16, K = 4 */
-    if (maec_preset("test-tiny", &c, &err)) goto fail;
+    if (maec_preset("test-tiny", &c, &err)) goto fail; /* 16x16x1, patch 4: L = 16, K = 4 */
     c.dim = 64, c.heads = 4, c.depth = 3, c.dec_dim = 32, c.dec_depth = 1;
     maec_train_opts o;
     maec_train_defaults(&o); /* AdamW (0.9, 0.95), weight decay 0.05 */
@@ -72,19 +65,16 @@ int main(int argc, char **argv)
         maec_trainer_create(m, &o, batch, NULL, NULL, &t, &err)) goto fail;
     maec_trainer_set_hook(t, on_step, NULL);
     for (int i = 0; i < N + BATCH; i++) draw(data + (size_t)i * PIX);
-    const float *held = data + (size_t)N * PIX;
-    float noise[BATCH * 16], first, last; /* noise [B, L]: the held batch's masks */
+    float noise[BATCH * 16], first, last; /* the held-out batch's masks, [B, L] */
     uint64_t rng = 7;
     maec_make_noise(&c, BATCH, noise, &rng);
+    const float *held = data + (size_t)N * PIX;
     maec_workspace *ws = maec_trainer_workspace(t);
-    if (maec_forward_backward(m, ws, held, BATCH, noise, NULL, 0, 1, &first, &err)) goto fail;
-    printf("config %dx%dx%d, patch %d, dim %d, depth %d; held-out loss %.4f\n", c.in_chans,
-           c.img_h, c.img_w, c.patch, c.dim, c.depth, first);
-    if (maec_trainer_run(t, &err)) goto fail; /* warm-up, then cosine; AdamW; masks from the seed */
-    if (maec_forward_backward(m, ws, held, BATCH, noise, NULL, 0, 1, &last, &err)) goto fail;
-    if (maec_model_set_meta(m, "maec_data", "{\"mean\": [0.2], \"std\": [0.3]}")) { /* as maec pretrain */
-        fprintf(stderr, "cannot set metadata\n"); goto done;
-    }
+    if (maec_forward_backward(m, ws, held, BATCH, noise, NULL, 0, 1, &first, &err) ||
+        maec_trainer_run(t, &err) || maec_forward_backward(m, ws, held, BATCH, noise, NULL, 0, 1, &last, &err))
+        goto fail;
+    /* the normalization, kept as maec pretrain keeps it */
+    maec_model_set_meta(m, "maec_data", "{\"mean\": [0.2], \"std\": [0.3]}");
     if (maec_model_save(m, out, &err)) goto fail;
     printf("held-out loss %.4f -> %.4f; model written to %s\n", first, last, out);
     if ((rc = !(last < first))) fprintf(stderr, "the held-out loss did not go down\n");
