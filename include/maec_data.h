@@ -197,6 +197,15 @@ typedef struct {
     int drop_last;   /* skip the partial last batch of an epoch */
     maec_augment aug;
     int prefetch;    /* batches prepared ahead (<= 0: 4) */
+    /* Data parallel: this process's share of each epoch, as PyTorch's
+     * DistributedSampler: of the epoch's permutation (padded to a multiple
+     * of world by repeating its start) process `rank` takes the positions
+     * rank, rank + world, ... An image's augmentation is drawn from (seed,
+     * epoch, its position in the whole epoch), and with drop_last an epoch
+     * has floor(N / (world * batch)) batches: so `world` processes with
+     * batch b see, between them, exactly what one process with batch
+     * world * b sees. world <= 1: everything (rank 0). */
+    int rank, world;
 } maec_loader_opts;
 
 /* batch 1, 1 thread, seed 0, shuffle on, drop_last off, prefetch 4,

@@ -37,6 +37,8 @@ struct maec_loader {
     maec_dataset *ds;
     maec_loader_opts o;
     int64_t N, bpe;
+    int64_t Ns; /* positions of this process's share of an epoch */
+    int rank, world;
     size_t per; /* floats per output image */
     int nslots;
     slot *slots;
@@ -89,6 +91,9 @@ static void make_perm(maec_loader *l, int64_t e)
     l->perm_epoch = e;
 }
 
+/* the position in the whole epoch of this process's position p */
+static inline int64_t global_pos(const maec_loader *l, int64_t p) { return p * l->world + l->rank; }
+
 /* locked: give free slots their next batches */
 static void setup_slots(maec_loader *l)
 {
@@ -100,14 +105,14 @@ static void setup_slots(maec_loader *l)
         s->g = g;
         s->epoch = e;
         s->pos0 = b * l->o.batch;
-        int64_t left = l->N - s->pos0;
+        int64_t left = l->Ns - s->pos0;
         s->n = (int)(left < l->o.batch ? left : l->o.batch);
         s->claimed = s->done = 0;
         s->err_k = -1;
         s->err.code = 0;
         s->err.msg[0] = 0;
         for (int k = 0; k < s->n; k++) {
-            s->idx[k] = l->perm[s->pos0 + k];
+            s->idx[k] = l->perm[global_pos(l, s->pos0 + k) % l->N];
             s->labels[k] = maec_dataset_label(l->ds, s->idx[k]);
         }
     }
@@ -132,7 +137,7 @@ static slot *claim(maec_loader *l, int *k)
 /* called locked; unlocks while working */
 static void work(maec_loader *l, slot *s, int k, maec_image *img)
 {
-    int64_t pos = s->pos0 + k;
+    int64_t pos = global_pos(l, s->pos0 + k); /* the draw is the image's, whichever process reads it */
     uint64_t rng = rng_derive(l->o.seed, (uint64_t)s->epoch, (uint64_t)pos, 1);
     uint32_t index = s->idx[k];
     float *out = s->images + (size_t)k * l->per;
@@ -214,16 +219,25 @@ int maec_loader_create(maec_dataset *ds, const maec_loader_opts *o, maec_loader 
     int64_t N = maec_dataset_size(ds);
     if (N <= 0 || N > (int64_t)UINT32_MAX)
         return maec_fail(err, MAEC_EINVAL, "loader: data set has %lld images", (long long)N);
-    int64_t bpe = o->drop_last ? N / o->batch : (N + o->batch - 1) / o->batch;
+    int world = o->world > 1 ? o->world : 1;
+    if (o->rank < 0 || (o->world > 1 && o->rank >= o->world) || o->world > (1 << 20))
+        return maec_fail(err, MAEC_EINVAL, "loader: rank %d of %d processes", o->rank, o->world);
+    int64_t Ns = (N + world - 1) / world; /* the share, the epoch padded to a multiple of world */
+    /* with drop_last the whole epoch's full batches of world * batch, so that
+     * every process has as many and no padding is read */
+    int64_t bpe = o->drop_last ? N / ((int64_t)world * o->batch) : (Ns + o->batch - 1) / o->batch;
     if (bpe == 0)
-        return maec_fail(err, MAEC_EINVAL, "loader: %lld images make no full batch of %d",
-                         (long long)N, o->batch);
+        return maec_fail(err, MAEC_EINVAL, "loader: %lld images make no full batch of %d%s", (long long)N,
+                         o->batch * world, world > 1 ? " (the batch times the processes)" : "");
     maec_loader *l = calloc(1, sizeof *l);
     if (!l) return maec_fail(err, MAEC_ENOMEM, "out of memory");
     l->ds = ds;
     l->o = *o;
     l->N = N;
     l->bpe = bpe;
+    l->world = world;
+    l->rank = world > 1 ? o->rank : 0;
+    l->Ns = o->drop_last ? bpe * o->batch : Ns;
     l->per = (size_t)o->aug.out_c * o->aug.out_h * o->aug.out_w;
     l->nslots = o->prefetch <= 0 ? 4 : o->prefetch > MAX_PREFETCH ? MAX_PREFETCH : o->prefetch;
     l->o.prefetch = l->nslots;
