@@ -13,7 +13,12 @@ CFLAGS += -std=c11 -fno-math-errno -Wall -Wextra -fopenmp -fPIC -Iinclude -Isrc 
 LDFLAGS += -fopenmp
 LDLIBS = -L$(BLAS_DIR) -Wl,-rpath,$(BLAS_DIR) -lxsmm -lopenblas -lcjson -lzip -lpng -ljpeg -lz -lm -lpthread -ldl -lrt
 
-LIB_SRC := $(wildcard src/*.c src/ops/*.c src/model/*.c src/data/*.c src/io/*.c src/backend/*.c src/train/*.c)
+LIB_SRC := $(wildcard src/*.c src/ops/*.c src/model/*.c src/data/*.c src/io/*.c src/backend/*.c src/train/*.c src/dist/*.c)
+# make MPI=1: data-parallel training over Open MPI (mpirun -np N maec pretrain ...)
+ifeq ($(MPI),1)
+CC = mpicc
+CFLAGS += -DMAEC_MPI
+endif
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
 LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)

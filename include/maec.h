@@ -602,4 +602,27 @@ int maec_checkpoint_load_latest(const char *path, maec_model **out, char **run_j
  * saving. */
 void maec_checkpoint_clean_temps(const char *dir);
 
+/* ------------------------------------------------------------------ processes */
+
+/* Data-parallel training over processes started by mpirun (or srun), on
+ * MPI where maec is built with it (make MPI=1): every process trains on its
+ * share of each batch (maec_loader_opts.rank/world) and the trainer sums the
+ * gradients over the processes before each step. Without a launcher, or
+ * without MPI in the build, one process on its own (rank 0 of 1). */
+typedef struct maec_comm maec_comm;
+int maec_comm_init(int *argc, char ***argv, maec_comm **out, maec_error *err);
+void maec_comm_finalize(maec_comm *c);
+int maec_comm_rank(const maec_comm *c);
+int maec_comm_size(const maec_comm *c);
+/* buf[n] summed over the processes, in place (every process gets the sum) */
+int maec_comm_allreduce_sum(maec_comm *c, float *buf, size_t n, maec_error *err);
+int maec_comm_allreduce_sum_f64(maec_comm *c, double *buf, int n, maec_error *err);
+int maec_comm_barrier(maec_comm *c, maec_error *err);
+/* end every process of the job (MPI_Abort), or this one alone */
+void maec_comm_abort(maec_comm *c, int code);
+/* the trainer's processes (NULL: this one alone): gradients averaged over
+ * them before each step, the loss reported as their mean, checkpoints
+ * written by rank 0 */
+void maec_trainer_set_comm(maec_trainer *t, maec_comm *c);
+
 #endif

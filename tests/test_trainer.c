@@ -95,8 +95,10 @@ static maec_model *by_hand(const maec_train_opts *o)
         for (int a = 0; a < o->accum_iter; a++) {
             int n;
             batch_fn(NULL, ep, it0 + a, images, NULL, &n, &err);
-            uint64_t r = rng_derive(o->seed, (uint64_t)(ep * o->batches_per_epoch + it0 + a), 0x6d61736b, 0);
-            maec_make_noise(&c, n, noise, &r);
+            for (int j = 0; j < n; j++) { /* each image's mask from (seed, epoch, its position) */
+                uint64_t r = rng_derive(o->seed, (uint64_t)ep, (uint64_t)((it0 + a) * BATCH + j), 0x6d61736b);
+                maec_make_noise(&c, 1, noise + (size_t)j * maec_num_patches(&c), &r);
+            }
             float loss;
             maec_forward_backward(m, ws, images, n, noise, NULL, 1, 1.0f / o->accum_iter, &loss, &err);
         }

@@ -58,4 +58,6 @@ int cmd_report(int argc, char **argv);
  * non-zero) when it cannot be */
 void cli_report_session(const char *dir, const char *command, int fresh);
 int cli_report_update(const char *dir);
+/* the processes of this run (mpirun -np N; one without it) */
+maec_comm *cli_comm(void);
 #endif

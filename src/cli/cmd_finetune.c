@@ -325,6 +325,11 @@ int cmd_finetune(int argc, char **argv)
         return r < 0 ? 2 : 0;
     }
     cli_set_threads("finetune", threads);
+    /* data parallel (mpirun -np N): rank 0 writes every file and says what
+     * happens; every rank reads the data and the checkpoint */
+    maec_comm *comm = cli_comm();
+    int rank0 = maec_comm_rank(comm) == 0, world = maec_comm_size(comm);
+    if (!rank0) freopen("/dev/null", "w", stdout);
     maec_error err = {0};
     maec_dataset *train = NULL, *test = NULL;
     maec_classifier *c = NULL;
@@ -336,7 +341,8 @@ int cmd_finetune(int argc, char **argv)
     int rc = 0, random_init = 0, status = 1;
     double top1 = -1;
     if (crop_pct > 0) maec_eval_set_crop_pct(crop_pct);
-    if ((rc = eval_open_sets(data, eval_path, val_split, seed, 3, skip_bad, out, &train, &test, &err))) goto fail;
+    if ((rc = eval_open_sets(data, eval_path, val_split, seed, 3, skip_bad, rank0 ? out : NULL, &train, &test, &err)))
+        goto fail;
     int K = maec_dataset_num_classes(train);
     if (maec_dataset_num_classes(test) > K) K = maec_dataset_num_classes(test);
     if (K < 2) {
@@ -393,17 +399,17 @@ int cmd_finetune(int argc, char **argv)
         maec_classifier_set_meta(c, "maec_data", nb);
     }
     if ((rc = eval_save_class_names(c, train, &err))) goto fail;
-    if (maec_dataset_size(train) < batch) {
+    if (maec_dataset_size(train) < (int64_t)batch * world) {
         maec_fail(&err, MAEC_EINVAL, "%s has %lld images, fewer than one batch of %d", data,
-                  (long long)maec_dataset_size(train), batch);
+                  (long long)maec_dataset_size(train), batch * world);
         goto fail;
     }
-    if (eval_mkdir_p(out)) {
+    if (rank0 && eval_mkdir_p(out)) {
         maec_fail(&err, MAEC_EIO, "cannot create %s: %s", out, strerror(errno));
         goto fail;
     }
-    cli_report_session(out, "finetune", !ckpt);
-    {
+    if (rank0) cli_report_session(out, "finetune", !ckpt);
+    if (rank0) {
         /* the commands of the run, one a line: those of the folder resumed, then this one */
         char p[2100], *prev = NULL;
         size_t plen = 0;
@@ -428,6 +434,7 @@ int cmd_finetune(int argc, char **argv)
     lo.batch = batch;
     lo.threads = workers;
     lo.seed = seed;
+    lo.rank = maec_comm_rank(comm), lo.world = world; /* this process's share of each batch */
     lo.shuffle = 1;
     lo.drop_last = 1;
     lo.aug.random_resized_crop = !no_crop;
@@ -444,7 +451,7 @@ int cmd_finetune(int argc, char **argv)
     maec_train_defaults(&to);
     to.batch_size = batch, to.accum_iter = accum, to.epochs = epochs;
     to.batches_per_epoch = maec_loader_batches_per_epoch(ld);
-    to.lr = lr > 0 ? lr : (double)blr * batch * accum / 256.0;
+    to.lr = lr > 0 ? lr : (double)blr * batch * accum * world / 256.0; /* the effective batch's */
     to.min_lr = min_lr, to.warmup_epochs = warmup;
     to.beta1 = 0.9f, to.beta2 = 0.999f, to.eps = 1e-8f, to.weight_decay = wd; /* main_finetune.py */
     to.seed = seed, to.max_steps = (int64_t)max_steps, to.log_every = log_every;
@@ -455,6 +462,7 @@ int cmd_finetune(int argc, char **argv)
         goto fail;
     }
     if ((rc = maec_trainer_create_classifier(c, &to, &co, eval_loader_batch, ld, js, &tr, &err))) goto fail;
+    maec_trainer_set_comm(tr, comm);
     if (state && (rc = maec_trainer_resume_state(tr, state, &err))) {
         maec_fail(&err, rc, "%s: %s", ckpt, err.msg);
         goto fail;
@@ -471,9 +479,9 @@ int cmd_finetune(int argc, char **argv)
         snprintf(from, sizeof from, "%s/metrics.jsonl", rdir);
         snprintf(to_path, sizeof to_path, "%s/metrics.jsonl", out);
         int logged_at = at % log_every == 0 || at % spe == 0 || at == sched_total;
-        if ((rc = eval_metrics_resume(from, to_path, at, logged_at, &err))) goto fail;
+        if (rank0 && (rc = eval_metrics_resume(from, to_path, at, logged_at, &err))) goto fail;
     }
-    if (!(mf = eval_open_metrics(out, !ckpt, &err))) goto fail;
+    if (!(mf = rank0 ? eval_open_metrics(out, !ckpt, &err) : fopen("/dev/null", "w"))) goto fail;
     double lr_peak = to.lr;
     int ntrain = 0;
     size_t nparam = 0;
@@ -510,7 +518,7 @@ int cmd_finetune(int argc, char **argv)
                  .random_init = random_init, .eval_every = eval_every, .workers = workers, .report = report,
                  .tty = tty, .top1 = top1};
     for (int ch = 0; ch < 3; ch++) fc.mean[ch] = mean[ch], fc.std[ch] = std[ch];
-    maec_trainer_set_hook(tr, ft_step, &fc);
+    if (rank0) maec_trainer_set_hook(tr, ft_step, &fc); /* the log, the test accuracy, the weights */
     maec_trainer_set_stop_flag(tr, &g_stop);
     rc = maec_trainer_run(tr, &err);
     top1 = fc.top1;
@@ -521,13 +529,13 @@ int cmd_finetune(int argc, char **argv)
     if (rc == MAEC_ESTOPPED) {
         printf("\nstopped by signal %d at step %lld; continue with: maec finetune --resume %s\n", (int)g_stop,
                (long long)maec_classifier_step(c), out);
-        status = 128 + g_stop;
+        status = 128 + (g_stop ? g_stop : SIGINT); /* another process may have had the signal */
         goto done;
     }
     if (rc) goto fail;
     fprintf(mf, "{\"final\":true,\"test_top1\":%.6f,\"elapsed_s\":%.1f}\n", top1, eval_now() - t0);
     fflush(mf);
-    if (report) cli_report_update(out);
+    if (report && rank0) cli_report_update(out);
     printf("finetune: test top-1 %.2f%% (%.0fs); weights %s/model.safetensors\n", 100 * top1, eval_now() - t0, out);
     status = 0;
     goto done;

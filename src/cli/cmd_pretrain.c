@@ -41,6 +41,7 @@ typedef struct {
     int nview, report, tty;
     double wait0;
     long long sig_at;
+    int rank0, world; /* only rank 0 logs, draws and evaluates */
 } step_ctx;
 
 /* after every step: the metrics record and the progress line; at an
@@ -50,6 +51,7 @@ static int on_step(void *ctx, maec_trainer *t, const maec_train_event *ev, maec_
     step_ctx *c = ctx;
     const run_cfg *rc = c->rc;
     if (c->sig_at > 0 && ev->step == c->sig_at) raise(SIGINT);
+    if (!c->rank0) return 0;
     double spe = (double)ev->steps_per_epoch;
     if (ev->record) {
         double wait = maec_loader_wait_seconds(c->ld);
@@ -58,12 +60,13 @@ static int on_step(void *ctx, maec_trainer *t, const maec_train_event *ev, maec_
         fprintf(c->metrics,
                 "{\"step\":%lld,\"epoch\":%.4f,\"loss\":%.9g,\"lr\":%.6g,\"images_per_s\":%.1f,"
                 "\"data_wait\":%.3f,\"elapsed_s\":%.1f}\n",
-                (long long)ev->step, (double)ev->step / spe, ev->window_loss, (double)ev->lr, ev->images_per_s,
-                wait_frac, ev->elapsed_s);
+                (long long)ev->step, (double)ev->step / spe, ev->window_loss, (double)ev->lr,
+                ev->images_per_s * c->world, wait_frac, ev->elapsed_s);
         fflush(c->metrics);
         printf("%sepoch %.2f  step %lld/%lld  loss %.4f  lr %.3g  %.0f img/s  wait %.0f%%  ETA %.0fs%s",
                c->tty ? "\r\033[K" : "", (double)ev->step / spe, (long long)ev->step, (long long)ev->total,
-               ev->window_loss, (double)ev->lr, ev->images_per_s, 100 * wait_frac, ev->eta_s, c->tty ? "" : "\n");
+               ev->window_loss, (double)ev->lr, ev->images_per_s * c->world, 100 * wait_frac, ev->eta_s,
+               c->tty ? "" : "\n");
         fflush(stdout);
     }
     if (!ev->epoch_end) return 0;
@@ -190,21 +193,26 @@ int cmd_pretrain(int argc, char **argv)
         if (!threads) threads = maec_trainer_resumed_threads(resume_json);
     }
     threads = cli_set_threads("pretrain", threads);
-    if (eval_mkdir_p(rc.output_dir)) {
+    /* data parallel (mpirun -np N): rank 0 writes every file, and says what
+     * happens; every rank reads the data and the checkpoint */
+    maec_comm *comm = cli_comm();
+    int rank0 = maec_comm_rank(comm) == 0, world = maec_comm_size(comm);
+    if (!rank0) freopen("/dev/null", "w", stdout);
+    if (rank0 && eval_mkdir_p(rc.output_dir)) {
         maec_fail(&err, MAEC_EIO, "cannot create output folder %s: %s", rc.output_dir, strerror(errno));
         goto fail;
     }
-    maec_checkpoint_clean_temps(rc.output_dir);
+    if (rank0) maec_checkpoint_clean_temps(rc.output_dir);
     /* with the k-NN monitor, its evaluation set, checked before training (a
      * held-out share leaves the pretraining set too) */
     if (eval_open_sets(rc.data_path, rc.eval_path[0] ? rc.eval_path : NULL, rc.val_split, rc.seed,
-                       rc.knn_every > 0 ? 3 : 1, rc.skip_bad, rc.output_dir, &ds, &ds_eval, &err)) {
+                       rc.knn_every > 0 ? 3 : 1, rc.skip_bad, rank0 ? rc.output_dir : NULL, &ds, &ds_eval, &err)) {
         if (rc.knn_every > 0) maec_fail(&err, err.code, "--knn-every: %s", err.msg);
         goto fail;
     }
-    if (maec_dataset_size(ds) < rc.batch_size) {
+    if (maec_dataset_size(ds) < (int64_t)rc.batch_size * world) {
         maec_fail(&err, MAEC_EINVAL, "%s has %lld images, fewer than one batch of %d", rc.data_path,
-                  (long long)maec_dataset_size(ds), rc.batch_size);
+                  (long long)maec_dataset_size(ds), rc.batch_size * world);
         goto fail;
     }
     if (!rc.have_norm) {
@@ -225,12 +233,15 @@ int cmd_pretrain(int argc, char **argv)
         char p[2048];
         snprintf(p, sizeof p, "%s/config.json", rc.output_dir);
         atomic_file af;
-        if (!js || atomic_open(&af, p, &err)) goto fail;
-        atomic_write(&af, js, strlen(js));
-        atomic_write(&af, "\n", 1);
-        if (atomic_commit(&af, &err)) goto fail;
+        if (!js) goto fail;
+        if (rank0) {
+            if (atomic_open(&af, p, &err)) goto fail;
+            atomic_write(&af, js, strlen(js));
+            atomic_write(&af, "\n", 1);
+            if (atomic_commit(&af, &err)) goto fail;
+        }
     }
-    cli_report_session(rc.output_dir, "pretrain", !resume);
+    if (rank0) cli_report_session(rc.output_dir, "pretrain", !resume);
     if (resume && !report) { /* a resumed run keeps its report going */
         char p[2048];
         snprintf(p, sizeof p, "%s/report.html", from_dir); /* where the run was */
@@ -242,6 +253,7 @@ int cmd_pretrain(int argc, char **argv)
     lo.batch = rc.batch_size;
     lo.threads = rc.num_workers;
     lo.seed = rc.seed;
+    lo.rank = maec_comm_rank(comm), lo.world = world; /* this process's share of each batch */
     lo.shuffle = 1;
     lo.drop_last = 1;
     lo.prefetch = 4;
@@ -261,7 +273,9 @@ int cmd_pretrain(int argc, char **argv)
     to.accum_iter = rc.accum_iter;
     to.epochs = rc.epochs;
     to.batches_per_epoch = maec_loader_batches_per_epoch(ld);
-    to.lr = rc.lr > 0 ? rc.lr : rc.blr * (double)rc.batch_size * rc.accum_iter / 256.0;
+    /* the official rule: lr = blr * effective batch / 256, the effective batch
+     * batch * accum-iter * processes */
+    to.lr = rc.lr > 0 ? rc.lr : rc.blr * (double)rc.batch_size * rc.accum_iter * world / 256.0;
     to.min_lr = rc.min_lr;
     to.warmup_epochs = rc.warmup_epochs;
     to.weight_decay = rc.weight_decay;
@@ -272,6 +286,7 @@ int cmd_pretrain(int argc, char **argv)
     to.keep = rc.keep;
     to.output_dir = rc.output_dir;
     if (maec_trainer_create(m, &to, eval_loader_batch, ld, js, &tr, &err)) goto fail;
+    maec_trainer_set_comm(tr, comm);
     if (resume && maec_trainer_resume_state(tr, resume_json, &err)) {
         maec_fail(&err, err.code, "%s: %s", used, err.msg);
         goto fail;
@@ -300,14 +315,14 @@ int cmd_pretrain(int argc, char **argv)
         if (!view || load_view_images(src, mc, &rc, nview, view, &err)) goto fail;
         char p[2048];
         snprintf(p, sizeof p, "%s/recon", rc.output_dir);
-        eval_mkdir_p(p);
+        if (rank0) eval_mkdir_p(p);
     }
 
     char mpath[2048], from_path[2048];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", rc.output_dir);
     snprintf(from_path, sizeof from_path, "%s/metrics.jsonl", from_dir);
-    if (eval_metrics_resume(from_path, mpath, step, logged_at, &err)) goto fail;
-    metrics = fopen(mpath, "a");
+    if (rank0 && eval_metrics_resume(from_path, mpath, step, logged_at, &err)) goto fail;
+    metrics = fopen(rank0 ? mpath : "/dev/null", "a");
     if (!metrics) {
         maec_fail(&err, MAEC_EIO, "cannot write %s: %s", mpath, strerror(errno));
         goto fail;
@@ -323,6 +338,9 @@ int cmd_pretrain(int argc, char **argv)
     printf("pretraining %s on %s (%lld images): %lld steps of %d x %d images, lr %.3g, %d threads\n",
            rc.preset[0] ? rc.preset : "custom model", rc.data_path, (long long)maec_dataset_size(ds),
            (long long)total, B, rc.accum_iter, to.lr, threads);
+    if (world > 1)
+        printf("data parallel: %d processes, %d images each per micro-batch: an effective batch of %d\n", world, B,
+               B * rc.accum_iter * world);
     printf("output: %s\n", rc.output_dir);
     fflush(stdout);
     /* MAEC_FAULT_SIGINT_AT_STEP=N (tests/cli_resume_safety.sh) sends the run
@@ -330,7 +348,7 @@ int cmd_pretrain(int argc, char **argv)
     const char *sig_env = getenv("MAEC_FAULT_SIGINT_AT_STEP");
     step_ctx sc = {.rc = &rc, .m = m, .ld = ld, .ds = ds, .ds_eval = ds_eval, .metrics = metrics, .view = view,
                    .nview = nview, .report = report, .tty = tty, .wait0 = maec_loader_wait_seconds(ld),
-                   .sig_at = sig_env ? atoll(sig_env) : 0};
+                   .sig_at = sig_env ? atoll(sig_env) : 0, .rank0 = rank0, .world = world};
     maec_trainer_set_hook(tr, on_step, &sc);
     maec_trainer_set_stop_flag(tr, &g_signal);
     r = maec_trainer_run(tr, &err);
@@ -345,10 +363,10 @@ int cmd_pretrain(int argc, char **argv)
     if (r == MAEC_ESTOPPED) {
         printf("stopped by signal %d at step %lld; checkpoint saved. Continue with: maec pretrain --resume %s\n",
                (int)g_signal, (long long)maec_model_step(m), rc.output_dir);
-        status = 128 + g_signal;
+        status = 128 + (g_signal ? g_signal : SIGINT); /* another process may have had the signal */
         goto done;
     }
-    {
+    if (rank0) {
         char p[2048];
         snprintf(p, sizeof p, "%s/model.safetensors", rc.output_dir);
         if (maec_model_save(m, p, &err)) goto fail;

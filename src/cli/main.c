@@ -34,6 +34,9 @@ static void usage(FILE *f)
     fprintf(f, "\n'maec <command> --help' lists a command's options.\n");
 }
 
+static maec_comm *g_comm;
+maec_comm *cli_comm(void) { return g_comm; }
+
 int main(int argc, char **argv)
 {
     maec_blas_reexec(argv); /* OpenBLAS's fitting kernels where it does not know the CPU */
@@ -52,6 +55,11 @@ int main(int argc, char **argv)
         const char *ct = getenv("OPENBLAS_CORETYPE");
         printf("maec %s\nOpenBLAS kernels: %s", MAEC_VERSION, maec_blas_core());
         if (ct) printf(" (OPENBLAS_CORETYPE=%s)", ct);
+#ifdef MAEC_MPI
+        printf("\ndata parallel: MPI (mpirun -np N maec ...)");
+#else
+        printf("\ndata parallel: no (make MPI=1 builds it)");
+#endif
         printf("\n");
         return 0;
     }
@@ -62,7 +70,32 @@ int main(int argc, char **argv)
         return 2;
     }
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
-        if (!strcmp(argv[1], commands[i].name)) return commands[i].run(argc - 2, argv + 2);
+        if (!strcmp(argv[1], commands[i].name)) {
+            /* the processes mpirun started (one, without it) */
+            if (maec_comm_init(&argc, &argv, &g_comm, &err)) {
+                cli_error("%s", err.msg);
+                return 1;
+            }
+            int rc;
+            if (maec_comm_size(g_comm) > 1 && strcmp(commands[i].name, "pretrain") &&
+                strcmp(commands[i].name, "finetune")) {
+                if (maec_comm_rank(g_comm) == 0)
+                    cli_error("%s runs as one process: only pretrain and finetune run over several (start it "
+                              "without mpirun)", commands[i].name);
+                fflush(stderr);
+                maec_comm_finalize(g_comm); /* every process says no alike: an orderly end */
+                return 2;
+            } else {
+                rc = commands[i].run(argc - 2, argv + 2);
+            }
+            if (rc && maec_comm_size(g_comm) > 1) { /* the others would wait for this one forever */
+                fprintf(stderr, "maec: rank %d of %d ended with status %d; ending the job\n", maec_comm_rank(g_comm),
+                        maec_comm_size(g_comm), rc);
+                maec_comm_abort(g_comm, rc);
+            }
+            maec_comm_finalize(g_comm);
+            return rc;
+        }
     cli_error("unknown command '%s' (see maec --help)", argv[1]);
     return 2;
 }

@@ -30,6 +30,10 @@ struct task {
     void (*update)(maec_trainer *t, float lr);
     int64_t (*step)(const maec_trainer *t);
     int (*save)(maec_trainer *t, const char *path, const char *run_json, maec_error *err);
+    /* the gradients as a host array of *n floats, and back after the host
+     * changed them (data parallel: their sum over the processes) */
+    float *(*grads)(maec_trainer *t, size_t *n);
+    void (*sync)(maec_trainer *t);
 };
 
 struct maec_trainer {
@@ -54,6 +58,7 @@ struct maec_trainer {
     maec_train_hook hook;
     void *hook_ctx;
     const volatile int *stop;
+    maec_comm *comm; /* the processes sharing each step (NULL: this one) */
     float *images, *noise;
     /* the logging window: losses summed since the last record, carried by
      * checkpoints so that a resumed run logs as an unbroken one */
@@ -189,12 +194,14 @@ static char *checkpoint_json(const maec_trainer *t)
     if (o) { /* the trainer's, not a stale copy of them */
         cJSON_DeleteItemFromObjectCaseSensitive(o, "log_window");
         cJSON_DeleteItemFromObjectCaseSensitive(o, "threads");
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "processes");
     }
     cJSON *lw = o ? cJSON_AddObjectToObject(o, "log_window") : NULL;
     char num[64];
     snprintf(num, sizeof num, "%.17g", t->loss_sum); /* read back to the same double */
     char *js = lw && cJSON_AddRawToObject(lw, "loss_sum", num) && cJSON_AddNumberToObject(lw, "steps", t->loss_n) &&
-                       cJSON_AddNumberToObject(o, "threads", maec_get_threads())
+                       cJSON_AddNumberToObject(o, "threads", maec_get_threads()) &&
+                       cJSON_AddNumberToObject(o, "processes", maec_comm_size(t->comm))
                    ? cJSON_Print(o) : NULL;
     cJSON_Delete(o);
     return js;
@@ -223,6 +230,12 @@ int maec_trainer_resume_state(maec_trainer *t, const char *run_json, maec_error 
     if (th && (!cJSON_IsNumber(th) || !(th->valuedouble >= 1 && th->valuedouble <= 1024) ||
                th->valuedouble != floor(th->valuedouble)))
         r = maec_fail(err, MAEC_EFORMAT, "run configuration: 'threads' must be an integer in [1, 1024]");
+    const cJSON *np = cJSON_GetObjectItemCaseSensitive(o, "processes");
+    int world = maec_comm_size(t->comm), was = cJSON_IsNumber(np) ? (int)np->valuedouble : 1;
+    if (!r && was != world)
+        r = maec_fail(err, MAEC_EINVAL, "the run was trained by %d process%s and is resumed by %d: resume it with "
+                      "the same number (mpirun -np %d), which keeps its batches and its data order",
+                      was, was == 1 ? "" : "es", world, was);
     if (lw && !r) { /* none in checkpoints written before it was kept: an empty window */
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(lw, "loss_sum");
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(lw, "steps");
@@ -238,7 +251,7 @@ int maec_trainer_resume_state(maec_trainer *t, const char *run_json, maec_error 
 
 int maec_trainer_save(maec_trainer *t, maec_error *err)
 {
-    if (!t->o.output_dir) return 0;
+    if (!t->o.output_dir || maec_comm_rank(t->comm) != 0) return 0; /* rank 0 writes for all */
     char path[2048];
     if (t->o.checkpoint_name)
         snprintf(path, sizeof path, "%s/%s", t->o.output_dir, t->o.checkpoint_name);
@@ -274,8 +287,15 @@ static int mae_micro(maec_trainer *t, int64_t ep, int64_t idx, int64_t micro, fl
     int n, r = get_batch(t, ep, idx, NULL, &n, err);
     if (r) return r;
     const maec_config *mc = maec_model_config(t->m);
-    uint64_t nrng = rng_derive(t->o.seed, (uint64_t)micro, 0x6d61736b, 0);
-    maec_make_noise(mc, n, t->noise, &nrng);
+    /* each image's mask from (seed, epoch, its position in the whole epoch):
+     * the same whatever the batch size or number of processes */
+    int L = maec_num_patches(mc), rank = maec_comm_rank(t->comm), world = maec_comm_size(t->comm);
+    (void)micro;
+    for (int j = 0; j < n; j++) {
+        int64_t pos = ((int64_t)idx * t->o.batch_size + j) * world + rank;
+        uint64_t nrng = rng_derive(t->o.seed, (uint64_t)ep, (uint64_t)pos, 0x6d61736b);
+        maec_make_noise(mc, 1, t->noise + (size_t)j * L, &nrng);
+    }
     return maec_forward_backward(t->m, t->ws, t->images, n, t->noise, NULL, 1, scale, loss, err);
 }
 static void mae_zero_grad(maec_trainer *t) { maec_zero_grad(t->m); }
@@ -289,7 +309,13 @@ static int mae_save(maec_trainer *t, const char *path, const char *js, maec_erro
 {
     return maec_checkpoint_save(t->m, path, js, err);
 }
-static const task mae_task = {mae_micro, mae_zero_grad, mae_update, mae_step, mae_save};
+static float *mae_grads(maec_trainer *t, size_t *n)
+{
+    *n = maec_model_num_floats(t->m);
+    return maec_model_grads(t->m);
+}
+static void mae_sync(maec_trainer *t) { maec_model_sync(t->m); }
+static const task mae_task = {mae_micro, mae_zero_grad, mae_update, mae_step, mae_save, mae_grads, mae_sync};
 
 /* the classifier: labels checked, mixup/CutMix and drop path drawn from
  * (seed, micro) */
@@ -323,7 +349,17 @@ static int clf_save(maec_trainer *t, const char *path, const char *js, maec_erro
 {
     return maec_classifier_checkpoint_save(t->c, path, js, err);
 }
-static const task clf_task = {clf_micro, clf_zero_grad, clf_update, clf_step, clf_save};
+static float *clf_grads(maec_trainer *t, size_t *n)
+{
+    *n = 0;
+    for (int i = 0; i < maec_classifier_num_tensors(t->c); i++) {
+        const maec_tensor_info *ti = maec_classifier_tensor(t->c, i);
+        if (ti->offset + ((ti->size + 15) & ~(size_t)15) > *n) *n = ti->offset + ((ti->size + 15) & ~(size_t)15);
+    }
+    return maec_classifier_grads(t->c);
+}
+static void clf_sync(maec_trainer *t) { maec_classifier_sync(t->c); }
+static const task clf_task = {clf_micro, clf_zero_grad, clf_update, clf_step, clf_save, clf_grads, clf_sync};
 
 /* the linear probe: features and labels from the batch source */
 static int lp_micro(maec_trainer *t, int64_t ep, int64_t idx, int64_t micro, float scale, float *loss, maec_error *err)
@@ -348,7 +384,7 @@ static int lp_save(maec_trainer *t, const char *path, const char *js, maec_error
     (void)t, (void)path, (void)js, (void)err;
     return 0; /* a probe trains in minutes: no checkpoints (maec linprobe saves the result) */
 }
-static const task lp_task = {lp_micro, lp_zero_grad, lp_update, lp_step, lp_save};
+static const task lp_task = {lp_micro, lp_zero_grad, lp_update, lp_step, lp_save, NULL, NULL};
 
 /* the parts common to both: options checked, buffers, copies */
 static int trainer_new(const maec_train_opts *o, maec_batch_fn batch, void *batch_ctx, const char *run_json,
@@ -494,6 +530,8 @@ void maec_trainer_set_hook(maec_trainer *t, maec_train_hook hook, void *ctx)
 
 void maec_trainer_set_stop_flag(maec_trainer *t, const volatile int *stop) { t->stop = stop; }
 
+void maec_trainer_set_comm(maec_trainer *t, maec_comm *c) { t->comm = c; }
+
 maec_workspace *maec_trainer_workspace(maec_trainer *t) { return t->ws; }
 
 /* One optimizer step from micro-batches [it0, it0 + accum) of epoch ep_i:
@@ -520,8 +558,32 @@ static int train_step(maec_trainer *t, int64_t ep_i, int64_t it0, float lr, int6
         if (fb) return fb;
         *step_loss += loss / o->accum_iter;
     }
+    int world = maec_comm_size(t->comm);
+    if (world > 1 && !t->task->grads)
+        return maec_fail(err, MAEC_EINVAL, "this trainer does not run over several processes");
+    if (world > 1) { /* the gradients' and the loss's mean over the processes */
+        size_t n;
+        float *g = t->task->grads(t, &n);
+        int r = maec_comm_allreduce_sum(t->comm, g, n, err);
+        if (r) return r;
+        float inv = 1.0f / (float)world;
+        for (size_t i = 0; i < n; i++) g[i] *= inv;
+        t->task->sync(t);
+        if ((r = maec_comm_allreduce_sum_f64(t->comm, step_loss, 1, err))) return r;
+        *step_loss /= world;
+    }
     t->task->update(t, lr);
     return 0;
+}
+
+/* whether to stop at this step boundary: the flag of any process (a signal
+ * reaches the processes at different moments; they must stop together) */
+static int stop_requested(maec_trainer *t)
+{
+    double f = t->stop && *t->stop ? 1 : 0;
+    maec_error e;
+    if (maec_comm_size(t->comm) > 1 && maec_comm_allreduce_sum_f64(t->comm, &f, 1, &e)) return 1;
+    return f > 0;
 }
 
 int maec_trainer_run(maec_trainer *t, maec_error *err)
@@ -541,7 +603,8 @@ int maec_trainer_run(maec_trainer *t, maec_error *err)
     int64_t nan_at = nan_env ? atoll(nan_env) : 0;
     double t_start = now_s(), t_log = t_start;
     int here_n = 0; /* steps of the window this process ran */
-    while (step < total && !(t->stop && *t->stop)) {
+    int stopped = 0;
+    while (step < total && !(stopped = stop_requested(t))) {
         /* As official, steps are grouped within an epoch: step s takes the
          * micro-batches from (s % spe) * accum of epoch s / spe on; when
          * accum does not divide an epoch, its last bpe % accum micro-batches
@@ -583,7 +646,7 @@ int maec_trainer_run(maec_trainer *t, maec_error *err)
     }
 #undef LOGGED_AT
     if (maec_trainer_save(t, err)) return err->code;
-    if (t->stop && *t->stop)
+    if (stopped)
         return maec_fail(err, MAEC_ESTOPPED, "stopped at step %lld; checkpoint saved", (long long)step);
     return 0;
 }

@@ -1,0 +1,108 @@
+/* The processes of a data-parallel run (include/maec.h, "processes"): MPI
+ * where maec is built with it (make MPI=1) and started by mpirun, else one
+ * process on its own. */
+#define _POSIX_C_SOURCE 200809L
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "maec.h"
+#include "util.h"
+#ifdef MAEC_MPI
+#include <mpi.h>
+#endif
+
+struct maec_comm {
+    int rank, size;
+    int mpi; /* initialized MPI (and finalizes it) */
+};
+
+int maec_comm_init(int *argc, char ***argv, maec_comm **out, maec_error *err)
+{
+    *out = NULL;
+    maec_comm *c = calloc(1, sizeof *c);
+    if (!c) return maec_fail(err, MAEC_ENOMEM, "out of memory");
+    c->size = 1;
+#ifdef MAEC_MPI
+    /* only under a launcher: a plain run stays one process without MPI */
+    if (getenv("OMPI_COMM_WORLD_SIZE") || getenv("PMI_SIZE") || getenv("PMIX_RANK")) {
+        int inited = 0;
+        MPI_Initialized(&inited);
+        if (!inited && MPI_Init(argc, argv) != MPI_SUCCESS) {
+            free(c);
+            return maec_fail(err, MAEC_EIO, "MPI_Init failed");
+        }
+        c->mpi = !inited;
+        MPI_Comm_rank(MPI_COMM_WORLD, &c->rank);
+        MPI_Comm_size(MPI_COMM_WORLD, &c->size);
+        /* an error in one process ends the job instead of hanging it */
+        MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_ARE_FATAL);
+    }
+#else
+    (void)argc, (void)argv;
+#endif
+    *out = c;
+    return 0;
+}
+
+void maec_comm_finalize(maec_comm *c)
+{
+    if (!c) return;
+#ifdef MAEC_MPI
+    if (c->mpi) MPI_Finalize();
+#endif
+    free(c);
+}
+
+int maec_comm_rank(const maec_comm *c) { return c ? c->rank : 0; }
+int maec_comm_size(const maec_comm *c) { return c ? c->size : 1; }
+
+void maec_comm_abort(maec_comm *c, int code)
+{
+#ifdef MAEC_MPI
+    if (c && c->size > 1) MPI_Abort(MPI_COMM_WORLD, code);
+#endif
+    (void)c;
+    exit(code);
+}
+
+int maec_comm_allreduce_sum(maec_comm *c, float *buf, size_t n, maec_error *err)
+{
+    if (!c || c->size <= 1) return 0;
+#ifdef MAEC_MPI
+    for (size_t o = 0; o < n;) { /* MPI counts are ints */
+        int k = n - o > (size_t)INT_MAX ? INT_MAX : (int)(n - o);
+        if (MPI_Allreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+            return maec_fail(err, MAEC_EIO, "MPI_Allreduce failed");
+        o += (size_t)k;
+    }
+    return 0;
+#else
+    (void)buf, (void)n;
+    return maec_fail(err, MAEC_EINVAL, "this build has no MPI");
+#endif
+}
+
+int maec_comm_allreduce_sum_f64(maec_comm *c, double *buf, int n, maec_error *err)
+{
+    if (!c || c->size <= 1) return 0;
+#ifdef MAEC_MPI
+    if (MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD) != MPI_SUCCESS)
+        return maec_fail(err, MAEC_EIO, "MPI_Allreduce failed");
+    return 0;
+#else
+    (void)buf, (void)n;
+    return maec_fail(err, MAEC_EINVAL, "this build has no MPI");
+#endif
+}
+
+int maec_comm_barrier(maec_comm *c, maec_error *err)
+{
+    if (!c || c->size <= 1) return 0;
+#ifdef MAEC_MPI
+    if (MPI_Barrier(MPI_COMM_WORLD) != MPI_SUCCESS) return maec_fail(err, MAEC_EIO, "MPI_Barrier failed");
+    return 0;
+#else
+    return maec_fail(err, MAEC_EINVAL, "this build has no MPI");
+#endif
+}
