@@ -6,15 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dist/comm.h"
 #include "maec.h"
 #include "util.h"
 #ifdef MAEC_MPI
 #include <mpi.h>
 #endif
 
+#define MAX_PENDING 512
+
 struct maec_comm {
     int rank, size;
     int mpi; /* initialized MPI (and finalizes it) */
+#ifdef MAEC_MPI
+    MPI_Request pending[MAX_PENDING];
+    int npending;
+#endif
 };
 
 int maec_comm_init(int *argc, char ***argv, maec_comm **out, maec_error *err)
@@ -104,5 +111,48 @@ int maec_comm_barrier(maec_comm *c, maec_error *err)
     return 0;
 #else
     return maec_fail(err, MAEC_EINVAL, "this build has no MPI");
+#endif
+}
+
+int comm_iallreduce_sum(maec_comm *c, float *buf, size_t n, maec_error *err)
+{
+    if (!c || c->size <= 1 || n == 0) return 0;
+#ifdef MAEC_MPI
+    for (size_t o = 0; o < n;) {
+        if (c->npending == MAX_PENDING && comm_waitall(c, err)) return err->code;
+        int k = n - o > (size_t)INT_MAX ? INT_MAX : (int)(n - o);
+        if (MPI_Iallreduce(MPI_IN_PLACE, buf + o, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD,
+                           &c->pending[c->npending]) != MPI_SUCCESS)
+            return maec_fail(err, MAEC_EIO, "MPI_Iallreduce failed");
+        c->npending++;
+        o += (size_t)k;
+    }
+    return 0;
+#else
+    (void)buf;
+    return maec_fail(err, MAEC_EINVAL, "this build has no MPI");
+#endif
+}
+
+void comm_progress(maec_comm *c)
+{
+#ifdef MAEC_MPI
+    int done;
+    if (c && c->npending) MPI_Testall(c->npending, c->pending, &done, MPI_STATUSES_IGNORE);
+#else
+    (void)c;
+#endif
+}
+
+int comm_waitall(maec_comm *c, maec_error *err)
+{
+#ifdef MAEC_MPI
+    if (!c || !c->npending) return 0;
+    int r = MPI_Waitall(c->npending, c->pending, MPI_STATUSES_IGNORE);
+    c->npending = 0;
+    return r == MPI_SUCCESS ? 0 : maec_fail(err, MAEC_EIO, "MPI_Waitall failed");
+#else
+    (void)c, (void)err;
+    return 0;
 #endif
 }

@@ -11,6 +11,10 @@
 struct maec_workspace {
     maec_config cfg;
     const maec_backend *be;
+    /* called with each block's gradients once the backward pass is done
+     * with them (mae_ws_set_grad_hook) */
+    void (*grad_hook)(void *ctx, float *g, size_t n);
+    void *grad_ctx;
     int max_B;
     int L, K, Ke, Te, Td, P, Cpp, D, E;
     int all_rows, used_rows; /* mae_ws_all_rows, mae_ws_used_rows */
@@ -167,6 +171,18 @@ const float *maec_ws_pred(const maec_workspace *w)
     return host_view(w, &mw->h_pred, w->pred, (size_t)w->max_B * w->L * w->P);
 }
 void mae_ws_all_rows(maec_workspace *w, int all) { w->all_rows = all; }
+void mae_ws_set_grad_hook(maec_workspace *w, void (*fn)(void *ctx, float *g, size_t n), void *ctx)
+{
+    w->grad_hook = fn;
+    w->grad_ctx = ctx;
+}
+
+/* a block's gradients, done: its 12 tensors lie together, norm1.weight to
+ * mlp.fc2.bias (width D) */
+static void block_done(const maec_workspace *w, vit_block *g, int D)
+{
+    if (w->grad_hook) w->grad_hook(w->grad_ctx, g->n1w, (size_t)(g->fc2b + D - g->n1w));
+}
 int mae_ws_used_rows(const maec_workspace *w) { return w->used_rows; }
 const float *maec_ws_mask(const maec_workspace *w) { return w->h_mask; }
 const float *maec_ws_target(const maec_workspace *w)
@@ -301,6 +317,7 @@ static void decoder_backward(maec_model *m, maec_workspace *w, int B)
         block_backward_attn(be, &w->dec[n - 1], &p->dec_blocks[n - 1], &g->dec_blocks[n - 1],
                             n > 1 ? w->dec[n - 2].x_out : w->dec_in, w->dx_dec, w->dtmp_dec, &w->scratch, B, Td, E,
                             c->dec_heads);
+        block_done(w, &g->dec_blocks[n - 1], E);
         n--;
     } else {
         be->linear_backward(w->dtmp_dec, g->dec_pred_w, g->dec_pred_b, w->dpred, w->dec_norm, p->dec_pred_w, B * Td,
@@ -314,6 +331,7 @@ static void decoder_backward(maec_model *m, maec_workspace *w, int B)
         const float *x_in = i ? w->dec[i - 1].x_out : w->dec_in;
         block_backward(be, &w->dec[i], &p->dec_blocks[i], &g->dec_blocks[i], x_in, w->dx_dec, w->dtmp_dec,
                        &w->scratch, B, Td, E, c->dec_heads, Hd);
+        block_done(w, &g->dec_blocks[i], E);
     }
     /* un-shuffle backward: the cls and kept rows back to the encoder (the
      * same order), the masked rows' sum to the mask token */
@@ -337,6 +355,7 @@ static void encoder_backward(maec_model *m, maec_workspace *w, int B)
         const float *x_in = i ? w->enc[i - 1].x_out : w->x0;
         block_backward(be, &w->enc[i], &p->blocks[i], &g->blocks[i], x_in, w->dx_enc, w->dtmp_enc, &w->scratch, B,
                        Te, D, c->heads, D * c->mlp_ratio);
+        block_done(w, &g->blocks[i], D);
     }
     encoder_embed_backward(be, w->dtokens, w->dx_enc, menc ? w->mask : NULL, g->cls_token, NULL, g->enc_mask_token,
                            g->pe_w, g->pe_b, w->patch_in, p->pe_w, c, B, Ke);

@@ -248,6 +248,9 @@ float *maec_model_adam_v(maec_model *m)
     model_download(m);
     return m->adam_v;
 }
+float *maec_model_grads_dev(maec_model *m) { return m->dgrads; }
+int maec_model_host_shared(const maec_model *m) { return m->be->host_shared; }
+
 void maec_model_sync(maec_model *m)
 {
     m->grads_zero = 0;

@@ -102,6 +102,13 @@ int save_tensor_file(const char *path, const maec_tensor_info *info, int n, cons
  * every row in a training pass, not only on the masked patches'
  * (decoder_forward, decoder_backward) */
 void mae_ws_all_rows(maec_workspace *w, int all);
+/* data parallel: fn(ctx, g, n) with each ViT block's gradients (n floats
+ * from g, backend memory) as soon as the backward pass is done with them;
+ * NULL: none */
+void mae_ws_set_grad_hook(maec_workspace *w, void (*fn)(void *ctx, float *g, size_t n), void *ctx);
+/* the gradients on the backend, and whether that is the host's memory */
+float *maec_model_grads_dev(maec_model *m);
+int maec_model_host_shared(const maec_model *m);
 /* whether the last pass ran the last block on the masked rows alone */
 int mae_ws_used_rows(const maec_workspace *w);
 /* masking: ids_keep [B,K], ids_restore [B,L], mask [B,L] from noise [B,L] */

@@ -15,7 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dist/comm.h"
 #include "maec.h"
+#include "model/model.h"
 #include "util.h"
 
 typedef struct task task;
@@ -59,6 +61,13 @@ struct maec_trainer {
     void *hook_ctx;
     const volatile int *stop;
     maec_comm *comm; /* the processes sharing each step (NULL: this one) */
+    /* gradient buckets all-reduced during the backward pass (data parallel,
+     * MAE on a host-memory backend; MAEC_ALLREDUCE=whole: one all-reduce
+     * after it): the ranges started, as offsets into the gradients */
+    int buckets;
+    size_t (*ranges)[2];
+    int nranges, capranges;
+    maec_error bucket_err;
     float *images, *noise;
     /* the logging window: losses summed since the last record, carried by
      * checkpoints so that a resumed run logs as an unbroken one */
@@ -518,6 +527,7 @@ void maec_trainer_free(maec_trainer *t)
     free(t->draws);
     free(t->output_dir);
     free(t->checkpoint_name);
+    free(t->ranges);
     free(t->run_json);
     free(t);
 }
@@ -530,9 +540,57 @@ void maec_trainer_set_hook(maec_trainer *t, maec_train_hook hook, void *ctx)
 
 void maec_trainer_set_stop_flag(maec_trainer *t, const volatile int *stop) { t->stop = stop; }
 
-void maec_trainer_set_comm(maec_trainer *t, maec_comm *c) { t->comm = c; }
+void maec_trainer_set_comm(maec_trainer *t, maec_comm *c)
+{
+    t->comm = c;
+    /* buckets for the MAE on host memory, unless MAEC_ALLREDUCE=whole */
+    const char *mode = getenv("MAEC_ALLREDUCE");
+    t->buckets = t->task == &mae_task && maec_model_host_shared(t->m) && !(mode && !strcmp(mode, "whole"));
+    if (t->buckets && !t->ranges) {
+        t->capranges = 4096;
+        t->ranges = malloc((size_t)t->capranges * sizeof *t->ranges);
+        if (!t->ranges) t->buckets = 0, t->capranges = 0;
+    }
+}
 
 maec_workspace *maec_trainer_workspace(maec_trainer *t) { return t->ws; }
+
+/* the model's hook: a block's gradients are final, start their sum */
+static void bucket_ready(void *ctx, float *g, size_t n)
+{
+    maec_trainer *t = ctx;
+    size_t off = (size_t)(g - maec_model_grads_dev(t->m));
+    if (t->nranges < t->capranges) {
+        t->ranges[t->nranges][0] = off, t->ranges[t->nranges][1] = n;
+        t->nranges++;
+        if (comm_iallreduce_sum(t->comm, g, n, &t->bucket_err)) t->nranges = -1000000; /* reported after */
+    }
+    comm_progress(t->comm);
+}
+
+static int cmp_range(const void *a, const void *b)
+{
+    const size_t *x = a, *y = b;
+    return (x[0] > y[0]) - (x[0] < y[0]);
+}
+
+/* the rest of the gradients (what lies between the blocks) summed too, all
+ * waited for */
+static int buckets_finish(maec_trainer *t, float *g, size_t n, maec_error *err)
+{
+    if (t->nranges < 0) {
+        *err = t->bucket_err;
+        return err->code ? err->code : MAEC_EIO;
+    }
+    qsort(t->ranges, (size_t)t->nranges, sizeof *t->ranges, cmp_range);
+    size_t at = 0;
+    for (int i = 0; i <= t->nranges; i++) {
+        size_t end = i < t->nranges ? t->ranges[i][0] : n;
+        if (end > at && comm_iallreduce_sum(t->comm, g + at, end - at, err)) return err->code;
+        if (i < t->nranges) at = t->ranges[i][0] + t->ranges[i][1];
+    }
+    return comm_waitall(t->comm, err);
+}
 
 /* One optimizer step from micro-batches [it0, it0 + accum) of epoch ep_i:
  * the step's mean loss in *step_loss. */
@@ -544,9 +602,14 @@ static int train_step(maec_trainer *t, int64_t ep_i, int64_t it0, float lr, int6
     int64_t step = t->task->step(t);
     t->task->zero_grad(t);
     *step_loss = 0;
+    int world = maec_comm_size(t->comm), buckets = world > 1 && t->buckets;
     for (int a = 0; a < o->accum_iter; a++, micro++) {
         float loss = 0;
         err->code = 0;
+        if (buckets && a == o->accum_iter - 1) { /* the last micro-batch makes the final gradients */
+            t->nranges = 0;
+            mae_ws_set_grad_hook(t->ws, bucket_ready, t);
+        }
         int fb = t->task->micro(t, ep_i, it0 + a, micro, 1.0f / o->accum_iter, &loss, err);
         if (!fb && nan_at > 0 && step + 1 == nan_at) { /* the test hook: as if the loss were NaN */
             loss = NAN;
@@ -558,13 +621,18 @@ static int train_step(maec_trainer *t, int64_t ep_i, int64_t it0, float lr, int6
         if (fb) return fb;
         *step_loss += loss / o->accum_iter;
     }
-    int world = maec_comm_size(t->comm);
     if (world > 1 && !t->task->grads)
         return maec_fail(err, MAEC_EINVAL, "this trainer does not run over several processes");
     if (world > 1) { /* the gradients' and the loss's mean over the processes */
         size_t n;
         float *g = t->task->grads(t, &n);
-        int r = maec_comm_allreduce_sum(t->comm, g, n, err);
+        int r;
+        if (buckets) {
+            mae_ws_set_grad_hook(t->ws, NULL, NULL);
+            r = buckets_finish(t, g, n, err);
+        } else {
+            r = maec_comm_allreduce_sum(t->comm, g, n, err);
+        }
         if (r) return r;
         float inv = 1.0f / (float)world;
         for (size_t i = 0; i < n; i++) g[i] *= inv;
