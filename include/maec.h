@@ -577,7 +577,8 @@ void maec_trainer_set_hook(maec_trainer *t, maec_train_hook hook, void *ctx);
 void maec_trainer_set_stop_flag(maec_trainer *t, const volatile int *stop);
 /* Continue a run from the state of a checkpoint's run configuration (the
  * logging window maec_trainer keeps there); the model is the one loaded
- * from it. */
+ * from it. Another number of processes may resume it when a step takes
+ * as many images (batch x accumulation x processes): an error otherwise. */
 int maec_trainer_resume_state(maec_trainer *t, const char *run_json, maec_error *err);
 /* Train to the end (or max_steps, or the stop flag). 0 when done;
  * MAEC_ESTOPPED when stopped (a checkpoint written); MAEC_ENONFINITE when
@@ -590,8 +591,10 @@ int maec_trainer_save(maec_trainer *t, maec_error *err);
 /* the workspace the trainer computes in (for pictures between steps;
  * NULL for a classifier's trainer) */
 maec_workspace *maec_trainer_workspace(maec_trainer *t);
-/* the compute threads the resumed run had (0: not recorded) */
+/* the compute threads the resumed run had (0: not recorded), and the
+ * processes it ran as (1 when not recorded) */
 int maec_trainer_resumed_threads(const char *run_json);
+int maec_trainer_resumed_processes(const char *run_json);
 
 /* The newest checkpoint-<step>.safetensors of a run folder that loads (a
  * broken newer one is skipped with a warning on stderr), or the checkpoint

@@ -6,11 +6,14 @@
 #    image's crop, flip and mask drawn from (seed, epoch, its position in
 #    the epoch)): every logged loss within 1e-5 (relative) of one process's;
 #    only rank 0 writes files.
-#  - finetune without mixup and drop path: 1 process of 16 and 2 of 8 alike.
+#  - finetune with drop path (drawn per image too), without mixup (which
+#    pairs images within a process, as the official code): 1 of 16 and 2 of 8 alike.
 #  - a rank killed with SIGKILL ends the job within seconds, non-zero, and
 #    the last checkpoint still loads: the run resumes from it.
-#  - resuming with another number of processes, and commands that run as
-#    one process, are refused in one line.
+#  - a run of 2 processes stopped at step 7 and resumed by 3 (each with the
+#    batch that keeps a step's images) logs one process's losses; a number
+#    of processes that cannot share the batch, and commands that run as one
+#    process, are refused in one line.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
 check() { if eval "$1"; then ok; else bad "$2"; fi; }
@@ -52,7 +55,7 @@ check '[ "$(ls $T/pre3 | grep -c checkpoint-)" -ge 1 ] && [ -s $T/pre3/model.saf
 
 for np in 1 2; do
     $MPIRUN -np $np $MAEC finetune --model $T/pre1/model.safetensors --data-path $T/d --output-dir $T/ft$np --epochs 1 \
-        --batch-size $((16 / np)) --warmup-epochs 0.5 --seed 3 --log-every 1 --drop-path 0 --mixup 0 --cutmix 0 $J \
+        --batch-size $((16 / np)) --warmup-epochs 0.5 --seed 3 --log-every 1 --drop-path 0.2 --mixup 0 --cutmix 0 $J \
         > $T/ft$np.log 2>&1
     check '[ $? -eq 0 ]' "finetune -np $np failed: $(tail -3 $T/ft$np.log)"
 done
@@ -75,9 +78,22 @@ check '[ $rc -ne 0 ] && awk "BEGIN {exit !($took < 15)}"' "after kill -9 of a ra
 echo "  a rank killed with SIGKILL: the job ended in ${took}s with status $rc"
 $MPIRUN -np 2 $MAEC pretrain --resume $T/kill --max-steps 12 $J > $T/kill2.log 2>&1
 check '[ $? -eq 0 ] && grep -q "resuming from" $T/kill2.log' "resume after the kill failed: $(tail -3 $T/kill2.log)"
-out=$($MAEC pretrain --resume $T/kill --max-steps 15 $J 2>&1); rc=$?
-check '[ $rc -ne 0 ] && echo "$out" | grep -q "trained by 2 processes and is resumed by 1"' \
-    "resume by another number of processes: exit $rc, $(echo "$out" | tail -1)"
+# another number of processes resumes a run with the batch that keeps a
+# step's images: 2 processes stopped at step 7, 3 go on, and the losses are
+# those of one process throughout
+MAEC_FAULT_SIGINT_AT_STEP=7 $MPIRUN -np 2 $MAEC pretrain --model test-tiny --input-size 28 --data-path $T/d \
+    --output-dir $T/re --epochs 2 --batch-size 12 --warmup-epochs 1 --seed 3 --log-every 1 $J > $T/re.log 2>&1
+rc=$?
+check '[ $rc -ne 0 ] && ls $T/re/checkpoint-00000007.safetensors > /dev/null' "the stop at step 7: exit $rc, $(ls $T/re)"
+$MPIRUN -np 3 $MAEC pretrain --resume $T/re $J > $T/re2.log 2>&1
+check '[ $? -eq 0 ] && grep -q "resuming a run of 2 processes as 3: --batch-size 8 each keeps its batches of 24 images" $T/re2.log' \
+    "resume of 2 processes by 3: $(tail -2 $T/re2.log)"
+w=$(worst $T/pre1 $T/re)
+check 'awk "BEGIN {exit !($w <= 1e-5)}"' "2 processes, stopped, then 3: losses differ from one process's by $w"
+echo "  2 processes to step 7, then 3 from the checkpoint: $(losses $T/re | wc -l) losses within $w of one process's"
+out=$($MPIRUN -np 5 $MAEC pretrain --resume $T/kill --max-steps 15 $J 2>&1); rc=$?
+check '[ $rc -ne 0 ] && echo "$out" | grep -q "which 5 processes cannot share equally"' \
+    "resume by 5 processes of batches of 24: exit $rc, $(echo "$out" | grep error | head -1)"
 out=$($MPIRUN -np 2 $MAEC knn --model $T/pre1/model.safetensors --data-path $T/d 2>&1); rc=$?
 check '[ $rc -ne 0 ] && echo "$out" | grep -q "knn runs as one process"' "knn under mpirun: exit $rc"
 echo "$pass passed, $fail failed"

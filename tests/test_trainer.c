@@ -1,6 +1,7 @@
 /* The library trainer (maec_trainer_*): the same weights, bit for bit, as
  * the loop written out by hand from the pieces it is made of (schedule,
- * accumulation, masks from (seed, micro-batch), AdamW); a run stopped by
+ * accumulation, masks and drop path per image from (seed, epoch, position),
+ * AdamW); a run stopped by
  * its flag and resumed from its checkpoint equals an unbroken one, bit for
  * bit, weights and logged losses; checkpoints pruned to `keep`; errors
  * from the batches, the hook and bad options come back as errors. */
@@ -109,7 +110,7 @@ static maec_model *by_hand(const maec_train_opts *o)
     return m;
 }
 
-/* fine-tuning by hand: mixup/CutMix and drop path from (seed, micro), clip, AdamW with layer decay */
+/* fine-tuning by hand: mixup/CutMix from (seed, micro), drop path per image, clip, AdamW with layer decay */
 static maec_classifier *clf_by_hand(const maec_train_opts *o, const maec_clf_train_opts *co,
                                     const maec_classifier_opts *copt)
 {
@@ -135,9 +136,20 @@ static maec_classifier *clf_by_hand(const maec_train_opts *o, const maec_clf_tra
             uint64_t mr = rng_derive(o->seed, (uint64_t)micro, 0x6d6978, 0);
             maec_mix_sample(&co->mixup, n, 16, 16, &mr, draws);
             maec_mix_apply(images, labels, targets, n, 1, 16, 16, 3, co->mixup.mode, draws, co->mixup.smoothing);
-            uint64_t dr = rng_derive(o->seed, (uint64_t)micro, 0x64726f70, 0);
+            /* drop path: image j's keeps from (seed, epoch, its position), block by block */
+            float keep[2 * 8 * BATCH];
+            int depth = c.depth;
+            for (int j = 0; j < n; j++) {
+                uint64_t dr = rng_derive(o->seed, (uint64_t)ep, (uint64_t)((it0 + a) * BATCH + j), 0x64726f70);
+                for (int i = 0; i < depth; i++) {
+                    double dpr = depth > 1 ? (double)copt->drop_path * i / (depth - 1) : 0.0;
+                    float kp = (float)(1.0 - dpr);
+                    for (int br = 0; br < 2; br++)
+                        keep[(i * 2 + br) * n + j] = dpr <= 0 ? 1.0f : rng_uniform(&dr) < kp ? 1.0f / kp : 0.0f;
+                }
+            }
             float loss;
-            maec_classifier_forward_backward(k, w, images, n, targets, NULL, &dr, 1, 1.0f / o->accum_iter, &loss,
+            maec_classifier_forward_backward(k, w, images, n, targets, keep, NULL, 1, 1.0f / o->accum_iter, &loss,
                                              &err);
         }
         if (co->clip_grad > 0) maec_classifier_clip_grad(k, co->clip_grad);

@@ -88,7 +88,10 @@ int main(int argc, char **argv)
             } else {
                 rc = commands[i].run(argc - 2, argv + 2);
             }
-            if (rc && maec_comm_size(g_comm) > 1) { /* the others would wait for this one forever */
+            /* stopped by a signal: every process stopped at the same step (the
+             * trainer agrees on it), an orderly end; another failure may be
+             * this process's alone, and the others would wait for it forever */
+            if (rc && rc < 128 && maec_comm_size(g_comm) > 1) {
                 fprintf(stderr, "maec: rank %d of %d ended with status %d; ending the job\n", maec_comm_rank(g_comm),
                         maec_comm_size(g_comm), rc);
                 maec_comm_abort(g_comm, rc);

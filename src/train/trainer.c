@@ -45,7 +45,7 @@ struct maec_trainer {
     maec_classifier *c; /* fine-tuning */
     maec_clf_workspace *cw;
     maec_clf_train_opts co;
-    float *targets;
+    float *targets, *keep;
     int *labels;
     maec_mix_draw *draws;
     maec_linprobe *lp; /* linear probing */
@@ -190,6 +190,21 @@ int maec_checkpoint_load_latest(const char *path, maec_model **m, char **run_jso
     return r;
 }
 
+/* images per optimizer step over all the processes */
+static int64_t effective_batch(const maec_trainer *t)
+{
+    return (int64_t)t->o.batch_size * t->o.accum_iter * maec_comm_size(t->comm);
+}
+
+int maec_trainer_resumed_processes(const char *run_json)
+{
+    cJSON *o = run_json ? cJSON_Parse(run_json) : NULL;
+    const cJSON *np = cJSON_GetObjectItemCaseSensitive(o, "processes");
+    int n = cJSON_IsNumber(np) && np->valuedouble >= 1 && np->valuedouble <= (1 << 20) ? (int)np->valuedouble : 1;
+    cJSON_Delete(o);
+    return n;
+}
+
 /* the caller's run configuration with the trainer's state: the log's
  * window and the compute threads (sums are taken in an order that depends
  * on them) */
@@ -204,13 +219,15 @@ static char *checkpoint_json(const maec_trainer *t)
         cJSON_DeleteItemFromObjectCaseSensitive(o, "log_window");
         cJSON_DeleteItemFromObjectCaseSensitive(o, "threads");
         cJSON_DeleteItemFromObjectCaseSensitive(o, "processes");
+        cJSON_DeleteItemFromObjectCaseSensitive(o, "effective_batch");
     }
     cJSON *lw = o ? cJSON_AddObjectToObject(o, "log_window") : NULL;
     char num[64];
     snprintf(num, sizeof num, "%.17g", t->loss_sum); /* read back to the same double */
     char *js = lw && cJSON_AddRawToObject(lw, "loss_sum", num) && cJSON_AddNumberToObject(lw, "steps", t->loss_n) &&
                        cJSON_AddNumberToObject(o, "threads", maec_get_threads()) &&
-                       cJSON_AddNumberToObject(o, "processes", maec_comm_size(t->comm))
+                       cJSON_AddNumberToObject(o, "processes", maec_comm_size(t->comm)) &&
+                       cJSON_AddNumberToObject(o, "effective_batch", effective_batch(t))
                    ? cJSON_Print(o) : NULL;
     cJSON_Delete(o);
     return js;
@@ -239,12 +256,15 @@ int maec_trainer_resume_state(maec_trainer *t, const char *run_json, maec_error 
     if (th && (!cJSON_IsNumber(th) || !(th->valuedouble >= 1 && th->valuedouble <= 1024) ||
                th->valuedouble != floor(th->valuedouble)))
         r = maec_fail(err, MAEC_EFORMAT, "run configuration: 'threads' must be an integer in [1, 1024]");
-    const cJSON *np = cJSON_GetObjectItemCaseSensitive(o, "processes");
-    int world = maec_comm_size(t->comm), was = cJSON_IsNumber(np) ? (int)np->valuedouble : 1;
-    if (!r && was != world)
-        r = maec_fail(err, MAEC_EINVAL, "the run was trained by %d process%s and is resumed by %d: resume it with "
-                      "the same number (mpirun -np %d), which keeps its batches and its data order",
-                      was, was == 1 ? "" : "es", world, was);
+    /* any number of processes, as long as a step takes as many images: the
+     * batches and the data order are then the same (the draws are each
+     * image's); checkpoints from before this was kept: the batch alone */
+    const cJSON *eb = cJSON_GetObjectItemCaseSensitive(o, "effective_batch");
+    if (!r && cJSON_IsNumber(eb) && (int64_t)eb->valuedouble != effective_batch(t))
+        r = maec_fail(err, MAEC_EINVAL, "the run took %lld images a step, these %d process%s %lld (batch %d x "
+                      "accumulation %d x processes): choose a batch size that keeps it",
+                      (long long)eb->valuedouble, maec_comm_size(t->comm), maec_comm_size(t->comm) == 1 ? "" : "es",
+                      (long long)effective_batch(t), t->o.batch_size, t->o.accum_iter);
     if (lw && !r) { /* none in checkpoints written before it was kept: an empty window */
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(lw, "loss_sum");
         const cJSON *n = cJSON_GetObjectItemCaseSensitive(lw, "steps");
@@ -343,8 +363,29 @@ static int clf_micro(maec_trainer *t, int64_t ep, int64_t idx, int64_t micro, fl
     maec_mix_sample(mix, n, mc->img_h, mc->img_w, &mrng, t->draws);
     maec_mix_apply(t->images, t->labels, t->targets, n, mc->in_chans, mc->img_h, mc->img_w, K, mix->mode, t->draws,
                    mix->smoothing);
-    uint64_t drng = rng_derive(t->o.seed, (uint64_t)micro, 0x64726f70, 0);
-    return maec_classifier_forward_backward(t->c, t->cw, t->images, n, t->targets, NULL, &drng, 1, scale, loss, err);
+    /* drop path: each image's keep of each block's two branches from (seed,
+     * epoch, its position in the epoch), as its crop and flip: the same for
+     * any number of processes. Mixup and CutMix pair images within a
+     * process's batch, as the official code does. */
+    const float *keep = NULL;
+    const maec_classifier_opts *co = maec_classifier_options(t->c);
+    if (co->drop_path > 0) {
+        int depth = mc->depth, rank = maec_comm_rank(t->comm), world = maec_comm_size(t->comm);
+        for (int j = 0; j < n; j++) {
+            int64_t pos = ((int64_t)idx * t->o.batch_size + j) * world + rank;
+            uint64_t r = rng_derive(t->o.seed, (uint64_t)ep, (uint64_t)pos, 0x64726f70);
+            for (int i = 0; i < depth; i++) {
+                double dpr = depth > 1 ? (double)co->drop_path * i / (depth - 1) : 0.0; /* torch.linspace */
+                float kp = (float)(1.0 - dpr);
+                for (int br = 0; br < 2; br++) { /* keep[(i*2 + branch)*n + j] */
+                    float *k = t->keep + ((size_t)i * 2 + br) * n + j;
+                    *k = dpr <= 0 ? 1.0f : rng_uniform(&r) < kp ? 1.0f / kp : 0.0f;
+                }
+            }
+        }
+        keep = t->keep;
+    }
+    return maec_classifier_forward_backward(t->c, t->cw, t->images, n, t->targets, keep, NULL, 1, scale, loss, err);
 }
 static void clf_zero_grad(maec_trainer *t) { maec_classifier_zero_grad(t->c); }
 static void clf_update(maec_trainer *t, float lr)
@@ -472,7 +513,8 @@ int maec_trainer_create_classifier(maec_classifier *c, const maec_train_opts *o,
     t->targets = malloc(B * K * sizeof(float));
     t->labels = malloc(B * sizeof(int));
     t->draws = malloc(B * sizeof *t->draws);
-    if (!t->targets || !t->labels || !t->draws) r = maec_fail(err, MAEC_ENOMEM, "out of memory");
+    t->keep = malloc(((size_t)mc->depth * 2 + 1) * B * sizeof(float));
+    if (!t->targets || !t->labels || !t->draws || !t->keep) r = maec_fail(err, MAEC_ENOMEM, "out of memory");
     else if (maec_clf_workspace_create(c, o->batch_size, 1, &t->cw, err)) r = err->code ? err->code : MAEC_ENOMEM;
     if (r) {
         maec_trainer_free(t);
@@ -525,6 +567,7 @@ void maec_trainer_free(maec_trainer *t)
     free(t->targets);
     free(t->labels);
     free(t->draws);
+    free(t->keep);
     free(t->output_dir);
     free(t->checkpoint_name);
     free(t->ranges);
