@@ -62,6 +62,17 @@ done
 w=$(worst $T/ft1 $T/ft2)
 check 'awk "BEGIN {exit !($w <= 1e-5)}"' "finetune: 2 processes' losses differ from one's by $w"
 echo "  finetune, 2 processes of batch 8 against 1 of 16: $(losses $T/ft2 | wc -l) losses within $w"
+# fine-tuning on 2 processes for 6 steps, then on 1 to the end: one process's losses
+$MPIRUN -np 2 $MAEC finetune --model $T/pre1/model.safetensors --data-path $T/d --output-dir $T/ftr --epochs 1 \
+    --batch-size 8 --warmup-epochs 0.5 --seed 3 --log-every 1 --drop-path 0.2 --mixup 0 --cutmix 0 --max-steps 6 $J \
+    > $T/ftr.log 2>&1
+check '[ $? -eq 0 ]' "finetune -np 2 --max-steps 6 failed: $(tail -3 $T/ftr.log)"
+$MAEC finetune --resume $T/ftr --max-steps 15 $J > $T/ftr2.log 2>&1
+check '[ $? -eq 0 ] && grep -q "resuming a run of 2 processes as 1: --batch-size 16 each" $T/ftr2.log' \
+    "finetune resumed by 1 process: $(tail -2 $T/ftr2.log)"
+w=$(worst $T/ft1 $T/ftr)
+check 'awk "BEGIN {exit !($w <= 1e-5)}"' "finetune, 2 processes then 1: losses differ from one process's by $w"
+echo "  finetune, 2 processes to step 6, then 1: $(losses $T/ftr | wc -l) losses within $w of one process's"
 
 # a rank killed: the job ends within seconds, the last checkpoint loads and resumes
 $MPIRUN -np 2 $MAEC pretrain --model test-tiny --input-size 28 --data-path $T/d --output-dir $T/kill --epochs 400 \
