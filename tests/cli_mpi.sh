@@ -105,6 +105,11 @@ echo "  2 processes to step 7, then 3 from the checkpoint: $(losses $T/re | wc -
 out=$($MPIRUN -np 5 $MAEC pretrain --resume $T/kill --max-steps 15 $J 2>&1); rc=$?
 check '[ $rc -ne 0 ] && echo "$out" | grep -q "which 5 processes cannot share equally"' \
     "resume by 5 processes of batches of 24: exit $rc, $(echo "$out" | grep error | head -1)"
+# the MPI build started without mpirun: one process on its own
+$MAEC pretrain --model test-tiny --input-size 28 --data-path $T/d --output-dir $T/alone --epochs 2 --batch-size 24 \
+    --warmup-epochs 1 --seed 3 --log-every 1 --max-steps 3 $J > $T/alone.log 2>&1
+check '[ $? -eq 0 ] && ! grep -q "data parallel:" $T/alone.log && [ "$(losses $T/alone | head -3)" = "$(losses $T/pre1 | head -3)" ]' \
+    "the MPI build without mpirun: $(tail -2 $T/alone.log)"
 out=$($MPIRUN -np 2 $MAEC knn --model $T/pre1/model.safetensors --data-path $T/d 2>&1); rc=$?
 check '[ $rc -ne 0 ] && echo "$out" | grep -q "knn runs as one process"' "knn under mpirun: exit $rc"
 echo "$pass passed, $fail failed"
