@@ -92,6 +92,13 @@ static int decode_png(FILE *f, const char *path, maec_image *img, maec_error *er
     }
     png_init_io(png, f);
     png_set_user_limits(png, MAEC_MAX_SIDE, MAEC_MAX_SIDE);
+    /* The ancillary chunks that hold no pixels are skipped unread: a 45-byte
+     * file claiming a 1.9 GB sPLT chunk made libpng allocate it (found by
+     * fuzz/fuzz_image.c; fuzz/regressions/png). Any other chunk's claimed
+     * length is not allocated past 8 MiB (image data is read in pieces). */
+    static const png_byte skip[] = "sPLT\0iCCP\0zTXt\0iTXt\0tEXt\0eXIf\0hIST\0pCAL\0sCAL\0";
+    png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, skip, (int)(sizeof skip / 5));
+    png_set_chunk_malloc_max(png, 8u << 20);
     png_read_info(png, info);
     png_uint_32 w, h;
     int depth, ctype, interlace;
