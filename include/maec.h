@@ -588,6 +588,12 @@ int maec_trainer_run(maec_trainer *t, maec_error *err);
 /* Write checkpoint-<step>.safetensors into output_dir now (atomic), and
  * keep the newest `keep`. */
 int maec_trainer_save(maec_trainer *t, maec_error *err);
+/* the optimizer steps this run does in all (the schedule's, or max_steps),
+ * and whether an unbroken run writes a log record after step s: every
+ * log_every steps, at each epoch's end and at the schedule's (what a
+ * resumed run's log is cut back to) */
+int64_t maec_trainer_total_steps(const maec_trainer *t);
+int maec_trainer_records_at(const maec_trainer *t, int64_t s);
 /* the workspace the trainer computes in (for pictures between steps;
  * NULL for a classifier's trainer) */
 maec_workspace *maec_trainer_workspace(maec_trainer *t);

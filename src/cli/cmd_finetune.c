@@ -484,19 +484,13 @@ int cmd_finetune(int argc, char **argv)
         maec_fail(&err, rc, "%s: %s", ckpt, err.msg);
         goto fail;
     }
-    int64_t spe = to.batches_per_epoch / accum; /* optimizer steps per epoch */
-    const int64_t sched_total = (int64_t)epochs * spe;
-    int64_t total = sched_total;
-    if (max_steps > 0 && (int64_t)max_steps < total) total = (int64_t)max_steps;
-    /* the steps a record is written at by a run that is not stopped: every
-     * --log-every steps, at each epoch's end and at the schedule's */
+    int64_t total = maec_trainer_total_steps(tr);
     if (ckpt && maec_classifier_step(c) < total) { /* the log so far, up to the checkpoint, into this run's folder */
         char from[2100], to_path[2100];
         int64_t at = maec_classifier_step(c);
         snprintf(from, sizeof from, "%s/metrics.jsonl", rdir);
         snprintf(to_path, sizeof to_path, "%s/metrics.jsonl", out);
-        int logged_at = at % log_every == 0 || at % spe == 0 || at == sched_total;
-        if (rank0 && (rc = eval_metrics_resume(from, to_path, at, logged_at, &err))) goto fail;
+        if (rank0 && (rc = eval_metrics_resume(from, to_path, at, maec_trainer_records_at(tr, at), &err))) goto fail;
     }
     if (!(mf = rank0 ? eval_open_metrics(out, !ckpt, &err) : fopen("/dev/null", "w"))) goto fail;
     double lr_peak = to.lr;

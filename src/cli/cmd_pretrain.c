@@ -305,15 +305,7 @@ int cmd_pretrain(int argc, char **argv)
         maec_fail(&err, err.code, "%s: %s", used, err.msg);
         goto fail;
     }
-    int64_t spe = to.batches_per_epoch / rc.accum_iter; /* optimizer steps per epoch */
-    const int64_t sched_total = (int64_t)rc.epochs * spe;
-    int64_t total = sched_total;
-    if (rc.max_steps > 0 && rc.max_steps < total) total = rc.max_steps;
-    int64_t step = maec_model_step(m);
-    /* the steps a record is written at by a run that is not stopped (the
-     * trainer's): every --log-every steps, at each epoch's end and at the
-     * schedule's */
-    int logged_at = step % rc.log_every == 0 || step % spe == 0 || step == sched_total;
+    int64_t total = maec_trainer_total_steps(tr), step = maec_model_step(m);
     int B = rc.batch_size;
     const maec_config *mc = maec_model_config(m);
     size_t img_floats = (size_t)mc->in_chans * mc->img_h * mc->img_w;
@@ -335,7 +327,7 @@ int cmd_pretrain(int argc, char **argv)
     char mpath[2048], from_path[2048];
     snprintf(mpath, sizeof mpath, "%s/metrics.jsonl", rc.output_dir);
     snprintf(from_path, sizeof from_path, "%s/metrics.jsonl", from_dir);
-    if (rank0 && eval_metrics_resume(from_path, mpath, step, logged_at, &err)) goto fail;
+    if (rank0 && eval_metrics_resume(from_path, mpath, step, maec_trainer_records_at(tr, step), &err)) goto fail;
     metrics = fopen(rank0 ? mpath : "/dev/null", "a");
     if (!metrics) {
         maec_fail(&err, MAEC_EIO, "cannot write %s: %s", mpath, strerror(errno));

@@ -697,17 +697,28 @@ static int stop_requested(maec_trainer *t)
     return f > 0;
 }
 
+/* optimizer steps per epoch, and in the schedule */
+static int64_t steps_per_epoch(const maec_trainer *t) { return t->o.batches_per_epoch / t->o.accum_iter; }
+static int64_t schedule_steps(const maec_trainer *t) { return (int64_t)t->o.epochs * steps_per_epoch(t); }
+
+int64_t maec_trainer_total_steps(const maec_trainer *t)
+{
+    int64_t total = schedule_steps(t);
+    return t->o.max_steps > 0 && t->o.max_steps < total ? t->o.max_steps : total;
+}
+
+int maec_trainer_records_at(const maec_trainer *t, int64_t s)
+{
+    return s % t->o.log_every == 0 || s % steps_per_epoch(t) == 0 || s == schedule_steps(t);
+}
+
 int maec_trainer_run(maec_trainer *t, maec_error *err)
 {
     const maec_train_opts *o = &t->o;
-    const int64_t bpe = o->batches_per_epoch, spe = bpe / o->accum_iter; /* optimizer steps per epoch */
-    const int64_t sched_total = (int64_t)o->epochs * spe;
-    int64_t total = sched_total;
-    if (o->max_steps > 0 && o->max_steps < total) total = o->max_steps;
+    const int64_t bpe = o->batches_per_epoch, spe = steps_per_epoch(t);
+    const int64_t sched_total = schedule_steps(t), total = maec_trainer_total_steps(t);
     int64_t step = t->task->step(t), step0 = step;
-    /* the steps a record is written at by a run that is not stopped: every
-     * log_every steps, at each epoch's end and at the schedule's */
-#define LOGGED_AT(s) ((s) % o->log_every == 0 || (s) % spe == 0 || (s) == sched_total)
+#define LOGGED_AT(s) maec_trainer_records_at(t, (s))
     /* fault injection for tests/fault_nan.sh: MAEC_FAULT_NAN_AT_STEP=N makes
      * the loss of optimizer step N (1-based, as logged) a NaN */
     const char *nan_env = getenv("MAEC_FAULT_NAN_AT_STEP");
