@@ -330,22 +330,17 @@ int cmd_finetune(int argc, char **argv)
     maec_comm *comm = cli_comm();
     int rank0 = maec_comm_rank(comm) == 0, world = maec_comm_size(comm);
     if (!rank0) freopen("/dev/null", "w", stdout);
-    if (state) { /* resumed by another number of processes: the batch that keeps a step's images */
-        int was = maec_trainer_resumed_processes(state);
-        if (was != world) {
-            int64_t eff = (int64_t)batch * was;
-            if (eff % world) {
-                cli_error("finetune --resume: the run took batches of %lld images over %d process%s, which %d "
-                          "processes cannot share equally", (long long)eff, was, was == 1 ? "" : "es", world);
-                free(ckpt), free(rdir), free(state), free_args(rargv, rargc);
-                return 2;
-            }
-            batch = (int)(eff / world);
-            for (int k = 0; k < nopts; k++) /* kept in the run state from here on */
-                if (!strcmp(opts[k].name, "batch-size")) opts[k].seen = 1;
-            printf("resuming a run of %d process%s as %d: --batch-size %d each keeps its batches of %lld images "
-                   "(and its learning rate)\n", was, was == 1 ? "" : "es", world, batch, (long long)eff);
+    if (state) {
+        int before = batch;
+        maec_error e = {0};
+        if (eval_resume_batch(state, world, &batch, &e)) {
+            cli_error("finetune --resume: %s", e.msg);
+            free(ckpt), free(rdir), free(state), free_args(rargv, rargc);
+            return 2;
         }
+        if (batch != before) /* kept in the run state from here on */
+            for (int k = 0; k < nopts; k++)
+                if (!strcmp(opts[k].name, "batch-size")) opts[k].seen = 1;
     }
     maec_error err = {0};
     maec_dataset *train = NULL, *test = NULL;

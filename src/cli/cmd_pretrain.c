@@ -198,19 +198,9 @@ int cmd_pretrain(int argc, char **argv)
     maec_comm *comm = cli_comm();
     int rank0 = maec_comm_rank(comm) == 0, world = maec_comm_size(comm);
     if (!rank0) freopen("/dev/null", "w", stdout);
-    if (resume) { /* resumed by another number of processes: the batch that keeps a step's images */
-        int was = maec_trainer_resumed_processes(resume_json);
-        if (was != world) {
-            int64_t eff = (int64_t)rc.batch_size * was;
-            if (eff % world) {
-                maec_fail(&err, MAEC_EINVAL, "--resume: the run took batches of %lld images over %d process%s, "
-                          "which %d processes cannot share equally", (long long)eff, was, was == 1 ? "" : "es", world);
-                goto fail;
-            }
-            rc.batch_size = (int)(eff / world);
-            printf("resuming a run of %d process%s as %d: --batch-size %d each keeps its batches of %lld images "
-                   "(and its learning rate)\n", was, was == 1 ? "" : "es", world, rc.batch_size, (long long)eff);
-        }
+    if (resume && eval_resume_batch(resume_json, world, &rc.batch_size, &err)) {
+        maec_fail(&err, err.code, "--resume: %s", err.msg);
+        goto fail;
     }
     if (rank0 && eval_mkdir_p(rc.output_dir)) {
         maec_fail(&err, MAEC_EIO, "cannot create output folder %s: %s", rc.output_dir, strerror(errno));

@@ -309,3 +309,17 @@ int eval_loader_batch(void *ctx, int64_t epoch, int64_t index, float *images, in
     if ((pos_e != epoch || pos_b != index) && maec_loader_seek(ld, epoch, index, err)) return err->code;
     return maec_loader_next(ld, images, labels, n, err);
 }
+
+int eval_resume_batch(const char *state, int world, int *batch, maec_error *err)
+{
+    int was = maec_trainer_resumed_processes(state);
+    if (was == world) return 0;
+    int64_t eff = (int64_t)*batch * was;
+    if (eff % world)
+        return maec_fail(err, MAEC_EINVAL, "the run took batches of %lld images over %d process%s, which %d "
+                         "processes cannot share equally", (long long)eff, was, was == 1 ? "" : "es", world);
+    *batch = (int)(eff / world);
+    printf("resuming a run of %d process%s as %d: --batch-size %d each keeps its batches of %lld images "
+           "(and its learning rate)\n", was, was == 1 ? "" : "es", world, *batch, (long long)eff);
+    return 0;
+}

@@ -64,4 +64,9 @@ int eval_open_sets(const char *data, const char *eval_path, double val_split, ui
 /* a trainer's batch source (maec_batch_fn) over a loader (ctx): its next
  * batch, after seeking where the trainer asks for another place */
 int eval_loader_batch(void *ctx, int64_t epoch, int64_t index, float *images, int *labels, int *n, maec_error *err);
+/* A run resumed by another number of processes than its checkpoint's
+ * (run state `state`): *batch becomes the batch per process that keeps a
+ * step's images, said in one line; 0, or an error when world processes
+ * cannot share them equally */
+int eval_resume_batch(const char *state, int world, int *batch, maec_error *err);
 #endif
