@@ -35,7 +35,7 @@ void carve_scratch(const maec_backend *be, arena *a, block_scratch *s, int B, in
     s->dqkv = TAKE(a, (size_t)B * Tmax * 3 * Wmax);
     s->dfc = TAKE(a, (size_t)B * Tmax * Hmax);
     s->natt = be->attention_scratch(Tmax);
-    s->att = TAKE(a, s->natt);
+    s->att = s->natt ? TAKE(a, s->natt) : NULL; /* none: no pointer (it could be one past the arena) */
 }
 
 void block_forward_attn(const maec_backend *be, block_acts *a, const vit_block *p, const float *x_in, int B,
