@@ -23,9 +23,10 @@ struct maec_workspace {
     float *enc_norm, *en_m, *en_r;
     float *dec_emb, *dec_in;
     float *dec_norm, *dn_m, *dn_r;
-    float *pred_full, *pred, *target, *mask, *noise, *patches;
+    float *pred_full, *pred, *target, *mask, *patches;
     int *ids_keep, *ids_restore;
-    /* the host's masking, uploaded to noise, mask, ids_keep, ids_restore */
+    /* the host's masking (h_noise stays there), uploaded to mask, ids_keep,
+     * ids_restore */
     float *h_noise, *h_mask;
     int *h_ids_keep, *h_ids_restore;
     float *images; /* a backend copy of the batch (backends without host memory) */
@@ -82,7 +83,6 @@ static void carve(maec_workspace *w, arena *a)
     w->pred = TAKE(a, BL * P);
     w->target = TAKE(a, BL * P);
     w->mask = TAKE(a, BL);
-    w->noise = TAKE(a, BL);
     w->ids_keep = take(a, (size_t)B * w->K, sizeof(int));
     w->ids_restore = take(a, BL, sizeof(int));
     w->dx_enc = TAKE(a, (size_t)B * w->Te * D);
@@ -381,7 +381,6 @@ int maec_forward_backward(maec_model *m, maec_workspace *w, const float *images,
         maec_make_noise(c, B, w->h_noise, rng_state ? rng_state : &local);
     }
     mask_from_noise(w->h_noise, B, w->L, w->K, w->h_ids_keep, w->h_ids_restore, w->h_mask);
-    be->upload(w->noise, w->h_noise, BL * sizeof(float));
     be->upload(w->mask, w->h_mask, BL * sizeof(float));
     be->upload(w->ids_keep, w->h_ids_keep, (size_t)B * w->K * sizeof(int));
     be->upload(w->ids_restore, w->h_ids_restore, BL * sizeof(int));
