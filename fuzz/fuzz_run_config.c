@@ -3,9 +3,10 @@
  * can carry out (sizes and counts in the ranges the flags allow: no zero
  * batch, no zero log interval) and must survive run_cfg_to_json and back
  * unchanged, which is what --config and --resume rely on. The text is also
- * read as a model's "maec_data" normalization (parse_norm_json). */
+ * read as a model's "maec_data" normalization (maec_parse_norm_json). */
 #include "fuzz.h"
 #include "cli/run.h"
+#include "maec_data.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -15,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     js[size] = 0;
     /* the same text as a model's "maec_data" normalization */
     float mean[3], sd[3];
-    if (parse_norm_json(js, 3, mean, sd) == 0)
+    if (maec_parse_norm_json(js, 3, mean, sd) == 0)
         for (int c = 0; c < 3; c++) FUZZ_ASSERT(sd[c] > 0, "std %g accepted", (double)sd[c]);
     run_cfg rc;
     maec_error err = {0};

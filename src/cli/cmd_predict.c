@@ -30,7 +30,7 @@ static int predict_norm(const maec_classifier *c, const char *mean_s, const char
         return 0;
     }
     const char *meta = maec_classifier_get_meta(c, "maec_data");
-    if (meta && parse_norm_json(meta, C, mean, std) == 0) return 0;
+    if (meta && maec_parse_norm_json(meta, C, mean, std) == 0) return 0;
     if (ds && C != 3) { /* no ImageNet statistics for grey images: the data's */
         maec_dataset *tr = NULL;
         maec_error e2 = {0};

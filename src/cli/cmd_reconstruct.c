@@ -66,7 +66,7 @@ int cmd_reconstruct(int argc, char **argv)
         memcpy(mean, im, sizeof im);
         memcpy(std, is, sizeof is);
     }
-    parse_norm_json(maec_model_get_meta(m, "maec_data"), c->in_chans, mean, std);
+    maec_parse_norm_json(maec_model_get_meta(m, "maec_data"), c->in_chans, mean, std);
     if (parse_norm_flags(mean_s, std_s, mean, std)) {
         cli_error("reconstruct: give both --mean and --std, each one number or three separated by commas (std > 0)");
         goto done;

@@ -1,6 +1,5 @@
 #define _POSIX_C_SOURCE 200809L
 #include "run.h"
-#include "maec_data.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -108,8 +107,6 @@ void run_cfg_norm_json(const run_cfg *rc, char *buf, size_t len)
              (double)rc->mean[1], (double)rc->mean[2], (double)rc->std[0], (double)rc->std[1],
              (double)rc->std[2]);
 }
-
-int parse_norm_json(const char *js, int C, float *mean, float *std) { return maec_parse_norm_json(js, C, mean, std); }
 
 /* 0: absent, 1: found (*v set), -1: not a number (err set) */
 static int jnum(const cJSON *o, const char *k, double *v, maec_error *err)

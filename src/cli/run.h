@@ -32,8 +32,6 @@ char *run_cfg_to_json(const run_cfg *rc);
 int run_cfg_from_json(run_cfg *rc, const char *json, maec_error *err);
 /* "{"mean":[...],"std":[...]}" for the model's metadata */
 void run_cfg_norm_json(const run_cfg *rc, char *buf, size_t len);
-/* parse mean/std back from that JSON (C values); 0 if found */
-int parse_norm_json(const char *js, int C, float *mean, float *std);
 /* --mean and --std as given ("0.5" or "0.485,0.456,0.406"): both or
  * neither, std > 0. 0: mean[3], std[3] set (left alone when neither is
  * given); -1: not so. */
