@@ -55,7 +55,10 @@ char *run_cfg_to_json(const run_cfg *rc)
     cJSON_AddItemToObject(o, "model", mo);
     cJSON_AddStringToObject(o, "data_path", rc->data_path);
     if (rc->eval_path[0]) cJSON_AddStringToObject(o, "eval_path", rc->eval_path);
-    if (rc->val_split > 0) NUMF("val_split", rc->val_split);
+    if (rc->val_split > 0) { /* a double: all its digits, so that it reads back the same */
+        snprintf(buf, sizeof buf, "%.17g", rc->val_split);
+        cJSON_AddRawToObject(o, "val_split", buf);
+    }
     if (rc->skip_bad) cJSON_AddBoolToObject(o, "skip_bad_images", 1);
     cJSON_AddStringToObject(o, "output_dir", rc->output_dir);
     cJSON_AddNumberToObject(o, "epochs", rc->epochs);
@@ -118,6 +121,7 @@ static int jnum(const cJSON *o, const char *k, double *v, maec_error *err)
         return -1;
     }
     *v = cJSON_IsBool(x) ? (double)cJSON_IsTrue(x) : x->valuedouble;
+    if (*v == 0) *v = 0; /* -0 reads as 0: a run written back says "0" and must read the same */
     return 1;
 }
 
