@@ -7,7 +7,8 @@
  *   cpu   the fast kernels of src/ops (OpenBLAS/libxsmm, AVX, OpenMP)
  *   guard ref's ops on memory the host cannot touch: a stand-in for a
  *         device, so that CPU-only tests hold the model to the rules below
- *   cuda  (slot left for the CUDA backend)
+ *   cuda  cuBLAS products and CUDA kernels on one GPU (backend/cuda.cu,
+ *         make CUDA=1; opened by maec_set_device)
  *
  * Contracts, for every op:
  * - Pointers are the backend's memory (from alloc). The model never reads or
@@ -41,6 +42,9 @@ typedef struct maec_backend {
     void (*download)(void *host_dst, const void *src, size_t bytes);
     void (*copy)(void *dst, const void *src, size_t bytes);
     void (*zero)(void *p, size_t bytes);
+    /* bytes the device has free now, for an out-of-memory message (NULL:
+     * host memory, not asked) */
+    size_t (*mem_free)(void);
 
     /* ---------------------------------------------------------- linear */
     /* out[M,N] = inp[M,K] @ w[N,K]^T + b[N] (+ res[M,N]); b and res may be
@@ -77,15 +81,15 @@ typedef struct maec_backend {
      * image and head (saved); out[B,T,D] = att @ v laid out as (H, hd). */
     void (*attention_forward)(float *out, float *att, float *qkv, const float *inp, const float *w, const float *b,
                               int B, int T, int D, int H);
-    /* the floats of scratch attention_backward needs for T tokens per image
-     * (fixed when the workspace is made) */
-    size_t (*attention_scratch)(int T);
+    /* the floats of scratch attention_backward needs for up to B images of
+     * T tokens (fixed when the workspace is made) */
+    size_t (*attention_scratch)(int B, int T);
     /* dx[B,T,D]: on entry d(loss)/d(out), on exit d(loss)/d(inp) (written);
      * dw[3D,D] +=, db[3D] += with the key third of db left exactly zero
      * (the key bias shifts a row of scores, which the softmax ignores: its
      * gradient is zero, written so rather than as rounding noise);
      * dqkv[B,T,3D] and scratch (nscratch floats, at least
-     * attention_scratch(T)) are scratch */
+     * attention_scratch(B, T)) are scratch */
     void (*attention_backward)(float *dx, float *dw, float *db, float *dqkv, float *scratch, size_t nscratch,
                                const float *qkv, const float *att, const float *inp, const float *w, int B, int T,
                                int D, int H);
@@ -178,6 +182,8 @@ const maec_backend *maec_backend_ref(void);
 const maec_backend *maec_backend_cpu(void);
 /* ref's ops on memory the host cannot touch (tests: backend/guard.c) */
 const maec_backend *maec_backend_guard(void);
+/* the GPU's, once opened (backend/cuda.h); NULL before, or without CUDA */
+const maec_backend *maec_backend_cuda(void);
 const maec_backend *maec_backend_by_name(const char *name);
 /* the backend models get unless told otherwise: cpu, or MAEC_BACKEND's */
 const maec_backend *maec_backend_default(void);

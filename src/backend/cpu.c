@@ -98,7 +98,11 @@ static void cpu_attention_forward(float *out, float *att, float *qkv, const floa
 }
 
 /* a block of attention scratch per thread, for as many threads as run now */
-static size_t cpu_attention_scratch(int T) { return (size_t)omp_get_max_threads() * attention_scratch_floats(T); }
+static size_t cpu_attention_scratch(int B, int T)
+{
+    (void)B;
+    return (size_t)omp_get_max_threads() * attention_scratch_floats(T);
+}
 
 static void cpu_attention_backward(float *dx, float *dw, float *db, float *dqkv, float *scratch, size_t nscratch,
                                    const float *qkv, const float *att, const float *inp, const float *w, int B,

@@ -220,10 +220,10 @@ static void g_attention_forward(float *out, float *att, float *qkv, const float 
     guard_close();
 }
 
-static size_t g_attention_scratch(int T)
+static size_t g_attention_scratch(int B, int T)
 {
     guard_open();
-    size_t v = ref()->attention_scratch(T);
+    size_t v = ref()->attention_scratch(B, T);
     guard_close();
     return v;
 }

@@ -238,8 +238,9 @@ static void ref_attention_forward(float *out, float *att, float *qkv, const floa
 }
 
 /* ref needs no scratch: its row buffers are T doubles on the stack */
-static size_t ref_attention_scratch(int T)
+static size_t ref_attention_scratch(int B, int T)
 {
+    (void)B;
     (void)T;
     return 0;
 }

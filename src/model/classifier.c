@@ -654,10 +654,11 @@ int maec_clf_workspace_create(const maec_classifier *c, int max_batch, int train
     carve_ws(w, &a);
     w->mem = w->be->alloc(a.used);
     if (!w->mem) {
-        size_t mb = a.used >> 20;
+        char fits[160];
+        activations_oom_hint(w->be, a.used, max_batch, fits, sizeof fits);
         maec_clf_workspace_free(w);
-        return maec_fail(err, MAEC_ENOMEM, "out of memory for activations (%zu MiB at batch %d)", mb,
-                         max_batch);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory for activations (%zu MiB at batch %d%s)", a.used >> 20,
+                         max_batch, fits);
     }
     a.base = w->mem;
     a.used = 0;

@@ -129,9 +129,11 @@ int maec_workspace_create(const maec_model *m, int max_batch, maec_workspace **o
     w->nbytes = a.used;
     w->mem = w->be->alloc(a.used);
     if (!w->mem) {
+        char fits[160];
+        activations_oom_hint(w->be, a.used, max_batch, fits, sizeof fits);
         maec_workspace_free(w);
-        return maec_fail(err, MAEC_ENOMEM, "out of memory for activations (%zu MiB at batch %d)",
-                         a.used >> 20, max_batch);
+        return maec_fail(err, MAEC_ENOMEM, "out of memory for activations (%zu MiB at batch %d%s)", a.used >> 20,
+                         max_batch, fits);
     }
     a.base = w->mem;
     a.used = 0;

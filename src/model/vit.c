@@ -1,5 +1,6 @@
 /* The ViT block (pre-norm attention + MLP), forward and backward, through
  * the backend's ops (backend/backend.h). */
+#include <stdio.h>
 #include <string.h>
 
 #include "vit.h"
@@ -30,11 +31,25 @@ void carve_block(arena *a, block_acts *ba, int B, int T, int D, int H, int Hd)
     ba->x_out = TAKE(a, BT * D);
 }
 
+void activations_oom_hint(const maec_backend *be, size_t bytes, int B, char *buf, size_t n)
+{
+    buf[0] = 0;
+    if (!be->mem_free || !bytes || B < 1) return;
+    size_t fr = be->mem_free();
+    /* bytes per image, and room kept for what else a step allocates */
+    double per = (double)bytes / B;
+    long fits = (long)(0.9 * (double)fr / per);
+    if (fits >= 1)
+        snprintf(buf, n, "; the GPU has %zu MiB free: a batch of about %ld fits", fr >> 20, fits);
+    else
+        snprintf(buf, n, "; the GPU has %zu MiB free: not even one image fits", fr >> 20);
+}
+
 void carve_scratch(const maec_backend *be, arena *a, block_scratch *s, int B, int Tmax, int Wmax, int Hmax)
 {
     s->dqkv = TAKE(a, (size_t)B * Tmax * 3 * Wmax);
     s->dfc = TAKE(a, (size_t)B * Tmax * Hmax);
-    s->natt = be->attention_scratch(Tmax);
+    s->natt = be->attention_scratch(B, Tmax);
     s->att = s->natt ? TAKE(a, s->natt) : NULL; /* none: no pointer (it could be one past the arena) */
 }
 

@@ -31,6 +31,10 @@ typedef struct {
 
 void carve_block(arena *a, block_acts *ba, int B, int T, int D, int H, int Hd);
 void carve_scratch(const maec_backend *be, arena *a, block_scratch *s, int B, int Tmax, int Wmax, int Hmax);
+/* after a workspace of `bytes` at batch B did not fit: on a device that
+ * says what it has free, "; the GPU has N MiB free: a batch of about K
+ * fits" (activations grow with the batch), else "" */
+void activations_oom_hint(const maec_backend *be, size_t bytes, int B, char *buf, size_t n);
 
 /* x_out = x_mid + MLP(LN2(x_mid)), x_mid = x_in + Attn(LN1(x_in)) */
 void block_forward(const maec_backend *be, block_acts *a, const vit_block *p, const float *x_in, int B, int T, int D,
