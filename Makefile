@@ -19,9 +19,29 @@ ifeq ($(MPI),1)
 CC = mpicc
 CFLAGS += -DMAEC_MPI
 endif
+# make CUDA=1: the cuda backend too (--device cuda), with the CUDA toolkit
+# under CUDA_HOME: sm_90 code (H100/H200) and compute_80 PTX, which the
+# driver compiles for any newer GPU (A100, L4, ...). Not switched on by
+# itself where nvcc is: a plain build needs no toolkit at run time.
+CUDA_HOME ?= /usr/local/cuda
+NVCC ?= $(CUDA_HOME)/bin/nvcc
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
+NVCCFLAGS ?= -O3 -lineinfo
+ifeq ($(CUDA),1)
+CFLAGS += -DMAEC_CUDA
+LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++
+CUDA_OBJ := $(BUILD)/src/backend/cuda.o
+endif
+# make CUDA=emu: the same backend source on the CPU (tests/cuda_emu/cuda_emu.h:
+# kernels as coroutines, cuBLAS as CBLAS), to test it where no GPU is
+ifeq ($(CUDA),emu)
+CFLAGS += -DMAEC_CUDA
+LDLIBS += -lstdc++
+CUDA_OBJ := $(BUILD)/src/backend/cuda_emu.o
+endif
 CLI_SRC := $(wildcard src/cli/*.c)
 TEST_SRC := $(wildcard tests/test_*.c)
-LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o)
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/%.o) $(CUDA_OBJ)
 CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
@@ -30,6 +50,16 @@ all: $(BUILD)/libmaec.a $(BUILD)/libmaec.so $(BUILD)/maec $(TEST_BIN)
 $(BUILD)/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu src/backend/backend.h src/backend/cuda.h
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) $(CUDA_ARCH) -std=c++17 -Xcompiler -fPIC,-Wall -Iinclude -Isrc -DMAEC_CUDA -c $< -o $@
+
+CXX ?= g++
+$(BUILD)/src/backend/cuda_emu.o: src/backend/cuda.cu tests/cuda_emu/cuda_emu.h src/backend/backend.h src/backend/cuda.h
+	@mkdir -p $(dir $@)
+	$(CXX) -O1 -g -std=c++17 -fPIC -Wall -Wno-unused-function -x c++ -DMAEC_CUDA -DMAEC_CUDA_EMU -Iinclude -Isrc \
+	    -Itests/cuda_emu -c $< -o $@
 
 $(BUILD)/libmaec.a: $(LIB_OBJ)
 	@rm -f $@
@@ -88,8 +118,8 @@ demo: build/maec
 .PHONY: demo
 
 # the benchmark programs: build/bench_step, build/gemm_shapes, build/ab_step
-build/%: bench/%.c bench/bench_util.h build/libmaec.a
-	$(CC) $(CFLAGS) -o $@ $< build/libmaec.a $(LDLIBS)
+$(BUILD)/%: bench/%.c bench/bench_util.h $(BUILD)/libmaec.a
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libmaec.a $(LDLIBS)
 
 # ours against PyTorch (needs python3-torch): bash bench/run.sh
 bench: build/bench_step build/gemm_shapes build/ab_step

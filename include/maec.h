@@ -244,6 +244,21 @@ int maec_get_threads(void);
 int maec_set_backend(const char *name, maec_error *err);
 const char *maec_backend_name(void);
 
+/* The device models and classifiers created from now on compute on: "cpu"
+ * (the cpu backend), "cuda" (GPU 0) or "cuda:N" (a build with CUDA: make
+ * CUDA=1). tf32: the GPU's products in TF32 (faster, about 10 bits of
+ * mantissa) rather than fp32; ignored on the CPU. One GPU per process; the
+ * environment variable MAEC_DEVICE gives the command's default. Returns 0,
+ * or MAEC_EINVAL with one line: no CUDA in this build, no GPU, a driver too
+ * old, no such device. A checkpoint written on one device loads on any. */
+int maec_set_device(const char *device, int tf32, maec_error *err);
+/* What the current device is, in words (the GPU's name, driver and
+ * runtime; "cpu"); writes at most n bytes. */
+void maec_device_describe(char *buf, size_t n);
+/* Device memory of this process's models and workspaces in use now and at
+ * the most, in bytes (0 and 0 on the CPU). */
+void maec_device_memory(size_t *now, size_t *peak);
+
 /* The kernels OpenBLAS runs on ("SkylakeX", "Haswell", "Prescott", ...).
  * OpenBLAS picks them from the CPU's model when it is loaded, and a CPU
  * newer than the OpenBLAS build gets its generic SSE3 kernels ("Prescott"),

@@ -45,6 +45,9 @@ static int same_name(const char *a, const char *b, size_t blen)
     return a[i] == 0 && i == blen;
 }
 
+static int model_command;
+void cli_set_model_command(int on) { model_command = on; }
+
 static void print_usage(const char *cmd, const char *usage, const cli_opt *opts, int nopts)
 {
     printf("usage: maec %s %s\n\noptions:\n", cmd, usage);
@@ -54,6 +57,12 @@ static void print_usage(const char *cmd, const char *usage, const cli_opt *opts,
         printf("  --%s%s%*s%s\n", opts[i].name, arg,
                (int)(28 - strlen(opts[i].name) - strlen(arg)) > 1 ? (int)(28 - strlen(opts[i].name) - strlen(arg)) : 1, "",
                opts[i].help);
+    }
+    if (model_command) {
+        printf("  --%s%*s%s\n", "device S", 28 - 8, "",
+               "cpu (default; MAEC_DEVICE), cuda or cuda:N (a build with CUDA: make CUDA=1)");
+        printf("  --%s%*s%s\n", "tf32", 28 - 4, "",
+               "on the GPU, products in TF32: faster, about 3 decimal digits (MAEC_TF32=1)");
     }
 }
 

@@ -26,6 +26,9 @@ int cli_parse(const char *cmd, const char *usage, int argc, char **argv, cli_opt
  * --help or -h is there. */
 const char *cli_find(int argc, char **argv, const char *name);
 int cli_wants_help(int argc, char **argv);
+/* the command runs a model: its --help lists --device and --tf32 (taken
+ * out of argv by main before the command parses it) */
+void cli_set_model_command(int on);
 /* print "maec: error: ..." */
 void cli_error(const char *fmt, ...);
 int cli_fail(const maec_error *err);

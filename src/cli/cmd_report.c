@@ -63,7 +63,9 @@ void cli_report_session(const char *dir, const char *command, int fresh)
     cJSON_AddStringToObject(s, "command", command);
     cJSON_AddStringToObject(s, "started", when);
     cJSON_AddStringToObject(s, "version", MAEC_VERSION);
-    cJSON_AddStringToObject(s, "device", "CPU");
+    char dev[256];
+    maec_device_describe(dev, sizeof dev);
+    cJSON_AddStringToObject(s, "device", strcmp(dev, "cpu") ? dev : "CPU");
     cJSON_AddStringToObject(s, "cpu", cpu);
     cJSON_AddNumberToObject(s, "threads", omp_get_max_threads());
     cJSON_AddStringToObject(s, "blas", blas);

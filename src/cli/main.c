@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cuda.h"
 #include "cli.h"
 
 typedef struct {
@@ -37,6 +38,63 @@ static void usage(FILE *f)
 static maec_comm *g_comm;
 maec_comm *cli_comm(void) { return g_comm; }
 
+/* the commands that run a model: they take --device and --tf32 */
+static int runs_model(const char *cmd)
+{
+    static const char *const names[] = {"pretrain", "finetune", "linprobe", "knn",
+                                        "embed",    "reconstruct", "predict", "grad"};
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(cmd, names[i])) return 1;
+    return 0;
+}
+
+/* --device S (--device=S) and --tf32 taken out of argv (after the command
+ * name): the device is chosen before the command makes or loads any model.
+ * 0, or -1 (said) for a --device without its value. */
+static int take_device_flags(int *argc, char **argv, const char **device, int *tf32)
+{
+    for (int i = 2; i < *argc; i++) {
+        int take = 0;
+        if (!strcmp(argv[i], "--device")) {
+            if (i + 1 >= *argc) {
+                cli_error("--device needs a value: cpu, cuda or cuda:N");
+                return -1;
+            }
+            *device = argv[i + 1];
+            take = 2;
+        } else if (!strncmp(argv[i], "--device=", 9)) {
+            *device = argv[i] + 9;
+            take = 1;
+        } else if (!strcmp(argv[i], "--tf32")) {
+            *tf32 = 1;
+            take = 1;
+        } else if (!strcmp(argv[i], "--")) {
+            break;
+        }
+        if (take) {
+            memmove(argv + i, argv + i + take, (size_t)(*argc - i - take + 1) * sizeof *argv); /* with argv's NULL */
+            *argc -= take;
+            i--;
+        }
+    }
+    return 0;
+}
+
+/* "cuda" under mpirun: the GPU of this process's local rank (one per rank) */
+static const char *rank_device(const char *device, char *buf, size_t n)
+{
+    if (!device || strcmp(device, "cuda") || maec_comm_size(g_comm) < 2) return device;
+    const char *vars[] = {"OMPI_COMM_WORLD_LOCAL_RANK", "SLURM_LOCALID", "MPI_LOCALRANKID", "LOCAL_RANK"};
+    for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && *v) {
+            snprintf(buf, n, "cuda:%d", atoi(v));
+            return buf;
+        }
+    }
+    return device;
+}
+
 int main(int argc, char **argv)
 {
     maec_blas_reexec(argv); /* OpenBLAS's fitting kernels where it does not know the CPU */
@@ -55,6 +113,12 @@ int main(int argc, char **argv)
         const char *ct = getenv("OPENBLAS_CORETYPE");
         printf("maec %s\nOpenBLAS kernels: %s", MAEC_VERSION, maec_blas_core());
         if (ct) printf(" (OPENBLAS_CORETYPE=%s)", ct);
+#ifdef MAEC_CUDA
+        printf(maec_cuda_emulated() ? "\nGPU: CUDA emulated on the CPU (make CUDA=emu: for tests, slow)"
+                                    : "\nGPU: CUDA (--device cuda)");
+#else
+        printf("\nGPU: no (make CUDA=1 builds it)");
+#endif
 #ifdef MAEC_MPI
         printf("\ndata parallel: MPI (mpirun -np N maec ...)");
 #else
@@ -75,6 +139,22 @@ int main(int argc, char **argv)
             if (maec_comm_init(&argc, &argv, &g_comm, &err)) {
                 cli_error("%s", err.msg);
                 return 1;
+            }
+            if (runs_model(commands[i].name)) {
+                const char *device = getenv("MAEC_DEVICE");
+                const char *t = getenv("MAEC_TF32");
+                int tf32 = t && *t && strcmp(t, "0");
+                char buf[32];
+                cli_set_model_command(1);
+                if (take_device_flags(&argc, argv, &device, &tf32)) {
+                    maec_comm_finalize(g_comm);
+                    return 2;
+                }
+                if (device && *device && maec_set_device(rank_device(device, buf, sizeof buf), tf32, &err)) {
+                    cli_error("%s", err.msg);
+                    maec_comm_finalize(g_comm);
+                    return 2;
+                }
             }
             int rc;
             if (maec_comm_size(g_comm) > 1 && strcmp(commands[i].name, "pretrain") &&
