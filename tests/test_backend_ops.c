@@ -19,6 +19,7 @@
 #include <time.h>
 
 #include "backend/backend.h"
+#include "backend/cuda.h"
 #include "test.h"
 #include "util.h"
 
@@ -55,8 +56,17 @@ static double now(void)
     do {                                                                  \
         double t0_ = now();                                               \
         call;                                                             \
+        wait_backend(r);                                                  \
         (r)->secs += now() - t0_;                                         \
     } while (0)
+
+/* a device's ops are queued: a download waits for them, so that --perf
+ * times the work and not its launch */
+static void wait_backend(run *r)
+{
+    float t;
+    if (!r->be->host_shared && r->nbufs) r->be->download(&t, r->bufs[0], sizeof t);
+}
 
 static void *balloc(run *r, size_t bytes)
 {
@@ -337,7 +347,7 @@ static void op_attention_backward(run *r, const int *d)
     r->be->attention_forward(out, att, qkv, inp, w, b, B, T, D, H);
     float *dx = rnd(r, M * D, -1, 1), *dw = rnd(r, (size_t)3 * D * D, -1, 1), *db = rnd(r, 3 * D, -1, 1);
     float *dqkv = zeros(r, M * 3 * D);
-    size_t ns = r->be->attention_scratch(T);
+    size_t ns = r->be->attention_scratch(B, T);
     float *scratch = zeros(r, ns);
     TIMED(r, r->be->attention_backward(dx, dw, db, dqkv, scratch, ns, qkv, att, inp, w, B, T, D, H));
     output(r, "dx", dx, M * D);
@@ -657,10 +667,23 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    const maec_backend *all[] = {maec_backend_cpu()};
-    int nb = (int)(sizeof all / sizeof all[0]);
+    const maec_backend *all[2] = {maec_backend_cpu()};
+    int nb = 1;
+#ifdef MAEC_CUDA
+    { /* the GPU's, where there is one: the build has CUDA, the machine may not */
+        char msg[256];
+        if (maec_cuda_open(0, 0, msg, sizeof msg) == 0) {
+            char what[256];
+            maec_cuda_describe(what, sizeof what);
+            printf("cuda: %s\n", what);
+            all[nb++] = maec_backend_cuda();
+        } else {
+            printf("cuda: GPU tests skipped: %s\n", msg);
+        }
+    }
+#endif
     if (backend && !maec_backend_by_name(backend)) {
-        fprintf(stderr, "test_backend_ops: no backend '%s' in this build\n", backend);
+        fprintf(stderr, "test_backend_ops: no backend '%s' in this build (or no GPU for it)\n", backend);
         return 2;
     }
     printf("%s every op against ref%s\n", perf ? "timing" : "checking", perf ? " (best of 3, the op's calls alone)" : "");

@@ -220,8 +220,8 @@ int main(int argc, char **argv)
         rc = maec_model_load(test_path("enc.safetensors"), NULL, &e, &err);
         CHECK(rc != 0 && strstr(err.msg, "--heads"), "heads not in the file: '%s'", err.msg);
         char cmd[1024];
-        snprintf(cmd, sizeof cmd, "./build/maec grad --heads 2 --model %s --images %s --noise %s --out %s 2>%s",
-                 test_path("enc.safetensors"), test_path("x.npy"), test_path("n.npy"), test_path("out.safetensors"), test_path("err.txt"));
+        snprintf(cmd, sizeof cmd, "%s grad --heads 2 --model %s --images %s --noise %s --out %s 2>%s",
+                 test_maec_bin(), test_path("enc.safetensors"), test_path("x.npy"), test_path("n.npy"), test_path("out.safetensors"), test_path("err.txt"));
         unlink(test_path("out.safetensors"));
         rc = system(cmd);
         CHECK(WIFEXITED(rc) && WEXITSTATUS(rc) == 1 && !exists(test_path("out.safetensors")), "grad on an encoder-only file");

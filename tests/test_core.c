@@ -417,9 +417,9 @@ static void test_grad_command_on(const char *cs, const char *model, const char *
     int fd = mkstemp(out);
     if (fd >= 0) close(fd);
     snprintf(cmd, sizeof cmd,
-             "./build/maec grad --model %s/%s/%s --images %s/%s/images.npy "
+             "%s grad --model %s/%s/%s --images %s/%s/images.npy "
              "--noise %s/%s/noise.npy --out %s %s > /dev/null",
-             FIX, cs, model, FIX, cs, FIX, cs, out, flags);
+             test_maec_bin(), FIX, cs, model, FIX, cs, FIX, cs, out, flags);
     CHECK(system(cmd) == 0, "%s: maec grad failed", cs);
     st_file ours, ref;
     maec_error err;
