@@ -89,6 +89,12 @@ int main(int argc, char **argv)
     }
     maec_config c;
     maec_error err;
+    /* MAEC_DEVICE=cuda[:N] (MAEC_TF32=1): the step on the GPU (bench/gpu.sh) */
+    const char *dev = getenv("MAEC_DEVICE"), *tf32 = getenv("MAEC_TF32");
+    if (dev && *dev && maec_set_device(dev, tf32 && *tf32 && strcmp(tf32, "0"), &err)) {
+        fprintf(stderr, "%s\n", err.msg);
+        return 2;
+    }
     if (maec_preset(argv[2], &c, &err)) {
         fprintf(stderr, "%s\n", err.msg);
         return 2;
@@ -110,8 +116,14 @@ int main(int argc, char **argv)
     struct rusage ru;
     getrusage(RUSAGE_SELF, &ru);
     double ips = steps * B / dt;
-    printf("{\"images_per_s\": %.2f, \"gflops\": %.1f, \"peak_mib\": %.0f, \"loss\": %.4f}\n", ips,
+    size_t dev_now, dev_peak;
+    maec_device_memory(&dev_now, &dev_peak);
+    printf("{\"images_per_s\": %.2f, \"gflops\": %.1f, \"peak_mib\": %.0f, \"loss\": %.4f", ips,
            ips * step_flops(&c) / 1e9, ru.ru_maxrss / 1024.0, (double)bm.loss);
+    if (dev_peak) printf(", \"device_peak_mib\": %.0f", dev_peak / 1048576.0);
+    char what[256];
+    maec_device_describe(what, sizeof what);
+    printf(", \"device\": \"%s\"}\n", what);
     bench_model_close(&bm);
     return 0;
 }

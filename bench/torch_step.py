@@ -1,7 +1,19 @@
 """The same MAE pretraining step in PyTorch (the official architecture,
-written compactly with torch.nn), timed: the PyTorch side of bench/run.sh.
+written compactly with torch.nn), timed: the PyTorch side of bench/run.sh
+(CPU) and bench/gpu.sh (GPU).
 
-    /usr/bin/python3 bench/torch_step.py PRESET BATCH STEPS
+    /usr/bin/python3 bench/torch_step.py PRESET BATCH STEPS [DEVICE [PRECISION]]
+
+DEVICE is cpu (the default) or cuda; PRECISION is fp32 (the default) or tf32,
+which lets cuBLAS and cuDNN use TF32 for float32 matrix products and
+convolutions (both switches are set either way, as cuDNN's defaults to on;
+on the CPU PRECISION changes nothing). Prints one JSON line: images/s over
+STEPS timed steps after the warm-up ones (1 on the CPU, 2 on the GPU), the
+process's peak resident memory (peak_mib), the last loss and the thread
+count; given a DEVICE, also "device" and "precision", and on cuda the GPU
+memory PyTorch allocated at the process's peak, weights and optimizer state
+included (device_peak_mib). Exit status 2 for bad arguments or cuda asked
+for where PyTorch sees no GPU.
 """
 import json
 import math
@@ -18,7 +30,11 @@ PRESETS = {  # img, chans, patch, D, depth, heads, D', dec depth, dec heads
     "cifar-tiny": (32, 3, 4, 192, 12, 3, 128, 4, 4),
     "vit-base-16": (224, 3, 16, 768, 12, 12, 512, 8, 16),
     "fmnist-mini": (28, 1, 4, 128, 6, 4, 96, 2, 4),
+    "vit-large-16": (224, 3, 16, 1024, 24, 16, 512, 8, 16),
 }
+DEVICES = ("cpu", "cuda")
+PRECISIONS = ("fp32", "tf32")
+WARMUP = {"cpu": 1, "cuda": 2}  # untimed steps before the clock starts
 
 
 class Block(nn.Module):
@@ -62,11 +78,11 @@ class MAE(nn.Module):
         x = self.patch_embed(imgs).flatten(2).transpose(1, 2) + self.pos_embed[:, 1:]
         B, L, D = x.shape
         keep = int(L * (1 - ratio))
-        noise = torch.rand(B, L)
+        noise = torch.rand(B, L, device=imgs.device)
         ids_shuffle = torch.argsort(noise, dim=1)
         ids_restore = torch.argsort(ids_shuffle, dim=1)
         x = torch.gather(x, 1, ids_shuffle[:, :keep, None].expand(-1, -1, D))
-        mask = torch.ones(B, L)
+        mask = torch.ones(B, L, device=imgs.device)
         mask[:, :keep] = 0
         mask = torch.gather(mask, 1, ids_restore)
         x = torch.cat([(self.cls_token + self.pos_embed[:, :1]).expand(B, -1, -1), x], 1)
@@ -89,29 +105,76 @@ class MAE(nn.Module):
         return (loss * mask).sum() / mask.sum()
 
 
+def usage(msg):
+    print(f"torch_step.py: {msg}\nusage: torch_step.py PRESET BATCH STEPS [cpu|cuda [fp32|tf32]]"
+          f" (presets: {' '.join(PRESETS)})", file=sys.stderr)
+    sys.exit(2)
+
+
 def main():
-    preset, B, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+    if not 4 <= len(sys.argv) <= 6:
+        usage("expected 3 to 5 arguments")
+    preset, B, steps = sys.argv[1], sys.argv[2], sys.argv[3]
+    device = sys.argv[4] if len(sys.argv) > 4 else "cpu"
+    precision = sys.argv[5] if len(sys.argv) > 5 else "fp32"
+    if preset not in PRESETS:
+        usage(f"unknown preset {preset!r}")
+    try:
+        B, steps = int(B), int(steps)
+    except ValueError:
+        usage("BATCH and STEPS must be integers")
+    if B < 1 or steps < 1:
+        usage("BATCH and STEPS must be at least 1")
+    if device not in DEVICES:
+        usage(f"unknown device {device!r}")
+    if precision not in PRECISIONS:
+        usage(f"unknown precision {precision!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        print("torch_step.py: cuda asked for but torch.cuda.is_available() is false", file=sys.stderr)
+        sys.exit(2)
+    # Set both ways: cuDNN's TF32 switch defaults to on, cuBLAS's to off.
+    tf32 = precision == "tf32"
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
+    dev = torch.device(device)
     img, c, *rest = PRESETS[preset]
-    torch.manual_seed(0)
-    model = MAE(img, c, *rest)
+    torch.manual_seed(0)  # seeds the GPU's generators too
+    model = MAE(img, c, *rest).to(dev)
     decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim > 1]
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
                              {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, betas=(0.9, 0.95))
-    x = torch.randn(B, c, img, img)
+    x = torch.randn(B, c, img, img, device=dev)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    warmup = WARMUP[device]
     t0 = 0
-    for s in range(steps + 1):
-        if s == 1:
+    for s in range(warmup + steps):
+        if s == warmup:  # the warm-up steps' GPU work finishes before the clock starts
+            sync()
             t0 = time.perf_counter()
         opt.zero_grad()
         loss = model(x)
         loss.backward()
         opt.step()
+    sync()
     dt = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"images_per_s": round(steps * B / dt, 2), "peak_mib": round(peak),
-                      "loss": round(loss.item(), 4), "threads": torch.get_num_threads()}))
+    out = {"images_per_s": round(steps * B / dt, 2), "peak_mib": round(peak),
+           "loss": round(loss.item(), 4), "threads": torch.get_num_threads()}
+    if len(sys.argv) > 4:  # the three-argument form's output stays as bench/run.sh knows it
+        out["device"] = torch.cuda.get_device_name(dev) if device == "cuda" else "cpu"
+        out["precision"] = precision
+    if device == "cuda":  # no reset of the peak: weights and optimizer state count
+        out["device_peak_mib"] = round(torch.cuda.max_memory_allocated(dev) / 2**20)
+    print(json.dumps(out))
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except RuntimeError as e:  # torch.cuda.OutOfMemoryError is one
+        if "out of memory" not in str(e):
+            raise
+        # one line, the last on stderr, for bench/gpu.sh to record
+        print(f"torch_step.py: {' '.join(sys.argv[1:])}: {str(e).splitlines()[0]}", file=sys.stderr)
+        sys.exit(1)
