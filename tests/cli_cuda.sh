@@ -25,6 +25,9 @@ if ! $MAEC --version | grep -q "GPU: CUDA"; then
     [ "$fail" -eq 0 ]; exit
 fi
 out=$($MAEC knn --device cuda --help 2>&1); rc=$?
+if [ $rc -ne 0 ] && [ -n "${MAEC_REQUIRE_GPU:-}" ]; then
+    bad "MAEC_REQUIRE_GPU: no GPU to run on: $out"; echo "$pass passed, $fail failed"; exit 1
+fi
 if [ $rc -ne 0 ]; then
     check '[ $rc -eq 2 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "no CUDA GPU\|driver"' \
         "--device cuda without a GPU: exit $rc, $out"

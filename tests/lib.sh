@@ -1,7 +1,7 @@
 # What the CLI and fault test scripts share; each sources it after changing
 # to the repository root. MAEC_BUILD names the build folder (default build).
 MAEC=./${MAEC_BUILD:-build}/maec
-DATA=/usr/share/datasets/fashion-mnist
+DATA=${MAEC_DATA:-/usr/share/datasets/fashion-mnist}
 pass=0; fail=0
 ok()  { pass=$((pass+1)); }
 bad() { fail=$((fail+1)); echo "FAIL: $*"; }
