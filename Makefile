@@ -20,13 +20,19 @@ CC = mpicc
 CFLAGS += -DMAEC_MPI
 endif
 # make CUDA=1: the cuda backend too (--device cuda), with the CUDA toolkit
-# under CUDA_HOME: sm_90 code (H100/H200) and compute_80 PTX, which the
-# driver compiles for any newer GPU (A100, L4, ...). Not switched on by
+# under CUDA_HOME: sm_90 code (H100/H200), sm_80 (A100) and compute_80
+# PTX, which the driver compiles for other newer GPUs (L4, ...). Not switched on by
 # itself where nvcc is: a plain build needs no toolkit at run time.
 CUDA_HOME ?= /usr/local/cuda
 NVCC ?= $(CUDA_HOME)/bin/nvcc
-CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80
+CUDA_ARCH ?= -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=sm_80 \
+    -gencode arch=compute_80,code=compute_80
 NVCCFLAGS ?= -O3 -lineinfo
+# MPI=1 CUDA=1: gradients summed on the GPUs with NCCL (the toolkit's)
+ifeq ($(MPI)$(CUDA),11)
+CFLAGS += -DMAEC_NCCL -I$(CUDA_HOME)/include
+LDLIBS += -lnccl
+endif
 ifeq ($(CUDA),1)
 CFLAGS += -DMAEC_CUDA
 LDLIBS += -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcublas -lcudart -lstdc++

@@ -151,6 +151,11 @@ int main(int argc, char **argv)
                     return 2;
                 }
                 if (device && *device && maec_set_device(rank_device(device, buf, sizeof buf), tf32, &err)) {
+                    if (maec_comm_size(g_comm) > 1) { /* the others would wait for this one forever */
+                        cli_error("rank %d of %d: %s", maec_comm_rank(g_comm), maec_comm_size(g_comm), err.msg);
+                        fflush(stderr);
+                        maec_comm_abort(g_comm, 2);
+                    }
                     cli_error("%s", err.msg);
                     maec_comm_finalize(g_comm);
                     return 2;

@@ -12,6 +12,12 @@
 #ifdef MAEC_MPI
 #include <mpi.h>
 #endif
+#include "backend/backend.h"
+#ifdef MAEC_NCCL
+#include <nccl.h>
+
+#include "backend/cuda.h"
+#endif
 
 #define MAX_PENDING 512
 
@@ -21,6 +27,9 @@ struct maec_comm {
 #ifdef MAEC_MPI
     MPI_Request pending[MAX_PENDING];
     int npending;
+#endif
+#ifdef MAEC_NCCL
+    ncclComm_t nccl; /* made at the first all-reduce of GPU memory */
 #endif
 };
 
@@ -55,6 +64,9 @@ int maec_comm_init(int *argc, char ***argv, maec_comm **out, maec_error *err)
 void maec_comm_finalize(maec_comm *c)
 {
     if (!c) return;
+#ifdef MAEC_NCCL
+    if (c->nccl) ncclCommDestroy(c->nccl);
+#endif
 #ifdef MAEC_MPI
     if (c->mpi) MPI_Finalize();
 #endif
@@ -155,4 +167,62 @@ int comm_waitall(maec_comm *c, maec_error *err)
     (void)c, (void)err;
     return 0;
 #endif
+}
+
+#ifdef MAEC_NCCL
+/* the NCCL communicator of the processes, made once (every process at the
+ * same all-reduce): rank 0's id goes to all over MPI */
+static int nccl_ready(maec_comm *c, maec_error *err)
+{
+    if (c->nccl) return 0;
+    ncclUniqueId id;
+    ncclResult_t r = ncclSuccess;
+    if (c->rank == 0) r = ncclGetUniqueId(&id);
+    int ok = r == ncclSuccess, all = 0;
+    MPI_Allreduce(&ok, &all, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+    if (!all) return maec_fail(err, MAEC_EIO, "NCCL: no id: %s", ncclGetErrorString(r));
+    MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+    if ((r = ncclCommInitRank(&c->nccl, c->size, id, c->rank)) != ncclSuccess) {
+        c->nccl = NULL;
+        return maec_fail(err, MAEC_EIO, "NCCL could not start on rank %d: %s (one GPU per process: NCCL refuses "
+                         "two ranks on one GPU)", c->rank, ncclGetErrorString(r));
+    }
+    return 0;
+}
+#endif
+
+static int uses_nccl(const maec_backend *be)
+{
+#ifdef MAEC_NCCL
+    return be == maec_backend_cuda() && !maec_cuda_emulated();
+#else
+    (void)be;
+    return 0;
+#endif
+}
+
+const char *comm_backend_transport(const maec_backend *be)
+{
+    return be->host_shared ? "MPI" : uses_nccl(be) ? "NCCL" : "MPI through the host";
+}
+
+int comm_allreduce_backend(maec_comm *c, const maec_backend *be, float *buf, size_t n, float scale, float *host,
+                           maec_error *err)
+{
+    if (!c || c->size <= 1 || n == 0) return 0;
+#ifdef MAEC_NCCL
+    if (uses_nccl(be)) {
+        if (nccl_ready(c, err)) return err->code;
+        ncclResult_t r = ncclAllReduce(buf, buf, n, ncclFloat, ncclSum, c->nccl, (cudaStream_t)maec_cuda_stream());
+        if (r != ncclSuccess) return maec_fail(err, MAEC_EIO, "NCCL all-reduce failed: %s", ncclGetErrorString(r));
+        be->scale(buf, n, scale); /* queued after the sum on the same stream */
+        return 0;
+    }
+#endif
+    be->download(host, buf, n * sizeof(float));
+    int r = maec_comm_allreduce_sum(c, host, n, err);
+    if (r) return r;
+    for (size_t i = 0; i < n; i++) host[i] *= scale;
+    be->upload(buf, host, n * sizeof(float));
+    return 0;
 }

@@ -13,4 +13,14 @@
 int comm_iallreduce_sum(maec_comm *c, float *buf, size_t n, maec_error *err);
 void comm_progress(maec_comm *c);
 int comm_waitall(maec_comm *c, maec_error *err);
+/* buf[n] in backend memory summed over the processes and multiplied by
+ * scale, in place: with NCCL on the GPU's own stream (a build with MPI=1
+ * CUDA=1; its communicator made at the first call, from an id rank 0 sends
+ * over MPI), else through host[n] (the caller's buffer): download, MPI
+ * all-reduce, scale, upload. Every process calls it alike. */
+struct maec_backend;
+int comm_allreduce_backend(maec_comm *c, const struct maec_backend *be, float *buf, size_t n, float scale,
+                           float *host, maec_error *err);
+/* "NCCL" or "MPI through the host": what comm_allreduce_backend uses for be */
+const char *comm_backend_transport(const struct maec_backend *be);
 #endif

@@ -250,6 +250,7 @@ float *maec_model_adam_v(maec_model *m)
 }
 float *maec_model_grads_dev(maec_model *m) { return m->dgrads; }
 int maec_model_host_shared(const maec_model *m) { return m->be->host_shared; }
+const maec_backend *maec_model_backend(const maec_model *m) { return m->be; }
 
 void maec_model_sync(maec_model *m)
 {

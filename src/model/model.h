@@ -109,6 +109,7 @@ void mae_ws_set_grad_hook(maec_workspace *w, void (*fn)(void *ctx, float *g, siz
 /* the gradients on the backend, and whether that is the host's memory */
 float *maec_model_grads_dev(maec_model *m);
 int maec_model_host_shared(const maec_model *m);
+const maec_backend *maec_model_backend(const maec_model *m);
 /* whether the last pass ran the last block on the masked rows alone */
 int mae_ws_used_rows(const maec_workspace *w);
 /* masking: ids_keep [B,K], ids_restore [B,L], mask [B,L] from noise [B,L] */

@@ -17,6 +17,7 @@
 
 #include "dist/comm.h"
 #include "maec.h"
+#include "model/classifier.h"
 #include "model/model.h"
 #include "util.h"
 
@@ -36,6 +37,9 @@ struct task {
      * changed them (data parallel: their sum over the processes) */
     float *(*grads)(maec_trainer *t, size_t *n);
     void (*sync)(maec_trainer *t);
+    /* the gradients in the backend's memory (*n floats), and that backend
+     * (NULL: none; data parallel on a device: summed there) */
+    float *(*grads_dev)(maec_trainer *t, size_t *n, const maec_backend **be);
 };
 
 struct maec_trainer {
@@ -65,6 +69,7 @@ struct maec_trainer {
      * MAE on a host-memory backend; MAEC_ALLREDUCE=whole: one all-reduce
      * after it): the ranges started, as offsets into the gradients */
     int buckets;
+    float *stage; /* data parallel on a device without NCCL: the gradients on their way through the host */
     size_t (*ranges)[2];
     int nranges, capranges;
     maec_error bucket_err;
@@ -344,7 +349,14 @@ static float *mae_grads(maec_trainer *t, size_t *n)
     return maec_model_grads(t->m);
 }
 static void mae_sync(maec_trainer *t) { maec_model_sync(t->m); }
-static const task mae_task = {mae_micro, mae_zero_grad, mae_update, mae_step, mae_save, mae_grads, mae_sync};
+static float *mae_grads_dev(maec_trainer *t, size_t *n, const maec_backend **be)
+{
+    *n = maec_model_num_floats(t->m);
+    *be = maec_model_backend(t->m);
+    return maec_model_grads_dev(t->m);
+}
+static const task mae_task = {mae_micro, mae_zero_grad, mae_update, mae_step, mae_save, mae_grads, mae_sync,
+                              mae_grads_dev};
 
 /* the classifier: labels checked, mixup/CutMix and drop path drawn from
  * (seed, micro) */
@@ -399,17 +411,29 @@ static int clf_save(maec_trainer *t, const char *path, const char *js, maec_erro
 {
     return maec_classifier_checkpoint_save(t->c, path, js, err);
 }
-static float *clf_grads(maec_trainer *t, size_t *n)
+/* the floats of the classifier's gradients (to the end of its last tensor) */
+static void clf_grads_count(maec_trainer *t, size_t *n)
 {
     *n = 0;
     for (int i = 0; i < maec_classifier_num_tensors(t->c); i++) {
         const maec_tensor_info *ti = maec_classifier_tensor(t->c, i);
         if (ti->offset + ((ti->size + 15) & ~(size_t)15) > *n) *n = ti->offset + ((ti->size + 15) & ~(size_t)15);
     }
+}
+static float *clf_grads(maec_trainer *t, size_t *n)
+{
+    clf_grads_count(t, n);
     return maec_classifier_grads(t->c);
 }
 static void clf_sync(maec_trainer *t) { maec_classifier_sync(t->c); }
-static const task clf_task = {clf_micro, clf_zero_grad, clf_update, clf_step, clf_save, clf_grads, clf_sync};
+static float *clf_grads_dev(maec_trainer *t, size_t *n, const maec_backend **be)
+{
+    clf_grads_count(t, n);
+    *be = t->c->be;
+    return t->c->dgrads;
+}
+static const task clf_task = {clf_micro, clf_zero_grad, clf_update, clf_step, clf_save, clf_grads, clf_sync,
+                              clf_grads_dev};
 
 /* the linear probe: features and labels from the batch source */
 static int lp_micro(maec_trainer *t, int64_t ep, int64_t idx, int64_t micro, float scale, float *loss, maec_error *err)
@@ -434,7 +458,7 @@ static int lp_save(maec_trainer *t, const char *path, const char *js, maec_error
     (void)t, (void)path, (void)js, (void)err;
     return 0; /* a probe trains in minutes: no checkpoints (maec linprobe saves the result) */
 }
-static const task lp_task = {lp_micro, lp_zero_grad, lp_update, lp_step, lp_save, NULL, NULL};
+static const task lp_task = {lp_micro, lp_zero_grad, lp_update, lp_step, lp_save, NULL, NULL, NULL};
 
 /* the parts common to both: options checked, buffers, copies */
 static int trainer_new(const maec_train_opts *o, maec_batch_fn batch, void *batch_ctx, const char *run_json,
@@ -571,6 +595,7 @@ void maec_trainer_free(maec_trainer *t)
     free(t->output_dir);
     free(t->checkpoint_name);
     free(t->ranges);
+    free(t->stage);
     free(t->run_json);
     free(t);
 }
@@ -666,7 +691,17 @@ static int train_step(maec_trainer *t, int64_t ep_i, int64_t it0, float lr, int6
     }
     if (world > 1 && !t->task->grads)
         return maec_fail(err, MAEC_EINVAL, "this trainer does not run over several processes");
-    if (world > 1) { /* the gradients' and the loss's mean over the processes */
+    const maec_backend *dbe = NULL;
+    size_t dn = 0;
+    float *dg = world > 1 && t->task->grads_dev ? t->task->grads_dev(t, &dn, &dbe) : NULL;
+    if (world > 1 && dg && !dbe->host_shared) { /* on a device: summed there (NCCL), or through the host */
+        if (!t->stage && !(t->stage = malloc((dn ? dn : 1) * sizeof(float))))
+            return maec_fail(err, MAEC_ENOMEM, "out of memory");
+        int r = comm_allreduce_backend(t->comm, dbe, dg, dn, 1.0f / (float)world, t->stage, err);
+        if (!r) r = maec_comm_allreduce_sum_f64(t->comm, step_loss, 1, err);
+        if (r) return r;
+        *step_loss /= world;
+    } else if (world > 1) { /* the gradients' and the loss's mean over the processes */
         size_t n;
         float *g = t->task->grads(t, &n);
         int r;
