@@ -31,6 +31,7 @@ int maec_cuda_describe(char *buf, size_t n)
     return -1;
 }
 int maec_cuda_emulated(void) { return 0; }
+void *maec_cuda_stream(void) { return NULL; }
 #endif
 
 /* "cuda" opens GPU 0 when no GPU is open yet (MAEC_BACKEND=cuda) */
@@ -42,7 +43,8 @@ const maec_backend *maec_backend_by_name(const char *name)
     if (!strcmp(name, "guard")) return maec_backend_guard();
     if (!strcmp(name, "cuda")) {
         char msg[256];
-        if (!maec_backend_cuda()) maec_cuda_open(0, 0, msg, sizeof msg);
+        if (!maec_backend_cuda() && maec_cuda_open(0, 0, msg, sizeof msg))
+            fprintf(stderr, "maec: cuda: %s\n", msg); /* why MAEC_BACKEND=cuda is not what runs */
         return maec_backend_cuda();
     }
     return NULL;

@@ -43,7 +43,9 @@ static cudaStream_t g_stream;   /* every op runs on it, in order */
 static cublasHandle_t g_blas;
 static double *g_red;           /* reduction scratch on the device (RED_DOUBLES) */
 static double *g_host_red;      /* pinned: results coming back */
+#ifndef RED_DOUBLES /* (tests build it smaller, to take the chunked paths) */
 #define RED_DOUBLES ((size_t)1 << 22) /* 32 MiB */
+#endif
 
 /* allocations, to count bytes in use and the peak */
 typedef struct {
@@ -70,8 +72,16 @@ static void cuda_die(const char *what, const char *msg, const char *file, int li
     do {                                                                                      \
         cublasStatus_t s_ = (x);                                                              \
         if (s_ != CUBLAS_STATUS_SUCCESS) cuda_die(#x, cublasGetStatusString(s_), __FILE__, __LINE__); \
+        if (g_sync_each) CK(cudaStreamSynchronize(g_stream));                                 \
     } while (0)
-#define LAUNCHED() CK(cudaGetLastError())
+/* MAEC_CUDA_SYNC=1: wait after every launch and product, so that a fault
+ * inside a kernel is reported at its own line, not at the next wait */
+static int g_sync_each;
+#define LAUNCHED()                                                                            \
+    do {                                                                                      \
+        CK(cudaGetLastError());                                                               \
+        if (g_sync_each) CK(cudaStreamSynchronize(g_stream));                                 \
+    } while (0)
 
 static const float ONE = 1.0f, ZERO = 0.0f;
 
@@ -145,8 +155,17 @@ __global__ static void colsum_final(float *dst, const double *part, int G, int N
     dst[n] = accumulate ? dst[n] + (float)s : (float)s;
 }
 
+/* f with its columns shifted by n0 (colsum in chunks of columns) */
 template <class F>
-static void colsum(float *dst, F f, int M, int N, int accumulate)
+struct shifted_f {
+    F f;
+    int n0;
+    __device__ double operator()(int m, int n) const { return f(m, n + n0); }
+};
+
+/* colsum of at most RED_DOUBLES columns */
+template <class F>
+static void colsum_run(float *dst, F f, int M, int N, int accumulate)
 {
     if (N <= 0) return;
     if (M <= 0) {
@@ -164,6 +183,20 @@ static void colsum(float *dst, F f, int M, int N, int accumulate)
     LAUNCHED();
     LAUNCH(colsum_final, (N + 255) / 256, 256)(dst, g_red, G, N, accumulate);
     LAUNCHED();
+}
+
+template <class F>
+static void colsum(float *dst, F f, int M, int N, int accumulate)
+{
+    if ((size_t)N <= RED_DOUBLES) {
+        colsum_run(dst, f, M, N, accumulate);
+        return;
+    }
+    /* more columns than the scratch holds partial sums of: in chunks */
+    for (int n0 = 0; n0 < N; n0 += (int)RED_DOUBLES) {
+        int nc = N - n0 < (int)RED_DOUBLES ? N - n0 : (int)RED_DOUBLES;
+        colsum_run(dst + n0, shifted_f<F>{f, n0}, M, nc, accumulate);
+    }
 }
 
 /* The sum of f(i) over i < n, in double, brought back to the host: stage 1
@@ -1176,7 +1209,8 @@ extern "C" int maec_cuda_open(int device, int tf32, char *msg, size_t msglen)
                  drv == 0 ? ": no NVIDIA driver" : "");
         return -1;
     }
-    if (e == cudaErrorInsufficientDriver || (e == cudaSuccess && drv < rt)) {
+    /* minor-version compatibility: a 13.x runtime runs on any 13.y driver */
+    if (e == cudaErrorInsufficientDriver || (e == cudaSuccess && drv / 1000 < rt / 1000)) {
         snprintf(msg, msglen,
                  "the NVIDIA driver is too old for this build: it supports CUDA %d.%d, maec was built with CUDA "
                  "%d.%d (update the driver, or build with an older CUDA toolkit)",
@@ -1210,9 +1244,38 @@ extern "C" int maec_cuda_open(int device, int tf32, char *msg, size_t msglen)
         snprintf(msg, msglen, "cuBLAS could not start on GPU %d", device);
         return -1;
     }
+    /* cuBLAS's workspace, ours: else it allocates on its own inside a
+     * product, where the model's memory may have left none (32 MiB: the
+     * size NVIDIA advises for Hopper) */
+    void *ws = NULL;
     if (cudaMalloc((void **)&g_red, sizeof(double) * RED_DOUBLES) != cudaSuccess ||
-        cudaMallocHost((void **)&g_host_red, sizeof(double) * 8) != cudaSuccess) {
-        snprintf(msg, msglen, "GPU %d: out of memory for the first 32 MiB", device);
+        cudaMallocHost((void **)&g_host_red, sizeof(double) * 8) != cudaSuccess ||
+        cudaMalloc(&ws, (size_t)32 << 20) != cudaSuccess ||
+        cublasSetWorkspace(g_blas, ws, (size_t)32 << 20) != CUBLAS_STATUS_SUCCESS) {
+        snprintf(msg, msglen, "GPU %d: out of memory for the first 64 MiB", device);
+        return -1;
+    }
+    const char *se = getenv("MAEC_CUDA_SYNC");
+    g_sync_each = se && *se && strcmp(se, "0");
+    /* one kernel and one product now: code this GPU cannot run (PTX newer
+     * than its driver, no image for its architecture) fails here, in one
+     * line, not in the middle of a run */
+    LAUNCH(zero_cols_kernel, 1, 1)((float *)g_red, 0, 1);
+    e = cudaGetLastError();
+    if (e == cudaSuccess) e = cudaStreamSynchronize(g_stream);
+    if (e == cudaSuccess) {
+        float one = 1.0f, zero = 0.0f;
+        if (cublasSgemm(g_blas, CUBLAS_OP_N, CUBLAS_OP_N, 1, 1, 1, &one, (float *)g_red, 1, (float *)g_red, 1, &zero,
+                        (float *)g_red + 1, 1) != CUBLAS_STATUS_SUCCESS) {
+            snprintf(msg, msglen, "GPU %d (%s): cuBLAS cannot run on it", device, prop.name);
+            return -1;
+        }
+        e = cudaStreamSynchronize(g_stream);
+    }
+    if (e != cudaSuccess) {
+        snprintf(msg, msglen, "GPU %d (%s, compute %d.%d) cannot run this build's code: %s (rebuild with the CUDA "
+                 "toolkit of this driver, or update the driver)", device, prop.name, prop.major, prop.minor,
+                 cudaGetErrorString(e));
         return -1;
     }
     fill_table(&cuda_backend);
@@ -1240,7 +1303,10 @@ extern "C" int maec_cuda_describe(char *buf, size_t n)
     cudaRuntimeGetVersion(&rt);
     snprintf(buf, n, "%s (cuda:%d, compute %d.%d, %.0f GiB; driver CUDA %d.%d, runtime %d.%d%s)", prop.name, g_dev,
              prop.major, prop.minor, prop.totalGlobalMem / 1073741824.0, drv / 1000, drv % 1000 / 10, rt / 1000,
-             rt % 1000 / 10, g_tf32 ? "; TF32 products" : "");
+             rt % 1000 / 10,
+             !g_tf32 ? "" : getenv("NVIDIA_TF32_OVERRIDE") && !strcmp(getenv("NVIDIA_TF32_OVERRIDE"), "0")
+                               ? "; TF32 asked for, but NVIDIA_TF32_OVERRIDE=0 keeps fp32"
+                               : "; TF32 products");
     return 0;
 }
 
@@ -1252,3 +1318,5 @@ extern "C" int maec_cuda_emulated(void)
     return 0;
 #endif
 }
+
+extern "C" void *maec_cuda_stream(void) { return (void *)g_stream; }

@@ -19,6 +19,8 @@ void maec_cuda_memory(size_t *now, size_t *peak);
 /* "NVIDIA H200 (cuda:0, compute 9.0, 140 GiB; driver CUDA 13.0, ...)"; -1
  * when no GPU is open */
 int maec_cuda_describe(char *buf, size_t n);
+/* the stream every op runs on (a cudaStream_t), for NCCL */
+void *maec_cuda_stream(void);
 /* 1 in a build of make CUDA=emu (tests/cuda_emu: no GPU, for tests) */
 int maec_cuda_emulated(void);
 #endif

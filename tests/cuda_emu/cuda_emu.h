@@ -9,9 +9,12 @@
  * threads of a block run as coroutines (ucontext) on one OS thread, each
  * until it reaches a barrier (__syncthreads, or a warp shuffle) or ends,
  * then the next; when every thread still running waits at a barrier, all
- * go on. __shared__ memory is a static variable of the kernel, which the
- * block's threads share (blocks never overlap). A kernel found to use no
- * barrier runs its threads as a plain loop afterwards. Warp shuffles are
+ * go on, after a check of CUDA's rules (every thread of the block at a
+ * __syncthreads, every lane of the warp at a shuffle). __shared__ memory is
+ * a static variable of the kernel, which the block's threads share (blocks
+ * never overlap). A kernel found to use no barrier runs its threads as a
+ * plain loop afterwards. MAEC_CUDA_EMU_ORDER=reverse runs blocks and
+ * threads last first. It has 8 GPUs, one memory. Warp shuffles are
  * barriers of the whole block, which is right for kernels whose warps all
  * shuffle alike or have ended (cuda.cu's do). cuBLAS's SGEMMs are CBLAS's
  * (column-major, the same arguments). Memory is host memory; streams and
@@ -66,6 +69,22 @@ static int cur, nthreads;
 static int barrier_seen;
 static std::function<void()> *body;
 static double slot[MAX_THREADS];
+/* what each waiting thread waits at: SYNC (__syncthreads) or SHFL (a warp
+ * shuffle); the strict checks below hold a block to CUDA's rules */
+enum { SYNC = 1, SHFL = 2 };
+static int wait_kind[MAX_THREADS];
+static int kind_now;
+/* MAEC_CUDA_EMU_ORDER=reverse: blocks and threads run last first, so that
+ * code that works only in one order shows it */
+static int reverse_order = -1;
+static int reversed(void)
+{
+    if (reverse_order < 0) {
+        const char *o = getenv("MAEC_CUDA_EMU_ORDER");
+        reverse_order = o && !strcmp(o, "reverse");
+    }
+    return reverse_order;
+}
 
 static void set_thread(int t)
 {
@@ -97,6 +116,7 @@ static void barrier()
         abort();
     }
     state[cur] = WAITING;
+    wait_kind[cur] = kind_now;
     if (!_setjmp(thread_jb[cur])) _longjmp(sched_jb, 1);
 }
 
@@ -125,8 +145,29 @@ static void run_block_coroutines(int n)
         started[t] = 0;
     }
     for (;;) {
-        for (int t = 0; t < n; t++)
+        for (int i = 0; i < n; i++) {
+            int t = reversed() ? n - 1 - i : i;
             if (state[t] == RUNNABLE) resume(t);
+        }
+        /* CUDA's rules: __syncthreads is reached by every thread of the
+         * block (none has returned); a full-mask shuffle by all 32 lanes
+         * of the warp, at a shuffle */
+        for (int t = 0; t < n; t++) {
+            if (state[t] != WAITING) continue;
+            if (wait_kind[t] == SYNC) {
+                for (int u = 0; u < n; u++)
+                    if (state[u] != WAITING || wait_kind[u] != SYNC) {
+                        fprintf(stderr, "cuda_emu: __syncthreads: thread %d of the block is not at it\n", u);
+                        abort();
+                    }
+            } else {
+                for (int u = t & ~31; u < (t & ~31) + 32; u++)
+                    if (u >= n || state[u] != WAITING || wait_kind[u] != SHFL) {
+                        fprintf(stderr, "cuda_emu: warp shuffle: lane %d of the warp is not at it\n", u & 31);
+                        abort();
+                    }
+            }
+        }
         int waiting = 0;
         for (int t = 0; t < n; t++)
             if (state[t] == WAITING) {
@@ -154,21 +195,21 @@ static void run(const void *key, dim3 g, dim3 b, std::function<void()> &f)
     auto it = needs_barrier.find(key);
     int coroutines = it == needs_barrier.end() || it->second;
     barrier_seen = 0;
-    for (unsigned z = 0; z < g.z; z++)
-        for (unsigned y = 0; y < g.y; y++)
-            for (unsigned x = 0; x < g.x; x++) {
-                block_idx.x = x;
-                block_idx.y = y;
-                block_idx.z = z;
-                if (coroutines) {
-                    run_block_coroutines(n);
-                } else {
-                    for (int t = 0; t < n; t++) {
-                        set_thread(t);
-                        f();
-                    }
-                }
+    unsigned nb = g.x * g.y * g.z;
+    for (unsigned i = 0; i < nb; i++) {
+        unsigned k = reversed() ? nb - 1 - i : i;
+        block_idx.x = k % g.x;
+        block_idx.y = k / g.x % g.y;
+        block_idx.z = k / (g.x * g.y);
+        if (coroutines) {
+            run_block_coroutines(n);
+        } else {
+            for (int j = 0; j < n; j++) {
+                set_thread(reversed() ? n - 1 - j : j);
+                f();
             }
+        }
+    }
     if (it == needs_barrier.end()) needs_barrier[key] = barrier_seen != 0;
 }
 
@@ -197,7 +238,11 @@ static emu::launcher<K> emu_launch(K k, dim3 g, dim3 b)
 }
 #define LAUNCH(k, ...) emu_launch(k, __VA_ARGS__)
 
-static inline void __syncthreads() { emu::barrier(); }
+static inline void __syncthreads()
+{
+    emu::kind_now = emu::SYNC;
+    emu::barrier();
+}
 
 /* every thread of the warp leaves its value, all take their partner's */
 template <class T>
@@ -206,9 +251,11 @@ static T __shfl_xor_sync(unsigned mask, T v, int lane_mask)
     (void)mask;
     int t = emu::cur;
     emu::slot[t] = (double)v;
+    emu::kind_now = emu::SHFL;
     emu::barrier();
     int partner = (t & ~31) | ((t & 31) ^ lane_mask);
     T r = (T)emu::slot[partner];
+    emu::kind_now = emu::SHFL;
     emu::barrier(); /* no one writes its slot again before all have read */
     return r;
 }
@@ -238,7 +285,7 @@ static const char *cudaGetErrorString(cudaError_t e) { return e == cudaSuccess ?
 static cudaError_t cudaGetLastError(void) { return cudaSuccess; }
 static cudaError_t cudaGetDeviceCount(int *n)
 {
-    *n = 1;
+    *n = 8; /* as many as a data-parallel test starts processes */
     return cudaSuccess;
 }
 static cudaError_t cudaDriverGetVersion(int *v)
@@ -341,6 +388,13 @@ static cublasStatus_t cublasSetStream(cublasHandle_t h, cudaStream_t s)
 {
     (void)h;
     (void)s;
+    return CUBLAS_STATUS_SUCCESS;
+}
+static cublasStatus_t cublasSetWorkspace(cublasHandle_t h, void *w, size_t n)
+{
+    (void)h;
+    (void)w;
+    (void)n;
     return CUBLAS_STATUS_SUCCESS;
 }
 static cublasStatus_t cublasSetMathMode(cublasHandle_t h, cublasMath_t m)
