@@ -109,16 +109,34 @@ check '[ $? -eq 0 ] && [ -s $T/pg.npy ]' "cuda predict failed: $(tail -2 $T/pg.l
 echo "  finetune within $w of the cpu; linprobe, embed, reconstruct, predict run; knn $kg as on the cpu"
 
 # 6. errors: a device that is not there; out of memory (the emulator's limit)
-out=$($MAEC pretrain $PRE --device cuda:7 --output-dir $T/no 2>&1); rc=$?
-check '[ $rc -eq 2 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "no GPU cuda:7" && [ ! -e $T/no ]' \
-    "--device cuda:7: exit $rc, $out"
+out=$($MAEC pretrain $PRE --device cuda:99 --output-dir $T/no 2>&1); rc=$?
+check '[ $rc -eq 2 ] && [ "$(echo "$out" | wc -l)" -eq 1 ] && echo "$out" | grep -q "no GPU cuda:99" && [ ! -e $T/no ]' \
+    "--device cuda:99: exit $rc, $out"
 out=$($MAEC pretrain $PRE --device gpu --output-dir $T/no 2>&1); rc=$?
 check '[ $rc -eq 2 ] && echo "$out" | grep -q "not a device"' "--device gpu: exit $rc, $out"
 if [ "$emu" = 1 ]; then
-    out=$(MAEC_CUDA_EMU_LIMIT=40000000 $MAEC pretrain ${PRE/--batch-size 32/--batch-size 128} --device cuda --output-dir $T/oom 2>&1); rc=$?
+    out=$(MAEC_CUDA_EMU_LIMIT=75000000 $MAEC pretrain ${PRE/--batch-size 32/--batch-size 128} --device cuda --output-dir $T/oom 2>&1); rc=$?
     check '[ $rc -eq 1 ] && echo "$out" | grep -q "out of memory for activations.*a batch of about [0-9]* fits" && [ ! -e $T/oom/model.safetensors ] && ! ls $T/oom/checkpoint-* > /dev/null 2>&1' \
         "out of memory on the device: exit $rc, $out"
     echo "  emulated: $(echo "$out" | tail -1)"
+fi
+
+# 7. data parallel on the device (a build with MPI too; on the emulator, or
+# where MAEC_GPUS says there are 2 GPUs): 2 processes of batch 16 train as
+# 1 of 32, their gradients summed through NCCL on GPUs, through the host on
+# the emulator
+if $MAEC --version | grep -q "data parallel: MPI" && command -v mpirun > /dev/null &&
+    { [ "$emu" = 1 ] || [ "${MAEC_GPUS:-1}" -ge 2 ]; }; then
+    P1=${PRE/--threads 2/--threads 1}
+    for np in 1 2; do
+        OMP_NUM_THREADS=1 mpirun --allow-run-as-root --oversubscribe -np $np $MAEC pretrain \
+            ${P1/--batch-size 32/--batch-size $((32 / np))} --device cuda --output-dir $T/dp$np > $T/dp$np.log 2>&1
+        check '[ $? -eq 0 ]' "cuda pretrain -np $np failed: $(tail -3 $T/dp$np.log)"
+    done
+    w=$(worst $T/dp1 $T/dp2)
+    check '[ "$(losses $T/dp2 | wc -l)" -eq 8 ] && awk "BEGIN {exit !($w <= 1e-5)}"' \
+        "cuda: 2 processes' losses differ from one's by $w"
+    echo "  cuda, 2 processes of batch 16 against 1 of 32: $(losses $T/dp2 | wc -l) losses within $w"
 fi
 echo "$pass passed, $fail failed"
 [ "$fail" -eq 0 ]
