@@ -60,8 +60,7 @@ for p in cublas cuda_runtime; do
         LIBS=$LIBS:$d
 done
 export LD_LIBRARY_PATH=$LIBS${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
-missing=$(ldd build/cuda/maec | grep "not found")
-[ -n "$missing" ] && say "libraries not found: $missing"
+ldd build/cuda/maec | grep -E "cuda|cublas|openblas|not found"
 build/cuda/maec --version
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 

@@ -119,7 +119,9 @@ int main(int argc, char **argv)
 #else
         printf("\nGPU: no (make CUDA=1 builds it)");
 #endif
-#ifdef MAEC_MPI
+#if defined(MAEC_MPI) && defined(MAEC_NCCL)
+        printf("\ndata parallel: MPI, NCCL on GPUs (mpirun -np N maec ...)");
+#elif defined(MAEC_MPI)
         printf("\ndata parallel: MPI (mpirun -np N maec ...)");
 #else
         printf("\ndata parallel: no (make MPI=1 builds it)");
