@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "maec.h"
 
@@ -82,6 +83,22 @@ static inline const char *test_maec_bin(void)
     const char *b = getenv("MAEC_BUILD");
     snprintf(buf, sizeof buf, "./%s/maec", b && *b ? b : "build");
     return buf;
+}
+
+/* MAEC_BACKEND names a backend that cannot run here (cuda without a GPU):
+ * the default would run unseen. 0 when the asked-for backend runs (said
+ * when one is asked for), else a failed count line and 1 */
+static inline int test_backend_check(void)
+{
+    const char *want = getenv("MAEC_BACKEND");
+    if (!want || !*want) return 0;
+    if (strcmp(want, maec_backend_name())) {
+        printf("MAEC_BACKEND=%s: not available here (the %s backend would run)\n0 passed, 1 failed\n", want,
+               maec_backend_name());
+        return 1;
+    }
+    printf("  backend: %s\n", maec_backend_name());
+    return 0;
 }
 
 #define TEST_END()                                                        \

@@ -534,15 +534,7 @@ int main(int argc, char **argv)
 {
     (void)argc;
     test_on_command_kernels(argv);
-    /* MAEC_BACKEND=cuda on a machine where it cannot open would run on the
-     * cpu backend unseen: say which backend runs, and refuse the other */
-    const char *want = getenv("MAEC_BACKEND");
-    if (want && *want && strcmp(want, maec_backend_name())) {
-        printf("MAEC_BACKEND=%s: not available here (the %s backend would run)\n0 passed, 1 failed\n", want,
-               maec_backend_name());
-        return 1;
-    }
-    if (want && *want) printf("  backend: %s\n", maec_backend_name());
+    if (test_backend_check()) return 1;
     const char *cases[] = {"c1", "c3_normpix", "nonsquare", "menc", "allloss"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(cases[i]);
     test_grad_command("c3_normpix");

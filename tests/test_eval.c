@@ -606,6 +606,7 @@ int main(int argc, char **argv)
 {
     (void)argc;
     test_on_command_kernels(argv);
+    if (test_backend_check()) return 1;
     maec_set_threads(2);
     test_batchnorm();
     test_xent_head();

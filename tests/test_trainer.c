@@ -190,6 +190,7 @@ int main(int argc, char **argv)
 {
     test_on_command_kernels(argv);
     (void)argc;
+    if (test_backend_check()) return 1;
     if (test_make_dir("trainer")) return 1;
     uint64_t r = 5;
     for (int i = 0; i < NIMG * PIX; i++) data[i] = rng_uniform(&r) * 2 - 1;
