@@ -45,6 +45,13 @@ typedef struct maec_backend {
     /* bytes the device has free now, for an out-of-memory message (NULL:
      * host memory, not asked) */
     size_t (*mem_free)(void);
+    /* Host memory the device copies from fastest (pinned; NULL: malloc
+     * does). An upload from it may return before the copy is done: its
+     * source must stay as it is until the next download or op that returns
+     * a value (the trainer's batch buffer, refilled after the step's loss
+     * came back). */
+    void *(*host_alloc)(size_t bytes);
+    void (*host_free)(void *p);
 
     /* ---------------------------------------------------------- linear */
     /* out[M,N] = inp[M,K] @ w[N,K]^T + b[N] (+ res[M,N]); b and res may be

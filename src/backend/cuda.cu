@@ -307,6 +307,23 @@ static void cu_zero(void *p, size_t bytes)
     if (bytes) CK(cudaMemsetAsync(p, 0, bytes, g_stream));
 }
 
+static void *cu_host_alloc(size_t bytes)
+{
+    void *p = NULL;
+    if (cudaMallocHost(&p, bytes ? bytes : 1) != cudaSuccess) {
+        cudaGetLastError();
+        return NULL;
+    }
+    return p;
+}
+
+static void cu_host_free(void *p)
+{
+    if (!p) return;
+    CK(cudaStreamSynchronize(g_stream)); /* no copy from it still queued */
+    CK(cudaFreeHost(p));
+}
+
 static size_t cu_mem_free(void)
 {
     size_t fr = 0, total = 0;
@@ -1153,6 +1170,8 @@ static void fill_table(maec_backend *t)
     t->copy = cu_copy;
     t->zero = cu_zero;
     t->mem_free = cu_mem_free;
+    t->host_alloc = cu_host_alloc;
+    t->host_free = cu_host_free;
     t->linear_forward = cu_linear_forward;
     t->linear_gelu_forward = cu_linear_gelu_forward;
     t->linear_backward = cu_linear_backward;

@@ -85,6 +85,65 @@ static void g_free(void *p)
     }
 }
 
+/* Pinned host memory, as a GPU's (host_alloc): an upload from it may be
+ * still under way after upload returns, so the host must leave the source
+ * alone until the next download or op that returns a value (backend.h).
+ * Here the source's pages turn read-only at the upload and writable again
+ * at that point: a write in between stops the program. */
+static region *pinned;
+static int npinned, cappinned;
+static int pinned_locked;
+
+static void pinned_protect(int prot)
+{
+    for (int i = 0; i < npinned; i++)
+        if (mprotect(pinned[i].base, pinned[i].len, prot)) {
+            perror("guard backend: mprotect");
+            abort();
+        }
+}
+
+/* the next download or value: every upload from pinned memory is done */
+static void pinned_release(void)
+{
+    if (pinned_locked) pinned_protect(PROT_READ | PROT_WRITE);
+    pinned_locked = 0;
+}
+
+static void *g_host_alloc(size_t bytes)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (bytes + page - 1) / page * page;
+    if (!len) len = page;
+    if (npinned == cappinned) {
+        int cap = cappinned ? 2 * cappinned : 8;
+        region *r = realloc(pinned, (size_t)cap * sizeof *r);
+        if (!r) return NULL;
+        pinned = r, cappinned = cap;
+    }
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return NULL;
+    pinned[npinned++] = (region){p, len};
+    return p;
+}
+
+static void g_host_free(void *p)
+{
+    pinned_release();
+    for (int i = 0; i < npinned; i++)
+        if (pinned[i].base == p) {
+            munmap(pinned[i].base, pinned[i].len);
+            pinned[i] = pinned[--npinned];
+            return;
+        }
+}
+
+static int in_pinned(const void *p)
+{
+    for (int i = 0; i < npinned; i++)
+        if ((const char *)p >= pinned[i].base && (const char *)p < pinned[i].base + pinned[i].len) return 1;
+    return 0;
+}
+
 static void g_upload(void *dst, const void *host_src, size_t bytes)
 {
     guard_arg("upload", "dst", dst);
@@ -95,10 +154,15 @@ static void g_upload(void *dst, const void *host_src, size_t bytes)
     guard_open();
     if (bytes) memcpy(dst, host_src, bytes);
     guard_close();
+    if (bytes && in_pinned(host_src)) { /* "still copying": read-only until the next value */
+        pinned_protect(PROT_READ);
+        pinned_locked = 1;
+    }
 }
 
 static void g_download(void *host_dst, const void *src, size_t bytes)
 {
+    pinned_release();
     guard_arg("download", "src", src);
     if (bytes && in_region(host_dst)) {
         fprintf(stderr, "guard backend: download into backend memory\n");
@@ -392,6 +456,7 @@ static void g_mae_pred_gather(float *pred, const float *pred_rows, const int *re
 
 static double g_mae_loss(const float *pred, const float *target, const float *mask, int B, int L, int P)
 {
+    pinned_release();
     guard_arg("mae_loss", "pred", pred);
     guard_arg("mae_loss", "target", target);
     guard_arg("mae_loss", "mask", mask);
@@ -416,6 +481,7 @@ static void g_mae_loss_backward(float *dpred_rows, const float *pred, const floa
 
 static double g_xent_forward(float *probs, const float *logits, const float *targets, int B, int K)
 {
+    pinned_release();
     guard_arg("xent_forward", "probs", probs);
     guard_arg("xent_forward", "logits", logits);
     guard_arg("xent_forward", "targets", targets);
@@ -449,6 +515,7 @@ static void g_adamw(float *p, float *g, float *m, float *v, size_t n, float lr, 
 
 static double g_sumsq(const float *x, size_t n)
 {
+    pinned_release();
     guard_arg("sumsq", "x", x);
     guard_open();
     double v = ref()->sumsq(x, n);
@@ -473,6 +540,8 @@ static const maec_backend guard_backend = {
     .download = g_download,
     .copy = g_copy,
     .zero = g_zero,
+    .host_alloc = g_host_alloc,
+    .host_free = g_host_free,
     .linear_forward = g_linear_forward,
     .linear_gelu_forward = g_linear_gelu_forward,
     .linear_backward = g_linear_backward,

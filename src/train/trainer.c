@@ -74,6 +74,7 @@ struct maec_trainer {
     int nranges, capranges;
     maec_error bucket_err;
     float *images, *noise;
+    const maec_backend *images_be; /* the backend whose host_alloc gave images (NULL: malloc) */
     /* the logging window: losses summed since the last record, carried by
      * checkpoints so that a resumed run logs as an unbroken one */
     double loss_sum;
@@ -462,7 +463,7 @@ static const task lp_task = {lp_micro, lp_zero_grad, lp_update, lp_step, lp_save
 
 /* the parts common to both: options checked, buffers, copies */
 static int trainer_new(const maec_train_opts *o, maec_batch_fn batch, void *batch_ctx, const char *run_json,
-                       size_t img_floats, maec_trainer **out, maec_error *err)
+                       size_t img_floats, const maec_backend *be, maec_trainer **out, maec_error *err)
 {
     *out = NULL;
     if (!o || !batch) return maec_fail(err, MAEC_EINVAL, "trainer: a model, options and a batch source");
@@ -479,7 +480,10 @@ static int trainer_new(const maec_train_opts *o, maec_batch_fn batch, void *batc
     t->o = *o;
     t->batch = batch;
     t->batch_ctx = batch_ctx;
-    t->images = malloc((size_t)o->batch_size * img_floats * sizeof(float));
+    /* the batch where the device copies from fastest (pinned, on a GPU) */
+    size_t ibytes = (size_t)o->batch_size * img_floats * sizeof(float);
+    if (be && be->host_alloc && (t->images = be->host_alloc(ibytes))) t->images_be = be;
+    else t->images = malloc(ibytes);
     t->output_dir = o->output_dir ? strdup(o->output_dir) : NULL;
     t->checkpoint_name = o->checkpoint_name ? strdup(o->checkpoint_name) : NULL;
     t->run_json = run_json ? strdup(run_json) : NULL;
@@ -501,7 +505,8 @@ int maec_trainer_create(maec_model *m, const maec_train_opts *o, maec_batch_fn b
     if (!m) return maec_fail(err, MAEC_EINVAL, "trainer: a model, options and a batch source");
     const maec_config *c = maec_model_config(m);
     maec_trainer *t;
-    int r = trainer_new(o, batch, batch_ctx, run_json, (size_t)c->in_chans * c->img_h * c->img_w, &t, err);
+    int r = trainer_new(o, batch, batch_ctx, run_json, (size_t)c->in_chans * c->img_h * c->img_w,
+                        maec_model_backend(m), &t, err);
     if (r) return r;
     t->task = &mae_task;
     t->m = m;
@@ -528,7 +533,8 @@ int maec_trainer_create_classifier(maec_classifier *c, const maec_train_opts *o,
     if (!(co->layer_decay > 0 && co->layer_decay <= 1) || !(co->clip_grad >= 0))
         return maec_fail(err, MAEC_EINVAL, "trainer: layer decay in (0, 1], gradient clipping >= 0");
     maec_trainer *t;
-    int r = trainer_new(o, batch, batch_ctx, run_json, (size_t)mc->in_chans * mc->img_h * mc->img_w, &t, err);
+    int r = trainer_new(o, batch, batch_ctx, run_json, (size_t)mc->in_chans * mc->img_h * mc->img_w, c->be, &t,
+                        err);
     if (r) return r;
     t->task = &clf_task;
     t->c = c;
@@ -556,7 +562,7 @@ int maec_trainer_create_linprobe(maec_linprobe *lp, int dim, const maec_train_op
     if (o && o->accum_iter != 1)
         return maec_fail(err, MAEC_EINVAL, "trainer: a linear probe trains without gradient accumulation");
     maec_trainer *t;
-    int r = trainer_new(o, batch, batch_ctx, NULL, (size_t)dim, &t, err);
+    int r = trainer_new(o, batch, batch_ctx, NULL, (size_t)dim, NULL, &t, err);
     if (r) return r;
     t->task = &lp_task;
     t->lp = lp;
@@ -586,7 +592,8 @@ void maec_trainer_free(maec_trainer *t)
     if (!t) return;
     maec_workspace_free(t->ws);
     maec_clf_workspace_free(t->cw);
-    free(t->images);
+    if (t->images_be) t->images_be->host_free(t->images);
+    else free(t->images);
     free(t->noise);
     free(t->targets);
     free(t->labels);

@@ -338,7 +338,16 @@ static cudaError_t cudaMalloc(void **p, size_t n)
     emu_in_use += n;
     return cudaSuccess;
 }
-static cudaError_t cudaMallocHost(void **p, size_t n) { return cudaMalloc(p, n); }
+static cudaError_t cudaMallocHost(void **p, size_t n)
+{
+    *p = aligned_alloc(256, (n + 255) / 256 * 256);
+    return *p ? cudaSuccess : cudaErrorMemoryAllocation;
+}
+static cudaError_t cudaFreeHost(void *p)
+{
+    free(p);
+    return cudaSuccess;
+}
 static cudaError_t cudaFree(void *p)
 {
     auto it = emu_sizes.find(p);
