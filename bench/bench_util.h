@@ -37,7 +37,7 @@ static inline int bench_model_open(bench_model *b, const maec_config *c, int bat
         return 1;
     }
     size_t n = (size_t)batch * c->in_chans * c->img_h * c->img_w;
-    if (!(b->x = malloc(n * sizeof(float)))) {
+    if (!(b->x = maec_host_alloc(n * sizeof(float)))) { /* pinned on a GPU, as PyTorch's side */
         fprintf(stderr, "out of memory\n");
         return 1;
     }
@@ -61,7 +61,7 @@ static inline void bench_model_close(bench_model *b)
 {
     maec_workspace_free(b->ws);
     maec_model_free(b->m);
-    free(b->x);
+    maec_host_free(b->x);
 }
 
 #endif

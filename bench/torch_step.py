@@ -144,7 +144,12 @@ def main():
     no_decay = [p for n, p in model.named_parameters() if p.requires_grad and p.ndim <= 1]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.05},
                              {"params": no_decay, "weight_decay": 0.0}], lr=1e-4, betas=(0.9, 0.95))
-    x = torch.randn(B, c, img, img, device=dev)
+    # the batch comes from the host every step, as in the official training
+    # loop (pinned memory, samples.to(device, non_blocking=True)) and as maec's
+    # step uploads it: on cuda the copy is part of the timed step
+    x_host = torch.randn(B, c, img, img)
+    if device == "cuda":
+        x_host = x_host.pin_memory()
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     warmup = WARMUP[device]
     t0 = 0
@@ -153,6 +158,7 @@ def main():
             sync()
             t0 = time.perf_counter()
         opt.zero_grad()
+        x = x_host.to(dev, non_blocking=True)
         loss = model(x)
         loss.backward()
         opt.step()

@@ -258,6 +258,11 @@ void maec_device_describe(char *buf, size_t n);
 /* Device memory of this process's models and workspaces in use now and at
  * the most, in bytes (0 and 0 on the CPU). */
 void maec_device_memory(size_t *now, size_t *peak);
+/* Host memory for batches that the current device copies from fastest
+ * (pinned, on a GPU; plain malloc on the CPU); NULL when out of memory.
+ * Free it with maec_host_free. */
+void *maec_host_alloc(size_t bytes);
+void maec_host_free(void *p);
 
 /* The kernels OpenBLAS runs on ("SkylakeX", "Haswell", "Prescott", ...).
  * OpenBLAS picks them from the CPU's model when it is loaded, and a CPU

@@ -111,6 +111,31 @@ void maec_device_describe(char *buf, size_t n)
 
 void maec_device_memory(size_t *now, size_t *peak) { maec_cuda_memory(now, peak); }
 
+/* a size header in front of the block says which allocator it came from */
+typedef struct {
+    const maec_backend *be; /* NULL: malloc */
+    size_t pad[7];          /* 64 bytes: the caller's part stays 64-byte aligned */
+} host_hdr;
+
+void *maec_host_alloc(size_t bytes)
+{
+    const maec_backend *be = maec_backend_default();
+    size_t n = bytes + sizeof(host_hdr);
+    if (n < bytes) return NULL;
+    host_hdr *h = be->host_alloc ? be->host_alloc(n) : NULL;
+    if (h) h->be = be;
+    else if ((h = aligned_alloc(64, (n + 63) / 64 * 64))) h->be = NULL;
+    return h ? h + 1 : NULL;
+}
+
+void maec_host_free(void *p)
+{
+    if (!p) return;
+    host_hdr *h = (host_hdr *)p - 1;
+    if (h->be) h->be->host_free(h);
+    else free(h);
+}
+
 /* the compute threads (OpenMP, and OpenBLAS through it): the cpu backend's */
 void maec_set_threads(int n)
 {
