@@ -351,14 +351,20 @@ __global__ static void bias_res_kernel(float *out, const float *b, const float *
     }
 }
 
-static void cu_linear_forward(float *out, const float *inp, const float *w, const float *b, const float *res, int M,
-                              int K, int N)
+/* out[M,N] = inp[M,K] @ w[N,K]^T, 0 when K is 0 */
+static void product(float *out, const float *inp, const float *w, int M, int K, int N)
 {
-    if (M <= 0 || N <= 0) return;
     if (K <= 0)
         CK(cudaMemsetAsync(out, 0, sizeof(float) * (size_t)M * N, g_stream));
     else
         gemm_xwT(out, inp, w, M, K, N, ZERO);
+}
+
+static void cu_linear_forward(float *out, const float *inp, const float *w, const float *b, const float *res, int M,
+                              int K, int N)
+{
+    if (M <= 0 || N <= 0) return;
+    product(out, inp, w, M, K, N);
     if (b || res) {
         LAUNCH(bias_res_kernel, nblocks((size_t)M * N, 256), 256)(out, b, res, M, N);
         LAUNCHED();
@@ -388,10 +394,7 @@ static void cu_linear_gelu_forward(float *out, float *deriv, const float *inp, c
                                    int K, int N)
 {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0)
-        CK(cudaMemsetAsync(out, 0, sizeof(float) * (size_t)M * N, g_stream));
-    else
-        gemm_xwT(out, inp, w, M, K, N, ZERO);
+    product(out, inp, w, M, K, N);
     LAUNCH(bias_gelu_kernel, nblocks((size_t)M * N, 256), 256)(out, deriv, b, M, N);
     LAUNCHED();
 }

@@ -55,21 +55,25 @@ static void guard_arg(const char *op, const char *arg, const void *p)
     }
 }
 
-static void *g_alloc(size_t bytes)
+/* a mapping of whole pages for bytes (zeroed), with protection prot,
+ * recorded in *list; NULL when out of memory */
+static void *map_region(region **list, int *n, int *cap, size_t bytes, int prot)
 {
     size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (bytes + page - 1) / page * page;
     if (!len) len = page;
-    if (nregions == capregions) {
-        int cap = capregions ? 2 * capregions : 16;
-        region *r = realloc(regions, (size_t)cap * sizeof *r);
+    if (*n == *cap) {
+        int c = *cap ? 2 * *cap : 16;
+        region *r = realloc(*list, (size_t)c * sizeof *r);
         if (!r) return NULL;
-        regions = r, capregions = cap;
+        *list = r, *cap = c;
     }
-    void *p = mmap(NULL, len, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0); /* zeroed */
+    void *p = mmap(NULL, len, prot, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) return NULL;
-    regions[nregions++] = (region){p, len};
+    (*list)[(*n)++] = (region){p, len};
     return p;
 }
+
+static void *g_alloc(size_t bytes) { return map_region(&regions, &nregions, &capregions, bytes, PROT_NONE); }
 
 static void g_free(void *p)
 {
@@ -112,18 +116,7 @@ static void pinned_release(void)
 
 static void *g_host_alloc(size_t bytes)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE), len = (bytes + page - 1) / page * page;
-    if (!len) len = page;
-    if (npinned == cappinned) {
-        int cap = cappinned ? 2 * cappinned : 8;
-        region *r = realloc(pinned, (size_t)cap * sizeof *r);
-        if (!r) return NULL;
-        pinned = r, cappinned = cap;
-    }
-    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) return NULL;
-    pinned[npinned++] = (region){p, len};
-    return p;
+    return map_region(&pinned, &npinned, &cappinned, bytes, PROT_READ | PROT_WRITE);
 }
 
 static void g_host_free(void *p)
