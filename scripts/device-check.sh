@@ -54,7 +54,13 @@ say "cores: $(nproc)"
 # the Debian libraries maec links, unpacked here; CUDA's own from the toolkit
 # (or PyTorch's wheels, where the toolkit's lib64 lacks them)
 mkdir -p /tmp/maec-deps
-for f in .deps/*.deb; do dpkg -x "$f" /tmp/maec-deps || say "could not unpack $f"; done
+unpack() { # a .deb's files into /tmp/maec-deps: dpkg, else ar and tar
+    if command -v dpkg > /dev/null; then dpkg -x "$1" /tmp/maec-deps; return; fi
+    local d; d=$(mktemp -d)
+    (cd "$d" && ar x "$OLDPWD/$1" && tar -xf data.tar.* -C /tmp/maec-deps); local rc=$?
+    rm -rf "$d"; return $rc
+}
+for f in .deps/*.deb; do unpack "$f" || say "could not unpack $f"; done
 LIBS=/tmp/maec-deps/usr/lib/x86_64-linux-gnu/openblas-openmp:/tmp/maec-deps/usr/lib/x86_64-linux-gnu:/tmp/maec-deps/lib/x86_64-linux-gnu
 LIBS=$LIBS:${CUDA_HOME:-/usr/local/cuda}/lib64
 for p in cublas cuda_runtime; do
