@@ -42,9 +42,12 @@ const maec_backend *maec_backend_by_name(const char *name)
     if (!strcmp(name, "ref")) return maec_backend_ref();
     if (!strcmp(name, "guard")) return maec_backend_guard();
     if (!strcmp(name, "cuda")) {
+        static int failed; /* tried once, and said why: not again at every model */
         char msg[256];
-        if (!maec_backend_cuda() && maec_cuda_open(0, 0, msg, sizeof msg))
+        if (!maec_backend_cuda() && !failed && maec_cuda_open(0, 0, msg, sizeof msg)) {
+            failed = 1;
             fprintf(stderr, "maec: cuda: %s\n", msg); /* why MAEC_BACKEND=cuda is not what runs */
+        }
         return maec_backend_cuda();
     }
     return NULL;
