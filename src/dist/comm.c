@@ -189,22 +189,10 @@ static int nccl_ready(maec_comm *c, maec_error *err)
     }
     return 0;
 }
-#endif
 
-static int uses_nccl(const maec_backend *be)
-{
-#ifdef MAEC_NCCL
-    return be == maec_backend_cuda() && !maec_cuda_emulated();
-#else
-    (void)be;
-    return 0;
+/* whether be's memory is a GPU's that NCCL can sum in place */
+static int uses_nccl(const maec_backend *be) { return be == maec_backend_cuda() && !maec_cuda_emulated(); }
 #endif
-}
-
-const char *comm_backend_transport(const maec_backend *be)
-{
-    return be->host_shared ? "MPI" : uses_nccl(be) ? "NCCL" : "MPI through the host";
-}
 
 int comm_allreduce_backend(maec_comm *c, const maec_backend *be, float *buf, size_t n, float scale, float *host,
                            maec_error *err)

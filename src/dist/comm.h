@@ -21,6 +21,4 @@ int comm_waitall(maec_comm *c, maec_error *err);
 struct maec_backend;
 int comm_allreduce_backend(maec_comm *c, const struct maec_backend *be, float *buf, size_t n, float scale,
                            float *host, maec_error *err);
-/* "NCCL" or "MPI through the host": what comm_allreduce_backend uses for be */
-const char *comm_backend_transport(const struct maec_backend *be);
 #endif
