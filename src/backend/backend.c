@@ -120,16 +120,17 @@ typedef struct {
     size_t pad[7];          /* 64 bytes: the caller's part stays 64-byte aligned */
 } host_hdr;
 
-void *maec_host_alloc(size_t bytes)
+void *backend_host_alloc(const maec_backend *be, size_t bytes)
 {
-    const maec_backend *be = maec_backend_default();
     size_t n = bytes + sizeof(host_hdr);
     if (n < bytes) return NULL;
-    host_hdr *h = be->host_alloc ? be->host_alloc(n) : NULL;
+    host_hdr *h = be && be->host_alloc ? be->host_alloc(n) : NULL;
     if (h) h->be = be;
     else if ((h = aligned_alloc(64, (n + 63) / 64 * 64))) h->be = NULL;
     return h ? h + 1 : NULL;
 }
+
+void *maec_host_alloc(size_t bytes) { return backend_host_alloc(maec_backend_default(), bytes); }
 
 void maec_host_free(void *p)
 {

@@ -184,6 +184,11 @@ typedef struct maec_backend {
     void (*scale)(float *x, size_t n, float s);
 } maec_backend;
 
+/* bytes of host memory that be copies from fastest (its host_alloc's, else
+ * malloc's; be may be NULL), freed by maec_host_free whichever it was;
+ * maec_host_alloc is this for the current backend */
+void *backend_host_alloc(const maec_backend *be, size_t bytes);
+
 /* the backends compiled in; NULL for an unknown or absent name */
 const maec_backend *maec_backend_ref(void);
 const maec_backend *maec_backend_cpu(void);

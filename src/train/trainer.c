@@ -74,7 +74,6 @@ struct maec_trainer {
     int nranges, capranges;
     maec_error bucket_err;
     float *images, *noise;
-    const maec_backend *images_be; /* the backend whose host_alloc gave images (NULL: malloc) */
     /* the logging window: losses summed since the last record, carried by
      * checkpoints so that a resumed run logs as an unbroken one */
     double loss_sum;
@@ -481,9 +480,7 @@ static int trainer_new(const maec_train_opts *o, maec_batch_fn batch, void *batc
     t->batch = batch;
     t->batch_ctx = batch_ctx;
     /* the batch where the device copies from fastest (pinned, on a GPU) */
-    size_t ibytes = (size_t)o->batch_size * img_floats * sizeof(float);
-    if (be && be->host_alloc && (t->images = be->host_alloc(ibytes))) t->images_be = be;
-    else t->images = malloc(ibytes);
+    t->images = backend_host_alloc(be, (size_t)o->batch_size * img_floats * sizeof(float));
     t->output_dir = o->output_dir ? strdup(o->output_dir) : NULL;
     t->checkpoint_name = o->checkpoint_name ? strdup(o->checkpoint_name) : NULL;
     t->run_json = run_json ? strdup(run_json) : NULL;
@@ -592,8 +589,7 @@ void maec_trainer_free(maec_trainer *t)
     if (!t) return;
     maec_workspace_free(t->ws);
     maec_clf_workspace_free(t->cw);
-    if (t->images_be) t->images_be->host_free(t->images);
-    else free(t->images);
+    maec_host_free(t->images);
     free(t->noise);
     free(t->targets);
     free(t->labels);
