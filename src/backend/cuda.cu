@@ -109,6 +109,32 @@ __device__ static float warp_max(float v)
     return v;
 }
 
+/* a row x[n] read by the 32 lanes of a warp: its mean, and the sum of its
+ * squared deviations from it (returned), in double; every lane gets both */
+__device__ static double warp_row_moments(const float *x, int n, int lane, double *mean)
+{
+    double s = 0.0;
+    for (int i = lane; i < n; i += 32) s += x[i];
+    double mu = warp_sum(s) / n;
+    s = 0.0;
+    for (int i = lane; i < n; i += 32) s += ((double)x[i] - mu) * ((double)x[i] - mu);
+    *mean = mu;
+    return warp_sum(s);
+}
+
+/* a row z[n] read by a warp: its max (returned) and sum_i exp(z_i - max)
+ * (*sum), the softmax's normalizers; every lane gets both */
+__device__ static float warp_row_softmax(const float *z, int n, int lane, double *sum)
+{
+    float mx = -INFINITY;
+    for (int i = lane; i < n; i += 32) mx = fmaxf(mx, z[i]);
+    mx = warp_max(mx);
+    double s = 0.0;
+    for (int i = lane; i < n; i += 32) s += exp((double)z[i] - mx);
+    *sum = warp_sum(s);
+    return mx;
+}
+
 /* the sum over a block of 256 threads (every thread gets it) */
 __device__ static double block_sum256(double v, double *sh)
 {
@@ -448,12 +474,8 @@ __global__ static void ln_forward_kernel(float *out, float *mean, float *rstd, c
     int m = blockIdx.x * 8 + threadIdx.y, lane = threadIdx.x;
     if (m >= M) return;
     const float *x = inp + (size_t)m * D;
-    double s = 0.0;
-    for (int d = lane; d < D; d += 32) s += x[d];
-    double mu = warp_sum(s) / D;
-    s = 0.0;
-    for (int d = lane; d < D; d += 32) s += ((double)x[d] - mu) * ((double)x[d] - mu);
-    double rs = 1.0 / sqrt(warp_sum(s) / D + LN_EPS);
+    double mu, ss = warp_row_moments(x, D, lane, &mu);
+    double rs = 1.0 / sqrt(ss / D + LN_EPS);
     for (int d = lane; d < D; d += 32) out[(size_t)m * D + d] = (float)(((double)x[d] - mu) * rs * w[d] + b[d]);
     if (lane == 0) {
         mean[m] = (float)mu;
@@ -526,12 +548,8 @@ __global__ static void softmax_rows_kernel(float *x, size_t rows, int T)
     int lane = threadIdx.x;
     if (r >= rows) return;
     float *row = x + r * T;
-    float mx = -INFINITY;
-    for (int j = lane; j < T; j += 32) mx = fmaxf(mx, row[j]);
-    mx = warp_max(mx);
-    double s = 0.0;
-    for (int j = lane; j < T; j += 32) s += exp((double)row[j] - mx);
-    s = warp_sum(s);
+    double s;
+    float mx = warp_row_softmax(row, T, lane, &s);
     for (int j = lane; j < T; j += 32) row[j] = (float)(exp((double)row[j] - mx) / s);
 }
 
@@ -725,12 +743,8 @@ __global__ static void norm_pix_kernel(float *t, size_t n, int P)
     int lane = threadIdx.x;
     if (r >= n) return;
     float *row = t + r * P;
-    double s = 0.0;
-    for (int k = lane; k < P; k += 32) s += row[k];
-    double mu = warp_sum(s) / P;
-    s = 0.0;
-    for (int k = lane; k < P; k += 32) s += ((double)row[k] - mu) * ((double)row[k] - mu);
-    double sd = sqrt(warp_sum(s) / (P - 1) + 1e-6);
+    double mu, ss = warp_row_moments(row, P, lane, &mu);
+    double sd = sqrt(ss / (P - 1) + 1e-6);
     for (int k = lane; k < P; k += 32) row[k] = (float)(((double)row[k] - mu) / sd);
 }
 
@@ -1067,12 +1081,8 @@ __global__ static void xent_forward_kernel(double *rowloss, float *probs, const 
     int b = blockIdx.x * 8 + threadIdx.y, lane = threadIdx.x;
     if (b >= B) return;
     const float *z = logits + (size_t)b * K, *tg = targets + (size_t)b * K;
-    float mx = -INFINITY;
-    for (int k = lane; k < K; k += 32) mx = fmaxf(mx, z[k]);
-    mx = warp_max(mx);
-    double s = 0.0;
-    for (int k = lane; k < K; k += 32) s += exp((double)z[k] - mx);
-    s = warp_sum(s);
+    double s;
+    float mx = warp_row_softmax(z, K, lane, &s);
     double lse = mx + log(s), row = 0.0;
     for (int k = lane; k < K; k += 32) {
         probs[(size_t)b * K + k] = (float)(exp((double)z[k] - mx) / s);
