@@ -5,7 +5,6 @@
 # init --mlp-ratio, linprobe --augment, and one-line errors on bad values.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=${KEEP_T:-$(mktemp -d /tmp/maec_cli_augment_XXXXXX)}
 [ -n "$KEEP_T" ] || trap 'rm -rf "$T"' EXIT
 export OMP_WAIT_POLICY=PASSIVE

@@ -8,7 +8,6 @@
 # one line and exit 2.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=${KEEP_T:-$(mktemp -d /tmp/maec_cli_backends_XXXXXX)}
 [ -n "$KEEP_T" ] || trap 'rm -rf "$T"' EXIT
 export OMP_WAIT_POLICY=PASSIVE

@@ -5,7 +5,6 @@
 # OPENBLAS_CORETYPE the user set stands. `maec --version` names the kernels.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 
 out=$($MAEC --version 2>&1)
 check '[ $? -eq 0 ]' "maec --version failed: $out"

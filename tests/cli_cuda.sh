@@ -11,7 +11,6 @@
 # machine without a GPU: it says that (exit 2), and the rest is skipped.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=${KEEP_T:-$(mktemp -d /tmp/maec_cli_cuda_XXXXXX)}
 [ -n "$KEEP_T" ] || trap 'rm -rf "$T"' EXIT
 export OMP_WAIT_POLICY=PASSIVE
@@ -43,12 +42,6 @@ cut_fmnist $DATA $T/d 128 64
 J="--threads 2 --num-workers 1"
 PRE="--model test-tiny --input-size 28 --data-path $T/d --epochs 2 --batch-size 32 --warmup-epochs 0.5 --seed 3 \
 --log-every 1 --recon-every 0 $J"
-losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl" | cut -d: -f2; }
-# the largest relative difference of two runs' logged losses (same count)
-worst() {
-    paste <(losses "$1") <(losses "$2") |
-        awk '{d = $1 - $2; if (d < 0) d = -d; r = d / ($1 > 0 ? $1 : 1); if (r > w) w = r} END {printf "%.2e", w + 0}'
-}
 
 # 1. pretraining on the device against the cpu: 8 steps
 $MAEC pretrain $PRE --device cpu --output-dir $T/cpu > $T/cpu.log 2>&1

@@ -5,7 +5,6 @@
 # scratch; same seed, same losses), and clean one-line errors on bad input.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=$(mktemp -d /tmp/maec_cli_eval_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 export OMP_WAIT_POLICY=PASSIVE

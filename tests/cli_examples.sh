@@ -9,7 +9,6 @@
 # build (build/), whatever MAEC_BUILD says: the examples link a plain build.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=$(mktemp -d /tmp/maec_cli_examples_XXXXXX)
 [ -n "$KEEP" ] || trap 'rm -rf "$T" build/relprefix' EXIT
 export OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=2

@@ -5,7 +5,6 @@
 # bad --to values and a classifier to hf are one-line errors.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=$(mktemp -d /tmp/maec_cli_hf_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 C1=tests/fixtures/c1/model.safetensors

@@ -6,7 +6,6 @@
 # ratio it cannot honour, the default --data-path in --help.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=$(mktemp -d /tmp/maec_input_checks_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 export OMP_WAIT_POLICY=PASSIVE

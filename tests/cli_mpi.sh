@@ -16,7 +16,6 @@
 #    process, are refused in one line.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=${KEEP_T:-$(mktemp -d /tmp/maec_cli_mpi_XXXXXX)}
 [ -n "$KEEP_T" ] || trap 'rm -rf "$T"' EXIT
 need_data
@@ -31,10 +30,6 @@ MPIRUN="mpirun --allow-run-as-root --oversubscribe"
 . scripts/idx.sh
 cut_fmnist $DATA $T/d 240 60
 J="--threads 1 --num-workers 1"
-losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl" | cut -d: -f2; }
-# the largest relative difference of two runs' logged losses (a number; 9 when the counts differ)
-worst() { paste <(losses $1) <(losses $2) | awk -v n1="$(losses $1 | wc -l)" -v n2="$(losses $2 | wc -l)" \
-    '{d = $1 - $2; if (d < 0) d = -d; r = d / $1; if (r > w) w = r} END {if (n1 != n2 || n1 == 0) w = 9; printf "%.2e", w + 0}'; }
 
 for np in 1 2 3; do
     $MPIRUN -np $np $MAEC pretrain --model test-tiny --input-size 28 --data-path $T/d --output-dir $T/pre$np --epochs 2 \

@@ -6,7 +6,6 @@
 # a size that is none is a one-line error.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=$(mktemp -d /tmp/maec_cli_nonsquare_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 export OMP_WAIT_POLICY=PASSIVE

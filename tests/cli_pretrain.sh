@@ -5,14 +5,12 @@
 # picture; bad input gets a clean error.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=$(mktemp -d /tmp/maec_cli_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 
 need_data
 
 SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --batch-size 32 --epochs 1 --warmup-epochs 0.01 --blr 1.5e-3 --log-every 1 --threads 2 --seed 3 --recon-every 0"
-losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl" | cut -d: -f2; }
 
 # 1. an uninterrupted run of 40 steps
 $MAEC pretrain $SMALL --data-path $DATA --output-dir $T/a --max-steps 40 > $T/a.log 2>&1

@@ -13,7 +13,6 @@
 # MAEC_REQUIRE_BROWSER=1 (.ci/run), which makes that a failure.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 CHROMIUM=${CHROMIUM:-chromium}
 if ! command -v "$CHROMIUM" > /dev/null; then
     if [ "${MAEC_REQUIRE_BROWSER:-0}" = 1 ]; then

@@ -12,7 +12,6 @@
 #    elapsed_s, eval_s, knn_s), which are left out of the comparison.
 cd "$(dirname "$0")/.." || exit 1
 . tests/lib.sh
-check() { if eval "$1"; then ok; else bad "$2"; fi; }
 T=$(mktemp -d /tmp/maec_resume_safety_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 export OMP_WAIT_POLICY=PASSIVE

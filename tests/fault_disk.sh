@@ -48,7 +48,6 @@ rc=$?
 [ $rc -eq 0 ] && grep -q "resuming from .*checkpoint-00000002" "$T/out2" && ok || bad "resume after disk full failed (exit $rc): $(tail -2 "$T/out2")"
 [ -f "$T/moved/model.safetensors" ] && ok || bad "resume after disk full wrote no model"
 $MAEC pretrain $SMALL --data-path $DATA --output-dir "$T/ref" --max-steps 10 > /dev/null 2>&1
-losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl" | cut -d: -f2; }
 # its log: steps 1-2 carried over from the full disk, 3-10 resumed
 [ -n "$(losses "$T/moved")" ] && [ "$(losses "$T/moved")" = "$(losses "$T/ref")" ] && ok \
     || bad "the log of a run resumed from the kept checkpoint differs from an uninterrupted run's"

@@ -17,7 +17,6 @@ RANDOM=$SEED
 echo "  $KILLS kills, FAULT_SEED=$SEED"
 
 SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --batch-size 32 --epochs 5 --warmup-epochs 0.01 --blr 1.5e-3 --log-every 1 --threads 1 --num-workers 1 --seed 3 --recon-every 0 --save-every 5 --keep 2"
-losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl" | cut -d: -f2; }
 newest() { ls "$T/run"/checkpoint-*.safetensors 2>/dev/null | sort | tail -1; }
 
 survived=0; mid_save=0

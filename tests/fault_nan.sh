@@ -10,7 +10,6 @@ T=$(mktemp -d /tmp/maec_fault_nan_XXXXXX)
 trap 'rm -rf "$T"' EXIT
 need_data
 SMALL="--model fmnist-mini --embed-dim 32 --depth 2 --num-heads 2 --decoder-embed-dim 32 --decoder-depth 1 --decoder-num-heads 2 --batch-size 32 --epochs 1 --warmup-epochs 0.01 --blr 1.5e-3 --log-every 1 --threads 1 --num-workers 1 --seed 3 --recon-every 0 --save-every 4"
-losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl" | cut -d: -f2; }
 
 for at in 7 1; do
     rm -rf "$T/run"

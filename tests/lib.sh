@@ -11,3 +11,11 @@ need_data() {
         echo "no $DATA (apt-get install dataset-fashion-mnist)"; echo "0 passed, 1 failed"; exit 1
     fi
 }
+# check CONDITION MESSAGE: CONDITION evaluated, counted as passed or failed
+check() { if eval "$1"; then ok; else bad "$2"; fi; }
+# the logged losses of a run's folder, one a line
+losses() { grep -o '"loss":[^,]*' "$1/metrics.jsonl" | cut -d: -f2; }
+# the largest relative difference of two runs' logged losses (a number; 9
+# when their counts differ or there are none)
+worst() { paste <(losses $1) <(losses $2) | awk -v n1="$(losses $1 | wc -l)" -v n2="$(losses $2 | wc -l)" \
+    '{d = $1 - $2; if (d < 0) d = -d; r = d / $1; if (r > w) w = r} END {if (n1 != n2 || n1 == 0) w = 9; printf "%.2e", w + 0}'; }
