@@ -6,25 +6,30 @@
 #include "backend/cuda.h"
 #include "cli.h"
 
+/* what runs a model takes --device and --tf32; only what trains runs as
+ * several processes (mpirun) */
+enum { RUNS_MODEL = 1, PARALLEL = 2 };
+
 typedef struct {
     const char *name;
     int (*run)(int argc, char **argv);
     const char *summary;
+    int flags;
 } subcommand;
 
 static const subcommand commands[] = {
-    {"pretrain", cmd_pretrain, "pretrain an MAE on a data set"},
-    {"reconstruct", cmd_reconstruct, "show original | masked | reconstruction | + visible"},
-    {"knn", cmd_knn, "k-NN top-1 of the frozen encoder's features"},
-    {"linprobe", cmd_linprobe, "linear probe (BatchNorm + linear, LARS) on frozen features"},
-    {"finetune", cmd_finetune, "fine-tune (or train from scratch) a ViT classifier"},
-    {"predict", cmd_predict, "a fine-tuned classifier's classes for a data set or image files"},
-    {"embed", cmd_embed, "write the frozen features of a split to .npy"},
-    {"report", cmd_report, "a run's (or several runs') self-contained HTML report"},
-    {"grad", cmd_grad, "one forward and backward pass: loss and every gradient"},
-    {"init", cmd_init, "write a freshly initialized model"},
-    {"info", cmd_info, "print a model file's configuration and tensors"},
-    {"convert", cmd_convert, "an official .pth (or any weights file) as maec's model file"},
+    {"pretrain", cmd_pretrain, "pretrain an MAE on a data set", RUNS_MODEL | PARALLEL},
+    {"reconstruct", cmd_reconstruct, "show original | masked | reconstruction | + visible", RUNS_MODEL},
+    {"knn", cmd_knn, "k-NN top-1 of the frozen encoder's features", RUNS_MODEL},
+    {"linprobe", cmd_linprobe, "linear probe (BatchNorm + linear, LARS) on frozen features", RUNS_MODEL},
+    {"finetune", cmd_finetune, "fine-tune (or train from scratch) a ViT classifier", RUNS_MODEL | PARALLEL},
+    {"predict", cmd_predict, "a fine-tuned classifier's classes for a data set or image files", RUNS_MODEL},
+    {"embed", cmd_embed, "write the frozen features of a split to .npy", RUNS_MODEL},
+    {"report", cmd_report, "a run's (or several runs') self-contained HTML report", 0},
+    {"grad", cmd_grad, "one forward and backward pass: loss and every gradient", RUNS_MODEL},
+    {"init", cmd_init, "write a freshly initialized model", 0},
+    {"info", cmd_info, "print a model file's configuration and tensors", 0},
+    {"convert", cmd_convert, "an official .pth (or any weights file) as maec's model file", 0},
 };
 
 static void usage(FILE *f)
@@ -37,16 +42,6 @@ static void usage(FILE *f)
 
 static maec_comm *g_comm;
 maec_comm *cli_comm(void) { return g_comm; }
-
-/* the commands that run a model: they take --device and --tf32 */
-static int runs_model(const char *cmd)
-{
-    static const char *const names[] = {"pretrain", "finetune", "linprobe", "knn",
-                                        "embed",    "reconstruct", "predict", "grad"};
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (!strcmp(cmd, names[i])) return 1;
-    return 0;
-}
 
 /* --device S (--device=S) and --tf32 taken out of argv (after the command
  * name): the device is chosen before the command makes or loads any model.
@@ -142,7 +137,7 @@ int main(int argc, char **argv)
                 cli_error("%s", err.msg);
                 return 1;
             }
-            if (runs_model(commands[i].name)) {
+            if (commands[i].flags & RUNS_MODEL) {
                 const char *device = getenv("MAEC_DEVICE");
                 const char *t = getenv("MAEC_TF32");
                 int tf32 = t && *t && strcmp(t, "0");
@@ -164,8 +159,7 @@ int main(int argc, char **argv)
                 }
             }
             int rc;
-            if (maec_comm_size(g_comm) > 1 && strcmp(commands[i].name, "pretrain") &&
-                strcmp(commands[i].name, "finetune")) {
+            if (maec_comm_size(g_comm) > 1 && !(commands[i].flags & PARALLEL)) {
                 if (maec_comm_rank(g_comm) == 0)
                     cli_error("%s runs as one process: only pretrain and finetune run over several (start it "
                               "without mpirun)", commands[i].name);
